@@ -1,0 +1,187 @@
+"""The Python API under every CLI command: ``run_experiment``, ``load_run``, ``Run``.
+
+    >>> import collapselab as cl
+    >>> run = cl.run_experiment({"generations": 3, "train_items": 2000})
+    >>> run.metrics.head()            # one row per (policy, seed, generation)
+    >>> run.table()                   # the article's table, computed from the run
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from collapselab.config import ExperimentConfig, load_config, make_config
+from collapselab.corpus import load_corpus
+from collapselab.data import n_items
+from collapselab.errors import UserError
+from collapselab.loop.engine import Event, run_loop
+from collapselab.loop.policies import parse_policy
+from collapselab.metrics.suite import NumericEvaluator, TextEvaluator
+from collapselab.report.plots import plot_histograms, plot_metrics
+from collapselab.report.table import PolicyBlock, build_table, caption, table_records
+from collapselab.runfolder import RunFolder, new_run_id
+
+DEFAULT_RUNS_DIR = Path("runs")
+
+
+class Run:
+    """A run folder, read back: config, metrics, summary, table and plots."""
+
+    def __init__(self, path: str | Path):
+        self.folder = RunFolder(path)
+        self.config = make_config(self.folder.read_config(), source=str(self.folder.config_path))
+
+    @property
+    def path(self) -> Path:
+        return self.folder.path
+
+    @property
+    def complete(self) -> bool:
+        return self.folder.complete
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        return self.folder.read_metrics()
+
+    @property
+    def summary(self) -> dict:
+        return self.folder.read_summary()
+
+    def table(self) -> list[PolicyBlock]:
+        return build_table(self.metrics, self.config.diversity_metric, self.config.is_text, order=self.config.policies)
+
+    def caption(self) -> str:
+        return caption(self.config.diversity_metric, len(self.config.seeds))
+
+    def plot(self) -> list[Path]:
+        """(Re)draw every PNG of the run from its folder."""
+        rank = {p: i for i, p in enumerate(self.config.policies)}
+        metrics = self.metrics.sort_values("policy", key=lambda s: s.map(rank), kind="stable")
+        paths = plot_metrics(metrics, self.folder.plots_dir, self.config.is_text)
+        if self.config.is_text:
+            G = int(metrics["generation"].max())
+            gens = sorted({0, 1, G // 2, G})
+            seed = self.config.seeds[0]
+            per_policy = {
+                p: {g: self.folder.read_sample_column(p, seed, g, "ppl_under_gen0") for g in gens}
+                for p in self.config.policies
+            }
+            paths.append(plot_histograms(per_policy, self.folder.plots_dir / "ppl_histogram.png"))
+        return paths
+
+    def __repr__(self) -> str:
+        state = "complete" if self.complete else "incomplete"
+        return f"Run({str(self.path)!r}, {self.config.family}, {state})"
+
+
+def load_run(path: str | Path) -> Run:
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"{path}: no such run folder. Pass a folder that `collapselab run` created (under runs/).")
+    return Run(path)
+
+
+def latest_incomplete_run(root: Path = DEFAULT_RUNS_DIR) -> Path | None:
+    if not root.is_dir():
+        return None
+    cands = [p for p in root.iterdir() if (p / "config.yaml").exists() and not (p / "summary.json").exists()]
+    return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
+
+
+def _check_corpus(config: ExperimentConfig, corpus) -> None:
+    n = n_items(corpus.train)
+    n_out = config.samples or n
+    for spec in config.policies:
+        need = parse_policy(spec).human_pool_needed(config.generations, n_out)
+        if need > n_items(corpus.pool):
+            raise UserError(
+                f"policy {spec}: needs {need} unseen human items over {config.generations} generations, but the corpus "
+                f"{config.corpus} has only {n_items(corpus.pool)} left after the {n} training items. "
+                "Lower --train-items, the fraction or --generations, or use a larger corpus."
+            )
+
+
+def run_experiment(
+    config: ExperimentConfig | dict[str, Any] | str | Path | None = None,
+    *,
+    out: str | Path | None = None,
+    resume: bool = False,
+    on_event: Callable[[Event], None] | None = None,
+) -> Run:
+    """Run an experiment end to end and return its :class:`Run`.
+
+    ``config``: an :class:`ExperimentConfig`, a dict of its fields, a YAML/TOML path, or ``None``
+    for the default experiment. ``out``: the run folder (default ``runs/<run-id>``). With
+    ``resume=True``, ``out`` names an unfinished run folder; its own config is used and the run
+    continues from its last finished generation (``out=None``: the newest unfinished run).
+    """
+    started = time.perf_counter()
+    if resume:
+        path = Path(out) if out else latest_incomplete_run()
+        if path is None:
+            raise UserError("--resume: no unfinished run under runs/. Name the run folder with --out.")
+        if not (path / "config.yaml").exists():
+            raise UserError(f"{path}: not a run folder (no config.yaml); nothing to resume.")
+        folder = RunFolder(path)
+        config = make_config(folder.read_config(), source=str(folder.config_path))
+    else:
+        if config is None or isinstance(config, (str, Path)):
+            config = load_config(config)
+        elif isinstance(config, dict):
+            config = make_config(config)
+        if out is None:
+            DEFAULT_RUNS_DIR.mkdir(exist_ok=True)
+            out = DEFAULT_RUNS_DIR / new_run_id(config.family, DEFAULT_RUNS_DIR)
+        folder = RunFolder(out)
+        if folder.path.exists() and any(folder.path.iterdir()):
+            raise UserError(f"{folder.path}: the folder exists and is not empty. Choose another --out, or add --resume to finish it.")
+
+    corpus = load_corpus(config)  # bad input fails here, before any folder is written
+    _check_corpus(config, corpus)
+    folder.path.mkdir(parents=True, exist_ok=True)
+    folder.write_config(config.model_dump(mode="json"))
+    if config.is_text:
+        corpus.vocab.save(folder.path / "vocab.txt")
+        evaluator = TextEvaluator(corpus, rare_max_count=config.rare_max_count)
+    else:
+        evaluator = NumericEvaluator(corpus)
+
+    run_loop(config, corpus, evaluator, folder, on_event=on_event)
+    run = Run(folder.path)
+    run.plot()
+    blocks = run.table()
+    summary = {
+        "status": "complete",
+        "family": config.family,
+        "corpus": {
+            "name": config.corpus,
+            "train_items": n_items(corpus.train),
+            "pool_items": n_items(corpus.pool),
+            "holdout_items": n_items(corpus.holdout),
+            **({"vocab_size": len(corpus.vocab), "train_tokens": corpus.train.n_tokens,
+                "rare_words": int(len(evaluator.rare_)), "rare_max_count": config.rare_max_count} if config.is_text else {}),
+        },
+        "diversity_metric": config.diversity_metric,
+        "caption": run.caption(),
+        "final": _final(run.metrics, config),
+        "table": table_records(blocks),
+        "seconds": round(time.perf_counter() - started, 2),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    folder.write_summary(summary)
+    return run
+
+
+def _final(metrics: pd.DataFrame, config: ExperimentConfig) -> dict[str, dict[str, float]]:
+    """Per policy: the last generation's metrics (mean over seeds)."""
+    G = config.generations
+    last = metrics[metrics["generation"] == G]
+    num = last.select_dtypes(include=[np.number]).drop(columns=["seed", "generation"], errors="ignore")
+    return {p: {k: float(v) for k, v in g.mean().items()} for p, g in num.groupby(last["policy"])}

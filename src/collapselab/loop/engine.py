@@ -1,0 +1,182 @@
+"""The self-consuming loop.
+
+For every seed: generation 0 learns from human data only and is shared by all policies (same
+data, same seed, so their curves start from one point). Then, per policy, generation g = 1..G is
+fitted on the training set the policy builds from human data and earlier outputs, and samples the
+data generation g+1 will see. After each generation the samples and the metrics row are written
+to the run folder, which is what ``--resume`` continues from.
+
+Randomness: generation g of policy p under seed s uses its own generator, derived from
+``(s, p, g)`` alone, so a resumed run draws exactly what an uninterrupted one would, adding a
+policy does not change the others' numbers, and chains may run in parallel processes
+(``jobs``) without changing a single number.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue as queue_mod
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from collapselab.config import ExperimentConfig
+from collapselab.data import n_items
+from collapselab.loop.policies import LoopState, parse_policy
+from collapselab.models import make_model
+from collapselab.runfolder import RunFolder
+
+
+def generation_rng(seed: int, stream: str, generation: int) -> np.random.Generator:
+    """The generator of one (seed, policy, generation); ``stream`` is the policy name or 'gen0'."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(stream.encode()), generation)))
+
+
+@dataclass
+class Event:
+    """A progress report: ``kind`` is 'start', 'generation' or 'done'."""
+
+    kind: str
+    seed: int = 0
+    policy: str = ""
+    generation: int = 0
+    total: int = 0
+    seconds: float = 0.0
+
+
+def total_steps(config: ExperimentConfig) -> int:
+    return len(config.seeds) * (1 + len(config.policies) * config.generations)
+
+
+@dataclass
+class _Job:
+    """Everything a chain needs; forked worker processes inherit it."""
+
+    config: ExperimentConfig
+    corpus: object
+    evaluator: object
+    folder: RunFolder
+    gen0: dict  # seed -> generation 0's model
+
+    def new_model(self):
+        vocab_size = len(self.corpus.vocab) if self.config.is_text else None
+        return make_model(self.config.family, self.config.model, vocab_size=vocab_size)
+
+    def measure(self, seed: int, model, samples) -> tuple[dict, dict]:
+        self.evaluator.gen0 = self.gen0[seed]
+        return self.evaluator.evaluate(model, samples)
+
+    def save(self, policy: str, seed: int, g: int, samples, per_item: dict) -> None:
+        decode = self.corpus.vocab.decode if self.config.is_text else None
+        self.folder.write_samples(policy, seed, g, samples, decode=decode, extra=per_item)
+
+    def row(self, policy: str, seed: int, g: int, share: float, metrics: dict) -> dict:
+        return {"policy": policy, "seed": seed, "generation": g, "family": self.config.family, "synthetic_share": share, **metrics}
+
+    def run_chain(self, seed: int, policy_name: str, done: set, emit: Callable) -> None:
+        """Generations 1..G of one (seed, policy); ``emit(row, event)`` after each."""
+        cfg = self.config
+        policy = parse_policy(policy_name)
+        n_out = cfg.samples or n_items(self.corpus.train)
+        last = max(g for g in range(cfg.generations + 1) if (policy.name, seed, g) in done)
+        state = LoopState(human=self.corpus.train, pool=self.corpus.pool)
+        # earlier outputs come back from disk, bit for bit
+        state.outputs = [self.folder.read_samples(policy.name, seed, g, cfg.is_text) for g in range(last + 1)]
+        for g in range(last + 1, cfg.generations + 1):
+            t0 = time.perf_counter()
+            rng = generation_rng(seed, policy.name, g)
+            ts = policy.training_set(g, state, rng)
+            model = self.new_model().fit(ts.data, rng=rng)
+            samples = model.sample(n_out, rng=rng)
+            state.outputs.append(samples)
+            metrics, per_item = self.measure(seed, model, samples)
+            self.save(policy.name, seed, g, samples, per_item)
+            emit(self.row(policy.name, seed, g, ts.synthetic_share, metrics), Event("generation", seed=seed, policy=policy.name, generation=g, seconds=time.perf_counter() - t0))
+
+
+_JOB: _Job | None = None  # set in the parent right before forking workers
+_QUEUE = None
+
+
+def _chain_worker(args) -> None:
+    seed, policy, done = args
+    _JOB.run_chain(seed, policy, done, lambda row, ev: _QUEUE.put((row, ev)))
+
+
+def default_jobs(n_chains: int) -> int:
+    return max(1, min(n_chains, os.cpu_count() or 1))
+
+
+def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, jobs: int | None = None, on_event: Callable[[Event], None] | None = None) -> list[dict]:
+    """Run (or finish) every (seed, policy) chain; returns all metrics rows.
+
+    ``jobs`` > 1 runs chains in that many forked processes (where the platform can fork); the
+    parent alone writes ``metrics.parquet``, after each row, so the checkpoint is always whole.
+    """
+    emit_event = on_event or (lambda e: None)
+    rows = folder.read_metrics().to_dict("records")
+    done = {(r["policy"], int(r["seed"]), int(r["generation"])) for r in rows}
+    emit_event(Event("start", total=total_steps(config), generation=len(done)))
+
+    def accept(row: dict, event: Event) -> None:
+        rows.append(row)
+        done.add((row["policy"], row["seed"], row["generation"]))
+        folder.write_metrics(rows)
+        emit_event(event)
+
+    job = _Job(config, corpus, evaluator, folder, gen0={})
+    n_out = config.samples or n_items(corpus.train)
+    for seed in config.seeds:
+        # generation 0: human data only, shared by all policies, evaluated once
+        t0 = time.perf_counter()
+        rng = generation_rng(seed, "gen0", 0)
+        job.gen0[seed] = job.new_model().fit(corpus.train, rng=rng)
+        missing = [p for p in config.policies if (p, seed, 0) not in done]
+        if missing:
+            samples0 = job.gen0[seed].sample(n_out, rng=rng)
+            metrics0, per_item0 = job.measure(seed, job.gen0[seed], samples0)
+            for p in missing:
+                job.save(p, seed, 0, samples0, per_item0)
+                rows.append(job.row(p, seed, 0, 0.0, metrics0))
+                done.add((p, seed, 0))
+            folder.write_metrics(rows)
+        emit_event(Event("generation", seed=seed, policy="all", generation=0, seconds=time.perf_counter() - t0))
+
+    chains = [(s, p) for s in config.seeds for p in config.policies
+              if any((p, s, g) not in done for g in range(1, config.generations + 1))]
+    jobs = default_jobs(len(chains)) if jobs is None else max(1, min(jobs, len(chains) or 1))
+    if jobs == 1 or "fork" not in mp.get_all_start_methods():
+        for seed, policy in chains:
+            job.run_chain(seed, policy, done, accept)
+    else:
+        _run_parallel(job, chains, done, jobs, accept)
+    emit_event(Event("done", total=total_steps(config)))
+    return rows
+
+
+def _run_parallel(job: _Job, chains, done, jobs: int, accept: Callable) -> None:
+    global _JOB, _QUEUE
+    ctx = mp.get_context("fork")
+    q = _QUEUE = ctx.Queue()
+    _JOB = job
+    try:
+        with ctx.Pool(jobs) as pool:
+            result = pool.map_async(_chain_worker, [(s, p, set(done)) for s, p in chains], chunksize=1)
+            while True:
+                try:
+                    accept(*q.get(timeout=0.1))
+                except queue_mod.Empty:
+                    if result.ready():
+                        break
+            while True:  # rows sent just before the last worker finished
+                try:
+                    accept(*q.get(timeout=0.2))
+                except queue_mod.Empty:
+                    break
+            result.get()  # re-raise a worker's exception here
+    finally:
+        _JOB = _QUEUE = None

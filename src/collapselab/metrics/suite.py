@@ -1,0 +1,80 @@
+"""The metrics of one generation, as a row of ``metrics.parquet``.
+
+An evaluator is built once per experiment from the human corpus (and, for text, generation 0's
+model, the Nature paper's judge). ``evaluate(model, samples)`` returns a dict of floats whose keys
+are the long-lived column names of DESIGN.md, plus per-item values worth keeping with the samples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from collapselab.corpus import ngrams
+from collapselab.corpus.numeric import NumericCorpus
+from collapselab.corpus.sequences import TokenSequences
+from collapselab.corpus.text_corpus import TextCorpus
+from collapselab.metrics import lexical, tail
+from collapselab.metrics.distributions import theory_metrics
+
+NOVEL_N = 4
+MATTR_WINDOW = 500
+
+
+@dataclass
+class TextEvaluator:
+    corpus: TextCorpus
+    rare_max_count: int = tail.RARE_MAX_COUNT
+    gen0: object | None = None  # generation 0's model, set after it is fitted
+    rare_: np.ndarray = field(init=False)
+    human_4grams_: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.V = len(self.corpus.vocab)
+        self.rare_ = tail.rare_words(self.corpus.train.tokens, self.rare_max_count)
+        human = TokenSequences.concat([self.corpus.train, self.corpus.pool])
+        self.human_4grams_ = pd.Index(pd.unique(ngrams.keys(human, NOVEL_N, self.V)))
+
+    def evaluate(self, model, samples: TokenSequences) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        toks = samples.tokens
+        row = {
+            "n_items": float(len(samples)),
+            "n_tokens": float(len(toks)),
+            "mean_length": float(len(toks) / max(len(samples), 1)),
+            "vocab_size": float(lexical.vocab_size(toks)),
+            "ttr": lexical.ttr(toks),
+            "mattr": lexical.mattr(toks, MATTR_WINDOW),
+            "distinct_1": lexical.ttr(toks),  # distinct-1 is the type-token ratio
+            "distinct_2": lexical.distinct_n(samples, 2, self.V),
+            "distinct_3": lexical.distinct_n(samples, 3, self.V),
+            "entropy": lexical.entropy(toks),
+            "tail_retention": tail.tail_retention(toks, self.rare_),
+            "novel_4gram_rate": tail.novel_ngram_rate(samples, self.human_4grams_, NOVEL_N, self.V),
+            "ppl_holdout": model.perplexity(self.corpus.holdout),
+        }
+        judge = self.gen0 if self.gen0 is not None else model
+        ll = judge.log_likelihood(samples)
+        per_item_ppl = np.exp(-ll / judge.n_scored(samples))
+        row["ppl_under_gen0"] = float(np.exp(-ll.sum() / judge.n_scored(samples).sum()))
+        return row, {"ppl_under_gen0": per_item_ppl}
+
+
+@dataclass
+class NumericEvaluator:
+    corpus: NumericCorpus
+    gen0: object | None = None
+
+    def evaluate(self, model, samples: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        ref = (self.corpus.weights, self.corpus.means, self.corpus.covs)
+        row = {"n_items": float(len(samples)), **theory_metrics(model.mixture(), ref)}
+        row["nll_holdout"] = float(-model.log_likelihood(self.corpus.holdout).mean())
+        row["sample_variance_ratio"] = float(np.trace(np.atleast_2d(np.cov(samples, rowvar=False))) / np.trace(_total_cov(ref)))
+        return row, {}
+
+
+def _total_cov(ref) -> np.ndarray:
+    from collapselab.metrics.distributions import moments
+
+    return moments(ref)[1]

@@ -1,0 +1,342 @@
+"""A word-level n-gram language model: interpolated Kneser-Ney, fitted and sampled with numpy.
+
+The model
+---------
+For order ``N`` (default 3) and a context ``h`` of the previous ``N-1`` tokens::
+
+    p_N(w | h)  = max(c(h, w) - D_N, 0) / c(h) + D_N * n(h) / c(h) * p_{N-1}(w | h')
+
+where ``h'`` drops the oldest token, ``c`` are raw counts at the top order and continuation counts
+(number of distinct left extensions) below it, ``n(h)`` is the number of distinct words seen after
+``h`` and ``D_k`` the absolute discount of order ``k`` (Ney's estimate ``n1 / (n1 + 2 n2)`` unless
+given). The recursion ends in an add-``alpha`` unigram over the whole id space of ``vocab_size``
+ids, so words the model never saw still get a small probability when it *scores* text.
+Unseen contexts back off directly. Every item is padded with ``N-1`` ``<s>`` tokens and ends with
+``</s>``, which is scored too.
+
+Sampling
+--------
+The interpolated distribution is a mixture: with probability ``1 - lambda(h)`` draw from the
+discounted counts seen after ``h``, otherwise back off. Sampling follows that recursion exactly, so
+at temperature 1 without truncation it draws from the very distribution that
+:meth:`NGramModel.log_likelihood` scores (the unigram level draws only among words the model was
+trained on: the add-``alpha`` mass of unseen words is for scoring, a closed-vocabulary sampler).
+
+Temperature and truncation act on each level's candidate list, the seen continuations plus one
+*back-off bucket* that carries the smoothing mass: weights are raised to ``1/T``, then top-k keeps
+the ``k`` heaviest candidates and top-p the smallest heaviest-first prefix whose mass reaches
+``p``. A dropped bucket means the model never backs off from that context, which is exactly how
+truncation cuts the tail. Each step is a handful of ``searchsorted`` calls over all live
+sequences at once; there is no Python loop per token or per sequence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from collapselab.corpus import ngrams
+from collapselab.corpus.sequences import TokenSequences
+
+BOS, EOS, UNK = 0, 1, 2
+
+
+@dataclass
+class _Level:
+    """Tables for one order k >= 2."""
+
+    order: int
+    discount: float
+    # lookup by full n-gram key (scoring)
+    full_keys: np.ndarray  # sorted int64
+    full_counts: np.ndarray  # float64, aligned with full_keys
+    # contexts
+    ctx_keys: np.ndarray  # sorted int64
+    ctx_total: np.ndarray  # float64 c(h)
+    ctx_types: np.ndarray  # float64 n(h)
+    ctx_start: np.ndarray  # int64, len(ctx) + 1: block of entries per context
+    # entries grouped by context, heaviest first (sampling)
+    entry_word: np.ndarray  # int32
+    entry_count: np.ndarray  # float64
+    _indexes: dict = field(default_factory=dict, repr=False)
+
+    def find(self, which: str, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Positions of ``keys`` in ``ctx_keys`` or ``full_keys`` (hash lookup), and a found mask."""
+        index = self._indexes.get(which)
+        if index is None:
+            index = self._indexes[which] = pd.Index(getattr(self, which))
+        pos = index.get_indexer(keys)
+        found = pos >= 0
+        return np.where(found, pos, 0), found
+
+
+@dataclass
+class _LevelSampler:
+    """A level's candidate weights after temperature and truncation."""
+
+    cum: np.ndarray  # inclusive cumulative weight of entries, global
+    base: np.ndarray  # per context: cum before its block
+    kept_mass: np.ndarray  # per context: weight of kept seen entries
+    kept_n: np.ndarray  # per context: number of kept entries (a prefix of the block)
+    total: np.ndarray  # per context: kept_mass + kept bucket weight
+
+
+def _pad(data: TokenSequences, order: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Padded flat stream, the positions that are prediction targets, and their item index."""
+    pad = order - 1
+    lengths = data.lengths + pad + 1
+    starts = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    stream = np.full(int(starts[-1]), BOS, dtype=np.int32)
+    item = data.item_index()
+    within = np.arange(data.n_tokens, dtype=np.int64) - data.offsets[:-1][item]
+    stream[starts[:-1][item] + pad + within] = data.tokens
+    stream[starts[1:] - 1] = EOS
+    n_targets = data.lengths + 1
+    t_item = np.repeat(np.arange(len(data), dtype=np.int64), n_targets)
+    csum = np.zeros(len(data) + 1, dtype=np.int64)
+    np.cumsum(n_targets, out=csum[1:])
+    targets = starts[:-1][t_item] + pad + (np.arange(int(csum[-1]), dtype=np.int64) - csum[t_item])
+    return stream, targets, t_item
+
+
+def _segment_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of ``values`` over consecutive blocks ``[starts[i], starts[i+1])``."""
+    c = np.concatenate([[0.0], np.cumsum(values, dtype=np.float64)])
+    return c[starts[1:]] - c[starts[:-1]]
+
+
+def _estimate_discount(counts: np.ndarray) -> float:
+    n1 = float(np.count_nonzero(counts == 1))
+    n2 = float(np.count_nonzero(counts == 2))
+    if n1 + 2 * n2 == 0:
+        return 0.5
+    return float(np.clip(n1 / (n1 + 2 * n2), 0.05, 0.95))
+
+
+class NGramModel:
+    """Word-level interpolated Kneser-Ney n-gram model (see the module docstring).
+
+    Parameters
+    ----------
+    order: n-gram order (1 = unigram).
+    vocab_size: size of the token id space; ids are ``< vocab_size``. ``None``: ``max id + 1``
+        of the training data. Pass the reference vocabulary's size so that perplexities of
+        different generations are comparable.
+    discount: absolute discount for every order; ``None`` estimates one per order.
+    temperature, top_k, top_p: sampling knobs (``top_k=0`` and ``top_p=1`` switch truncation off).
+    max_len: longest item :meth:`sample` produces (items that reach it end without ``</s>``).
+    alpha: add-alpha smoothing of the unigram level.
+    """
+
+    def __init__(
+        self,
+        order: int = 3,
+        vocab_size: int | None = None,
+        discount: float | None = None,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        max_len: int = 128,
+        alpha: float = 0.01,
+    ) -> None:
+        self.order = order
+        self.vocab_size = vocab_size
+        self.discount = discount
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.max_len = max_len
+        self.alpha = alpha
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: TokenSequences, *, rng: np.random.Generator | None = None) -> "NGramModel":
+        if self.order < 1:
+            raise ValueError("order must be >= 1")
+        if len(data) == 0:
+            raise ValueError("cannot fit an n-gram model on no items")
+        V = self.vocab_size or int(max(int(data.tokens.max(initial=UNK)), UNK) + 1)
+        self.V_ = V
+        N = self.order
+        stream, targets, _ = _pad(data, N)
+        rolled = [None] + [ngrams.rolling(stream, k, V) for k in range(1, N + 1)]
+        full = [None] + [rolled[k][targets - (k - 1)] for k in range(1, N + 1)]
+        levels: list[_Level] = []
+        # top order: raw counts; lower orders: continuation counts over the next order's types
+        counted_keys, first, counts = np.unique(full[N], return_index=True, return_counts=True)
+        per_order = {N: (counted_keys, targets[first], counts)}
+        for k in range(N - 1, 0, -1):
+            _, first_hi = np.unique(full[k + 1], return_index=True)
+            lower = full[k][first_hi]
+            uk, ui, uc = np.unique(lower, return_index=True, return_counts=True)
+            per_order[k] = (uk, targets[first_hi][ui], uc)
+        for k in range(2, N + 1):
+            keys_k, pos_k, cnt_k = per_order[k]
+            ctx = rolled[k - 1][pos_k - k + 1]
+            word = stream[pos_k]
+            cnt = cnt_k.astype(np.float64)
+            D = self.discount if self.discount is not None else _estimate_discount(cnt_k)
+            order_idx = np.lexsort((-cnt, ctx))
+            ctx_sorted = ctx[order_idx]
+            is_start = np.ones(len(ctx_sorted), dtype=bool)
+            is_start[1:] = ctx_sorted[1:] != ctx_sorted[:-1]
+            starts = np.flatnonzero(is_start)
+            ctx_start = np.append(starts, len(ctx_sorted)).astype(np.int64)
+            e_count = cnt[order_idx]
+            levels.append(
+                _Level(
+                    order=k,
+                    discount=float(D),
+                    full_keys=keys_k,
+                    full_counts=cnt,
+                    ctx_keys=ctx_sorted[starts],
+                    ctx_total=_segment_sum(e_count, ctx_start),
+                    ctx_types=np.diff(ctx_start).astype(np.float64),
+                    ctx_start=ctx_start,
+                    entry_word=word[order_idx].astype(np.int32),
+                    entry_count=e_count,
+                )
+            )
+        uni_keys, _, uni_cnt = per_order[1]
+        unigram = np.zeros(V, dtype=np.float64)
+        unigram[uni_keys] = uni_cnt
+        unigram[BOS] = 0.0
+        self.levels_ = levels
+        self.unigram_counts_ = unigram
+        denom = unigram.sum() + self.alpha * (V - 1)
+        p1 = (unigram + self.alpha) / denom
+        p1[BOS] = 0.0
+        self.unigram_p_ = p1
+        return self
+
+    # ------------------------------------------------------------------ scoring
+    def token_log_probs(self, data: TokenSequences) -> tuple[np.ndarray, np.ndarray]:
+        """Natural-log probability of every scored token (each item's tokens and its ``</s>``),
+        and the item each belongs to."""
+        self._check_fitted()
+        stream, targets, t_item = _pad(data, self.order)
+        stream = np.minimum(stream, self.V_ - 1)
+        p = self.unigram_p_[stream[targets]]
+        rolled = {1: ngrams.rolling(stream, 1, self.V_)}
+        for L in self.levels_:
+            k = L.order
+            rolled[k] = ngrams.rolling(stream, k, self.V_)
+            ctx = rolled[k - 1][targets - k + 1]
+            ci, found = L.find("ctx_keys", ctx)
+            fi, seen = L.find("full_keys", rolled[k][targets - k + 1])
+            c = np.where(seen, L.full_counts[fi], 0.0)
+            total = L.ctx_total[ci]
+            mixed = np.maximum(c - L.discount, 0.0) / total + L.discount * L.ctx_types[ci] / total * p
+            p = np.where(found, mixed, p)
+        return np.log(p), t_item
+
+    def log_likelihood(self, data: TokenSequences) -> np.ndarray:
+        """Sum of natural-log token probabilities per item (``</s>`` included)."""
+        logp, item = self.token_log_probs(data)
+        return np.bincount(item, weights=logp, minlength=len(data))
+
+    @staticmethod
+    def n_scored(data: TokenSequences) -> np.ndarray:
+        """Tokens scored per item by :meth:`log_likelihood` (the item plus its ``</s>``)."""
+        return data.lengths + 1
+
+    def perplexity(self, data: TokenSequences) -> float:
+        logp, _ = self.token_log_probs(data)
+        return float(np.exp(-logp.mean()))
+
+    # ------------------------------------------------------------------ sampling
+    def _level_sampler(self, L: _Level) -> _LevelSampler:
+        inv_t = 1.0 / self.temperature
+        n_ctx = len(L.ctx_keys)
+        ctx_of = np.repeat(np.arange(n_ctx), np.diff(L.ctx_start))
+        w = ((L.entry_count - L.discount) / L.ctx_total[ctx_of]) ** inv_t
+        bucket = (L.discount * L.ctx_types / L.ctx_total) ** inv_t
+        cum = np.cumsum(w)
+        base = np.concatenate([[0.0], cum])[L.ctx_start[:-1]]
+        cum_before = cum - w - base[ctx_of]
+        pos = np.arange(len(w)) - L.ctx_start[:-1][ctx_of]
+        kept = np.ones(len(w), dtype=bool)
+        bucket_kept = np.ones(n_ctx, dtype=bool)
+        if self.top_k > 0 or self.top_p < 1.0:
+            rank_of_bucket = np.bincount(ctx_of, weights=(w > bucket[ctx_of]), minlength=n_ctx).astype(np.int64)
+            if self.top_p < 1.0:
+                z = _segment_sum(w, L.ctx_start) + bucket
+                before = cum_before + np.where(pos >= rank_of_bucket[ctx_of], bucket[ctx_of], 0.0)
+                kept &= before < self.top_p * z[ctx_of]
+                mass_above_bucket = np.bincount(ctx_of, weights=w * (pos < rank_of_bucket[ctx_of]), minlength=n_ctx)
+                bucket_kept &= mass_above_bucket < self.top_p * z
+            if self.top_k > 0:
+                combined_rank = pos + (pos >= rank_of_bucket[ctx_of])
+                kept &= combined_rank < self.top_k
+                bucket_kept &= rank_of_bucket < self.top_k
+        kept_n = np.bincount(ctx_of, weights=kept, minlength=n_ctx).astype(np.int64)
+        kept_mass = np.bincount(ctx_of, weights=w * kept, minlength=n_ctx)
+        return _LevelSampler(cum, base, kept_mass, kept_n, kept_mass + bucket * bucket_kept)
+
+    def _unigram_sampler(self) -> tuple[np.ndarray, np.ndarray]:
+        seen = np.flatnonzero(self.unigram_counts_ > 0)
+        w = (self.unigram_counts_[seen] + self.alpha) ** (1.0 / self.temperature)
+        order = np.argsort(-w, kind="stable")
+        seen, w = seen[order], w[order]
+        keep = len(w)
+        if self.top_p < 1.0:
+            before = np.cumsum(w) - w
+            keep = int(np.count_nonzero(before < self.top_p * w.sum()))
+        if self.top_k > 0:
+            keep = min(keep, self.top_k)
+        return seen[:keep].astype(np.int32), np.cumsum(w[:keep])
+
+    def sample(self, n: int, *, rng: np.random.Generator) -> TokenSequences:
+        """Draw ``n`` items, all advanced together one token per step."""
+        self._check_fitted()
+        N = self.order
+        samplers = [self._level_sampler(L) for L in self.levels_]
+        uni_words, uni_cum = self._unigram_sampler()
+        out = np.zeros((n, self.max_len), dtype=np.int32)
+        lengths = np.full(n, self.max_len, dtype=np.int64)
+        live = np.arange(n)
+        hist = np.full((n, max(N - 1, 1)), BOS, dtype=np.int32)
+        for t in range(self.max_len):
+            if len(live) == 0:
+                break
+            nxt = self._next_tokens(hist, samplers, uni_words, uni_cum, rng)
+            out[live, t] = nxt
+            ended = nxt == EOS
+            lengths[live[ended]] = t
+            go = ~ended
+            live = live[go]
+            hist = np.concatenate([hist[go, 1:], nxt[go, None]], axis=1) if N > 1 else hist[go]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        mask = np.arange(self.max_len)[None, :] < lengths[:, None]
+        return TokenSequences(out[mask], offsets)
+
+    def _next_tokens(self, hist, samplers, uni_words, uni_cum, rng) -> np.ndarray:
+        m = len(hist)
+        word = np.empty(m, dtype=np.int32)
+        pending = np.arange(m)
+        for L, S in zip(reversed(self.levels_), reversed(samplers)):
+            if len(pending) == 0:
+                break
+            k = L.order
+            ctx = ngrams.encode(hist[pending, -(k - 1):], self.V_)
+            ci, found = L.find("ctx_keys", ctx)
+            u = rng.random(len(pending)) * S.total[ci]
+            take = found & (u < S.kept_mass[ci])
+            c = ci[take]
+            e = np.searchsorted(S.cum, S.base[c] + u[take], side="right")
+            lo = L.ctx_start[c]
+            e = np.clip(e, lo, lo + S.kept_n[c] - 1)
+            word[pending[take]] = L.entry_word[e]
+            pending = pending[~take]
+        if len(pending):
+            u = rng.random(len(pending)) * uni_cum[-1]
+            idx = np.minimum(np.searchsorted(uni_cum, u, side="right"), len(uni_cum) - 1)
+            word[pending] = uni_words[idx]
+        return word
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "levels_"):
+            raise RuntimeError("NGramModel is not fitted: call fit() first")

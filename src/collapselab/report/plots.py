@@ -1,0 +1,94 @@
+"""PNG plots of a run, drawn from its folder alone: each main metric against generation, one
+line per policy (mean over seeds, shaded min-max), and, for text, the Nature paper's histogram of
+per-sample perplexity under generation 0."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from collapselab.atomic import atomic_write  # noqa: E402
+
+TEXT_METRICS = ["vocab_size", "tail_retention", "ppl_holdout", "ppl_under_gen0", "distinct_2", "mattr", "entropy", "novel_4gram_rate"]
+THEORY_METRICS = ["variance_ratio", "mean_error", "w2", "mixture_l2", "nll_holdout"]
+TITLES = {
+    "vocab_size": "word types produced",
+    "tail_retention": "rare human words still produced",
+    "ppl_holdout": "perplexity of held-out human text",
+    "ppl_under_gen0": "perplexity of samples under generation 0",
+    "distinct_2": "distinct-2",
+    "mattr": "MATTR (window 500)",
+    "entropy": "unigram entropy (bits)",
+    "novel_4gram_rate": "4-grams absent from human text",
+    "variance_ratio": "variance / original",
+    "mean_error": "mean error",
+    "w2": "Wasserstein-2 to the original",
+    "mixture_l2": "L2 distance between densities",
+    "nll_holdout": "NLL of held-out human data",
+}
+
+
+def _save(fig, path: Path) -> None:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png"))
+    plt.close(fig)
+
+
+def _draw(ax, metrics: pd.DataFrame, metric: str) -> None:
+    for policy in dict.fromkeys(metrics["policy"]):  # metrics come in the run's policy order
+        g = metrics[metrics["policy"] == policy].groupby("generation")[metric]
+        mean, lo, hi = g.mean(), g.min(), g.max()
+        ax.plot(mean.index, mean.values, marker="o", ms=3, label=policy)
+        if (hi > lo).any():
+            ax.fill_between(mean.index, lo.values, hi.values, alpha=0.15)
+    ax.set_title(TITLES.get(metric, metric), fontsize=10)
+    ax.set_xlabel("generation")
+    ax.grid(alpha=0.3)
+
+
+def plot_metrics(metrics: pd.DataFrame, out_dir: Path, text: bool) -> list[Path]:
+    names = [m for m in (TEXT_METRICS if text else THEORY_METRICS) if m in metrics.columns]
+    paths = []
+    for m in names:
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        _draw(ax, metrics, m)
+        ax.legend(fontsize=8)
+        p = out_dir / f"{m}.png"
+        _save(fig, p)
+        paths.append(p)
+    cols = 4 if len(names) > 4 else len(names)
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, names):
+        _draw(ax, metrics, m)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    p = out_dir / "overview.png"
+    _save(fig, p)
+    return [p] + paths
+
+
+def plot_histograms(per_policy: dict[str, dict[int, np.ndarray]], out_path: Path) -> Path:
+    """``per_policy[policy][generation]`` = per-sample perplexities under generation 0."""
+    n = len(per_policy)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False, sharey=True)
+    for ax, (policy, by_gen) in zip(axes.flat, per_policy.items()):
+        allv = np.concatenate(list(by_gen.values()))
+        bins = np.logspace(np.log10(max(allv.min(), 1.0)), np.log10(np.percentile(allv, 99.5)), 50)
+        for gen, values in sorted(by_gen.items()):
+            ax.hist(values, bins=bins, histtype="step", density=True, label=f"gen {gen}")
+        ax.set_xscale("log")
+        ax.set_title(policy, fontsize=10)
+        ax.set_xlabel("per-sample perplexity under generation 0")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, out_path)
+    return out_path

@@ -1,0 +1,116 @@
+"""The article's table, computed: generation, output diversity relative to generation 0, and the
+degradation observed. Every number and phrase comes from ``metrics.parquet``.
+
+A phrase is chosen by thresholds on the run's own numbers (a change below the threshold is not
+mentioned), so the same run always reads the same, and a different run reads differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+DIVERSITY_LABEL = {
+    "vocab_size": "distinct word types produced",
+    "distinct_1": "distinct-1 (types per token)",
+    "distinct_2": "distinct-2 (distinct bigrams per bigram)",
+    "distinct_3": "distinct-3",
+    "mattr": "MATTR (window 500)",
+    "entropy": "unigram entropy",
+    "ttr": "type-token ratio",
+    "tail_retention": "share of rare human words produced",
+    "variance_ratio": "variance (covariance trace) of the fitted model",
+    "sample_variance_ratio": "variance of the samples",
+}
+
+
+@dataclass
+class PolicyBlock:
+    policy: str
+    rows: list[tuple[int, float, float, str]]  # generation, diversity %, spread (pp), degradation
+
+
+def caption(metric: str, n_seeds: int) -> str:
+    label = DIVERSITY_LABEL.get(metric, metric)
+    seeds = f"mean over {n_seeds} seeds, ± one standard deviation" if n_seeds > 1 else "one seed"
+    return f"Output diversity = {label} ({metric}), relative to generation 0; {seeds}."
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def _text_phrases(g0: pd.Series, g: pd.Series) -> list[str]:
+    out = []
+    if g0["tail_retention"] > 0:
+        lost = 1 - g["tail_retention"] / g0["tail_retention"]
+        if lost >= 0.005:
+            out.append(f"{_pct(lost)} of rare words no longer produced")
+        elif lost <= -0.005:
+            out.append(f"{_pct(-lost)} more rare words produced")
+    d = g["ppl_holdout"] / g0["ppl_holdout"] - 1
+    if abs(d) >= 0.02:
+        out.append(f"held-out perplexity {d:+.0%}")
+    if g0["distinct_3"] > 0:
+        r = 1 - g["distinct_3"] / g0["distinct_3"]
+        if r >= 0.05:
+            out.append(f"{_pct(r)} fewer distinct 3-grams")
+    if g["novel_4gram_rate"] >= 1.1 * g0["novel_4gram_rate"] and g["novel_4gram_rate"] >= 0.01:
+        out.append(f"{_pct(g['novel_4gram_rate'])} of 4-grams absent from human text")
+    lj = g["ppl_under_gen0"] / g0["ppl_under_gen0"] - 1
+    if lj <= -0.1:
+        out.append(f"output {_pct(-lj)} more predictable to generation 0")
+    return out
+
+
+def _theory_phrases(g0: pd.Series, g: pd.Series) -> list[str]:
+    out = [f"variance at {_pct(g['variance_ratio'])} of the original"]
+    if g["mean_error"] >= 0.01:
+        out.append(f"mean off by {g['mean_error']:.2f}")
+    out.append(f"W2 {g['w2']:.3f}")
+    if "mixture_l2" in g and g["mixture_l2"] >= 1.2 * g0["mixture_l2"]:
+        out.append(f"density L2 {g['mixture_l2']:.3f}")
+    return out
+
+
+def degradation(g0: pd.Series, g: pd.Series, generation: int, diversity: float, text: bool) -> str:
+    if generation == 0:
+        if text:
+            return (f"baseline, trained on human text: held-out perplexity {g['ppl_holdout']:.0f}, "
+                    f"produces {_pct(g['tail_retention'])} of the rare human words")
+        return f"baseline, fitted to human data: variance at {_pct(g['variance_ratio'])} of the original, W2 {g['w2']:.3f}"
+    parts = _text_phrases(g0, g) if text else _theory_phrases(g0, g)
+    if diversity < 0.10:
+        parts.insert(0, "homogenised output (diversity below 10%)")
+    return "; ".join(parts[:4]) if parts else "no measurable change from generation 0"
+
+
+def build_table(metrics: pd.DataFrame, metric: str, text: bool, order: list[str] | None = None) -> list[PolicyBlock]:
+    """One block per policy (in ``order``, else as they appear), rows = generations."""
+    numeric = metrics.select_dtypes(include=[np.number]).columns.drop(["seed", "generation"], errors="ignore")
+    present = list(dict.fromkeys(metrics["policy"]))
+    blocks = []
+    for policy in [p for p in (order or []) if p in present] + [p for p in present if p not in (order or [])]:
+        df = metrics[metrics["policy"] == policy]
+        base = df[df["generation"] == 0].set_index("seed")[metric]
+        rel = df.assign(rel=df[metric] / df["seed"].map(base))
+        spread = rel.groupby("generation")["rel"].std(ddof=1).fillna(0.0)
+        mean = df.groupby("generation")[list(numeric)].mean()
+        rel_mean = rel.groupby("generation")["rel"].mean()
+        g0 = mean.loc[0]
+        rows = []
+        for gen in mean.index:
+            d = float(rel_mean.loc[gen])
+            rows.append((int(gen), d, float(spread.loc[gen]), degradation(g0, mean.loc[gen], int(gen), d, text)))
+        blocks.append(PolicyBlock(policy, rows))
+    return blocks
+
+
+def table_records(blocks: list[PolicyBlock]) -> list[dict]:
+    return [
+        {"policy": b.policy, "generation": g, "diversity_relative": d, "diversity_spread": s, "degradation": text}
+        for b in blocks
+        for g, d, s, text in b.rows
+    ]

@@ -1,0 +1,141 @@
+"""The run folder: the one place a run's results live, and the only code that knows its layout.
+
+::
+
+    runs/<run-id>/
+      config.yaml           the resolved config
+      vocab.txt             token ids -> words (text families)
+      metrics.parquet       one row per (policy, seed, generation)
+      samples/<policy>/seed<s>/gen<gg>.parquet   text: columns text, tokens, ppl_under_gen0
+      samples/<policy>/seed<s>/gen<gg>.npy       theory models: the sampled array
+      plots/*.png
+      summary.json          written last: a folder without it is an unfinished run
+
+Every file is written to a temporary name and renamed, so a killed run leaves only whole files;
+``metrics.parquet`` is rewritten after every generation and is the checkpoint ``--resume`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from collapselab.atomic import atomic_write, atomic_write_json, atomic_write_text
+from collapselab.corpus.sequences import TokenSequences
+from collapselab.errors import UserError
+
+KEY_COLUMNS = ["policy", "seed", "generation"]
+
+
+def slug(policy: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", policy)
+
+
+def new_run_id(family: str, root: Path) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{family}"
+    run_id, i = base, 1
+    while (root / run_id).exists():
+        i += 1
+        run_id = f"{base}-{i}"
+    return run_id
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # ---------------------------------------------------------------- layout
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.yaml"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / "metrics.parquet"
+
+    @property
+    def summary_path(self) -> Path:
+        return self.path / "summary.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.path / "plots"
+
+    def sample_path(self, policy: str, seed: int, generation: int, text: bool) -> Path:
+        ext = "parquet" if text else "npy"
+        return self.path / "samples" / slug(policy) / f"seed{seed}" / f"gen{generation:02d}.{ext}"
+
+    @property
+    def complete(self) -> bool:
+        return self.summary_path.exists()
+
+    # ---------------------------------------------------------------- config
+    def write_config(self, config: dict) -> None:
+        atomic_write_text(self.config_path, yaml.safe_dump(config, sort_keys=False))
+
+    def read_config(self) -> dict:
+        if not self.config_path.exists():
+            raise UserError(f"{self.path}: not a Collapse Lab run folder (no config.yaml). Pass the folder that `collapselab run` printed.")
+        return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+
+    # ---------------------------------------------------------------- metrics
+    def write_metrics(self, rows: list[dict]) -> None:
+        df = pd.DataFrame(rows)
+        cols = KEY_COLUMNS + [c for c in df.columns if c not in KEY_COLUMNS]
+        df = df[cols].sort_values(KEY_COLUMNS, kind="stable").reset_index(drop=True)
+        atomic_write(self.metrics_path, lambda tmp: df.to_parquet(tmp, index=False))
+
+    def read_metrics(self) -> pd.DataFrame:
+        if not self.metrics_path.exists():
+            return pd.DataFrame(columns=KEY_COLUMNS)
+        return pd.read_parquet(self.metrics_path)
+
+    # ---------------------------------------------------------------- samples
+    def write_samples(self, policy, seed, generation, data, *, decode=None, extra=None) -> None:
+        if isinstance(data, TokenSequences):
+            path = self.sample_path(policy, seed, generation, True)
+            columns = {
+                "text": pa.array(decode(data) if decode else [""] * len(data), pa.string()),
+                "tokens": pa.ListArray.from_arrays(pa.array(data.offsets.astype(np.int32)), pa.array(data.tokens)),
+            }
+            for name, values in (extra or {}).items():
+                columns[name] = pa.array(values)
+            table = pa.table(columns)
+            atomic_write(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+        else:
+            path = self.sample_path(policy, seed, generation, False)
+
+            def _w(tmp: str) -> None:
+                with open(tmp, "wb") as f:
+                    np.save(f, data)
+
+            atomic_write(path, _w)
+
+    def read_samples(self, policy, seed, generation, text: bool):
+        path = self.sample_path(policy, seed, generation, text)
+        if not text:
+            return np.load(path)
+        col = pq.read_table(path, columns=["tokens"]).column("tokens").combine_chunks()
+        return TokenSequences(col.values.to_numpy(zero_copy_only=False), col.offsets.to_numpy().astype(np.int64))
+
+    def read_sample_column(self, policy, seed, generation, column: str) -> np.ndarray:
+        path = self.sample_path(policy, seed, generation, True)
+        return pq.read_table(path, columns=[column]).column(column).to_numpy()
+
+    # ---------------------------------------------------------------- summary
+    def write_summary(self, summary: dict) -> None:
+        atomic_write_json(self.summary_path, summary)
+
+    def read_summary(self) -> dict:
+        if not self.summary_path.exists():
+            return {}
+        return json.loads(self.summary_path.read_text(encoding="utf-8"))
