@@ -112,6 +112,7 @@ def run_experiment(
     *,
     out: str | Path | None = None,
     resume: bool = False,
+    jobs: int | None = None,
     on_event: Callable[[Event], None] | None = None,
 ) -> Run:
     """Run an experiment end to end and return its :class:`Run`.
@@ -120,6 +121,8 @@ def run_experiment(
     for the default experiment. ``out``: the run folder (default ``runs/<run-id>``). With
     ``resume=True``, ``out`` names an unfinished run folder; its own config is used and the run
     continues from its last finished generation (``out=None``: the newest unfinished run).
+    ``jobs``: processes running (seed, policy) chains side by side (default: one per core);
+    the numbers do not depend on it.
     """
     started = time.perf_counter()
     if resume:
@@ -152,7 +155,7 @@ def run_experiment(
     else:
         evaluator = NumericEvaluator(corpus)
 
-    run_loop(config, corpus, evaluator, folder, on_event=on_event)
+    run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event)
     run = Run(folder.path)
     run.plot()
     blocks = run.table()

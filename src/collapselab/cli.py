@@ -75,6 +75,7 @@ def run(
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Processes running policy chains side by side (default: one per core). Results do not depend on it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Run the self-consuming loop and print the article's table.
@@ -114,7 +115,7 @@ def run(
                 progress.update(task, description="plots and summary")
 
         try:
-            result = run_experiment(cfg, out=out, resume=resume, on_event=on_event)
+            result = run_experiment(cfg, out=out, resume=resume, jobs=jobs, on_event=on_event)
         except KeyboardInterrupt:
             progress.stop()
             err_console.print("[yellow]interrupted: finished generations are saved; continue with `collapselab run --resume`.[/yellow]")

@@ -108,11 +108,16 @@ class ExperimentConfig(BaseModel):
         return PARAMS[self.family](**self.model)
 
 
-def _format(e: ValidationError, prefix: str = "") -> str:
+def _format(e: ValidationError, prefix: str = "", flags: bool = False) -> str:
     parts = []
     for err in e.errors():
         loc = prefix + ".".join(str(x) for x in err["loc"]) if err["loc"] else prefix.rstrip(".") or "config"
         msg = err["msg"].removeprefix("Value error, ")
+        if flags and msg.startswith("model.") and ":" in msg:  # a family parameter, reported by the model validator
+            loc, msg = msg.split(":", 1)
+            loc, msg = loc.strip(), msg.strip()
+        if flags:
+            loc = "--" + loc.removeprefix("model.").replace("_", "-")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting (check the spelling; `collapselab run --help` lists them)"
         got = err.get("input")
@@ -121,11 +126,13 @@ def _format(e: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
-def make_config(values: dict[str, Any], *, source: str = "config") -> ExperimentConfig:
+def make_config(values: dict[str, Any], *, source: str = "config", flags: bool = False) -> ExperimentConfig:
+    """Validate ``values``; errors name ``source`` and the field (as a CLI flag if ``flags``)."""
     try:
         return ExperimentConfig(**values)
     except ValidationError as e:
-        raise UserError(f"{source}: {_format(e)}") from None
+        where = "" if flags else f"{source}: "
+        raise UserError(f"{where}{_format(e, flags=flags)}") from None
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -167,4 +174,4 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentC
     values.update({k: v for k, v in overrides.items() if v is not None})
     if model:
         values["model"] = model
-    return make_config(values, source=str(path) if path else "options")
+    return make_config(values, source=str(path) if path else "options", flags=path is None)

@@ -98,8 +98,16 @@ class _Job:
             emit(self.row(policy.name, seed, g, ts.synthetic_share, metrics), Event("generation", seed=seed, policy=policy.name, generation=g, seconds=time.perf_counter() - t0))
 
 
-_JOB: _Job | None = None  # set in the parent right before forking workers
+_JOB: _Job | None = None  # in a worker process: set once by _init_worker
 _QUEUE = None
+
+
+def _init_worker(job: _Job, q) -> None:
+    global _JOB, _QUEUE
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)  # one BLAS/OpenMP thread per worker: the workers already fill the cores
+    _JOB, _QUEUE = job, q
 
 
 def _chain_worker(args) -> None:
@@ -114,8 +122,9 @@ def default_jobs(n_chains: int) -> int:
 def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, jobs: int | None = None, on_event: Callable[[Event], None] | None = None) -> list[dict]:
     """Run (or finish) every (seed, policy) chain; returns all metrics rows.
 
-    ``jobs`` > 1 runs chains in that many forked processes (where the platform can fork); the
-    parent alone writes ``metrics.parquet``, after each row, so the checkpoint is always whole.
+    ``jobs`` > 1 runs chains in that many worker processes (started with 'spawn': forking a
+    process whose OpenMP/BLAS threads are running can deadlock the child); the parent alone
+    writes ``metrics.parquet``, after each row, so the checkpoint is always whole.
     """
     emit_event = on_event or (lambda e: None)
     rows = folder.read_metrics().to_dict("records")
@@ -149,7 +158,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
     chains = [(s, p) for s in config.seeds for p in config.policies
               if any((p, s, g) not in done for g in range(1, config.generations + 1))]
     jobs = default_jobs(len(chains)) if jobs is None else max(1, min(jobs, len(chains) or 1))
-    if jobs == 1 or "fork" not in mp.get_all_start_methods():
+    if jobs == 1:
         for seed, policy in chains:
             job.run_chain(seed, policy, done, accept)
     else:
@@ -159,24 +168,19 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
 
 
 def _run_parallel(job: _Job, chains, done, jobs: int, accept: Callable) -> None:
-    global _JOB, _QUEUE
-    ctx = mp.get_context("fork")
-    q = _QUEUE = ctx.Queue()
-    _JOB = job
-    try:
-        with ctx.Pool(jobs) as pool:
-            result = pool.map_async(_chain_worker, [(s, p, set(done)) for s, p in chains], chunksize=1)
-            while True:
-                try:
-                    accept(*q.get(timeout=0.1))
-                except queue_mod.Empty:
-                    if result.ready():
-                        break
-            while True:  # rows sent just before the last worker finished
-                try:
-                    accept(*q.get(timeout=0.2))
-                except queue_mod.Empty:
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    with ctx.Pool(jobs, initializer=_init_worker, initargs=(job, q)) as pool:
+        result = pool.map_async(_chain_worker, [(s, p, set(done)) for s, p in chains], chunksize=1)
+        while True:
+            try:
+                accept(*q.get(timeout=0.1))
+            except queue_mod.Empty:
+                if result.ready():
                     break
-            result.get()  # re-raise a worker's exception here
-    finally:
-        _JOB = _QUEUE = None
+        while True:  # rows sent just before the last worker finished
+            try:
+                accept(*q.get(timeout=0.2))
+            except queue_mod.Empty:
+                break
+        result.get()  # re-raise a worker's exception here

@@ -90,38 +90,38 @@ class Accumulate:
 
 
 @dataclass(frozen=True)
-class Anchor:
+class _HumanShare:
+    """A share ``fraction`` of human items (chosen by the subclass), the rest from g-1's output."""
+
     fraction: float = 0.1
+    kind = ""
 
     @property
     def name(self) -> str:
-        return f"anchor:{self.fraction:g}"
+        return f"{self.kind}:{self.fraction:g}"
 
     def training_set(self, g, state, rng):
         n = n_items(state.outputs[g - 1])
         k = int(round(self.fraction * n))
-        human_idx = np.sort(rng.choice(n_items(state.human), size=min(k, n_items(state.human)), replace=False))
-        human = TrainingSet(take(state.human, human_idx), np.full(len(human_idx), -1))
-        return _join([human, _synthetic(state, g, n - k, rng)])
+        return _join([self._human(g, state, k, rng), _synthetic(state, g, n - k, rng)])
 
     def human_pool_needed(self, generations, n):
         return 0
 
 
-@dataclass(frozen=True)
-class Fresh:
-    fraction: float = 0.1
+class Anchor(_HumanShare):
+    kind = "anchor"
 
-    @property
-    def name(self) -> str:
-        return f"fresh:{self.fraction:g}"
+    def _human(self, g, state, k, rng) -> TrainingSet:
+        idx = np.sort(rng.choice(n_items(state.human), size=min(k, n_items(state.human)), replace=False))
+        return TrainingSet(take(state.human, idx), np.full(len(idx), -1))
 
-    def training_set(self, g, state, rng):
-        n = n_items(state.outputs[g - 1])
-        k = int(round(self.fraction * n))
-        idx = np.arange((g - 1) * k, g * k)
-        fresh = TrainingSet(take(state.pool, idx), np.full(k, -1))
-        return _join([fresh, _synthetic(state, g, n - k, rng)])
+
+class Fresh(_HumanShare):
+    kind = "fresh"
+
+    def _human(self, g, state, k, rng) -> TrainingSet:
+        return TrainingSet(take(state.pool, np.arange((g - 1) * k, g * k)), np.full(k, -1))
 
     def human_pool_needed(self, generations, n):
         return generations * int(round(self.fraction * n))
