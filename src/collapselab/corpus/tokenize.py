@@ -18,7 +18,7 @@ from collapselab.corpus.sequences import TokenSequences
 SPECIALS = ("<s>", "</s>", "<unk>")
 UNK_ID = 2
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*|[^\sa-z0-9]")
-_SENTENCE_END = {".", "!", "?"}
+SENTENCE_END = (".", "!", "?")
 
 
 def tokenize(text: str) -> list[str]:
@@ -29,7 +29,7 @@ def sentences(tokens: list[str], max_len: int) -> Iterator[list[str]]:
     """Cut a token list after each sentence-final mark; long runs are cut every ``max_len``."""
     start = 0
     for i, tok in enumerate(tokens):
-        if tok in _SENTENCE_END or i - start + 1 >= max_len:
+        if tok in SENTENCE_END or i - start + 1 >= max_len:
             yield tokens[start : i + 1]
             start = i + 1
     if start < len(tokens):

@@ -1,0 +1,1 @@
+"""Provenance: know what is human and what a model made."""
