@@ -121,8 +121,9 @@ def run_experiment(
     for the default experiment. ``out``: the run folder (default ``runs/<run-id>``). With
     ``resume=True``, ``out`` names an unfinished run folder; its own config is used and the run
     continues from its last finished generation (``out=None``: the newest unfinished run).
-    ``jobs``: processes running (seed, policy) chains side by side (default: one per core);
-    the numbers do not depend on it.
+    ``jobs``: processes running (seed, policy) chains side by side (default 1; the CLI uses one
+    per core); the numbers do not depend on it. Workers are started with 'spawn', so a script
+    that asks for ``jobs > 1`` must call this under ``if __name__ == "__main__":``.
     """
     started = time.perf_counter()
     if resume:

@@ -86,6 +86,7 @@ def run(
     """
     from collapselab.api import run_experiment
     from collapselab.config import load_config
+    from collapselab.loop.engine import default_jobs
 
     model = {k: v for k, v in dict(order=order, temperature=temperature, top_k=top_k, top_p=top_p, estimator=estimator, bias=bias).items() if v is not None}
     policies = [p for item in policy for p in item.split(",") if p.strip()] if policy else None
@@ -115,7 +116,7 @@ def run(
                 progress.update(task, description="plots and summary")
 
         try:
-            result = run_experiment(cfg, out=out, resume=resume, jobs=jobs, on_event=on_event)
+            result = run_experiment(cfg, out=out, resume=resume, jobs=jobs or default_jobs(len(cfg.seeds) * len(cfg.policies) if cfg else 4), on_event=on_event)
         except KeyboardInterrupt:
             progress.stop()
             err_console.print("[yellow]interrupted: finished generations are saved; continue with `collapselab run --resume`.[/yellow]")

@@ -157,7 +157,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
 
     chains = [(s, p) for s in config.seeds for p in config.policies
               if any((p, s, g) not in done for g in range(1, config.generations + 1))]
-    jobs = default_jobs(len(chains)) if jobs is None else max(1, min(jobs, len(chains) or 1))
+    jobs = 1 if jobs is None else max(1, min(jobs, len(chains) or 1))
     if jobs == 1:
         for seed, policy in chains:
             job.run_chain(seed, policy, done, accept)

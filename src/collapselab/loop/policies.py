@@ -102,14 +102,16 @@ class _HumanShare:
 
     def training_set(self, g, state, rng):
         n = n_items(state.outputs[g - 1])
-        k = int(round(self.fraction * n))
-        return _join([self._human(g, state, k, rng), _synthetic(state, g, n - k, rng)])
+        human = self._human(g, state, int(round(self.fraction * n)), rng)
+        return _join([human, _synthetic(state, g, n - len(human.origin), rng)])
 
     def human_pool_needed(self, generations, n):
         return 0
 
 
 class Anchor(_HumanShare):
+    """Draws afresh each generation; capped at the human set's size (the rest is synthetic)."""
+
     kind = "anchor"
 
     def _human(self, g, state, k, rng) -> TrainingSet:

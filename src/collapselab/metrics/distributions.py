@@ -44,6 +44,8 @@ def _cross_term(a: Mixture, b: Mixture) -> float:
 
 
 def mixture_l2(a: Mixture, b: Mixture) -> float:
+    a = (a[0] / a[0].sum(), a[1], a[2])
+    b = (b[0] / b[0].sum(), b[1], b[2])
     val = _cross_term(a, a) + _cross_term(b, b) - 2 * _cross_term(a, b)
     return float(np.sqrt(max(val, 0.0)))
 

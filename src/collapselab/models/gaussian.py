@@ -39,7 +39,8 @@ class GaussianModel:
         return self.mean_ + np.sqrt(self.bias) * z @ _sqrt_psd(self.cov_).T
 
     def log_likelihood(self, data: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(data, dtype=np.float64))
+        x = np.asarray(data, dtype=np.float64)
+        x = x[:, None] if x.ndim == 1 and len(self.mean_) == 1 else np.atleast_2d(x)
         return np.atleast_1d(multivariate_normal(self.mean_, self.cov_, allow_singular=True).logpdf(x))
 
     # the fitted distribution as a one-component mixture, for the shared metrics

@@ -217,7 +217,7 @@ class NGramModel:
         and the item each belongs to."""
         self._check_fitted()
         stream, targets, t_item = _pad(data, self.order)
-        stream = np.minimum(stream, self.V_ - 1)
+        stream = np.where(stream < self.V_, stream, UNK)
         p = self.unigram_p_[stream[targets]]
         rolled = {1: ngrams.rolling(stream, 1, self.V_)}
         for L in self.levels_:
@@ -251,8 +251,14 @@ class NGramModel:
         inv_t = 1.0 / self.temperature
         n_ctx = len(L.ctx_keys)
         ctx_of = np.repeat(np.arange(n_ctx), np.diff(L.ctx_start))
-        w = ((L.entry_count - L.discount) / L.ctx_total[ctx_of]) ** inv_t
-        bucket = (L.discount * L.ctx_types / L.ctx_total) ** inv_t
+        # weights in log space, scaled so each context's heaviest candidate weighs 1: at low
+        # temperature raw powers underflow (or overflow) and one context's mass would vanish in
+        # the running sum over all contexts
+        log_w = inv_t * np.log((L.entry_count - L.discount) / L.ctx_total[ctx_of])
+        log_b = inv_t * np.log(L.discount * L.ctx_types / L.ctx_total)
+        top = np.maximum(log_w[L.ctx_start[:-1]], log_b)  # entries are heaviest first per context
+        w = np.exp(log_w - top[ctx_of])
+        bucket = np.exp(log_b - top)
         cum = np.cumsum(w)
         base = np.concatenate([[0.0], cum])[L.ctx_start[:-1]]
         cum_before = cum - w - base[ctx_of]
@@ -277,7 +283,8 @@ class NGramModel:
 
     def _unigram_sampler(self) -> tuple[np.ndarray, np.ndarray]:
         seen = np.flatnonzero(self.unigram_counts_ > 0)
-        w = (self.unigram_counts_[seen] + self.alpha) ** (1.0 / self.temperature)
+        log_w = np.log(self.unigram_counts_[seen] + self.alpha) / self.temperature
+        w = np.exp(log_w - log_w.max())
         order = np.argsort(-w, kind="stable")
         seen, w = seen[order], w[order]
         keep = len(w)

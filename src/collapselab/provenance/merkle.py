@@ -100,10 +100,9 @@ def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequenc
             return None
         if fn & 1 or fn == sn:
             r = node_hash(p, r)
-            if not fn & 1:
-                while fn and not fn & 1:
-                    fn >>= 1
-                    sn >>= 1
+            while fn and not fn & 1:  # last node of its level, no right sibling: climb until it is a right child
+                fn >>= 1
+                sn >>= 1
         else:
             r = node_hash(r, p)
         fn >>= 1
