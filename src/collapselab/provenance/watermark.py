@@ -38,8 +38,9 @@ mixer (splitmix64's finaliser over ``secret ^ pair``) runs at about 10x SipHash'
 is no PRF: it is an invertible public map after one XOR with a 64-bit secret, so the green bits of
 a few hundred known pairs pin the secret down by a 2**64 search at most, and its algebraic
 structure likely allows much less. SipHash-2-4 keeps a 128-bit key and is vectorised here with
-64-bit lane arithmetic at ten-odd million pairs per second per core, which is enough: detection
-stays in the millions of tokens per second (see ``docs/watermark.md``).
+64-bit lane arithmetic at about ten million pairs per second per core; since detection evaluates
+it once per distinct pair, and sorting to find repeated pairs costs more, it makes detection only
+about 1.3x slower than the mixer would (see ``docs/watermark.md``).
 
 Limits of the security argument: (1) SipHash-2-4 is a widely analysed PRF with no known attack
 better than brute force on its 128-bit key, but it is not a NIST standard and its output is
