@@ -276,3 +276,25 @@ def test_one_window_over_the_whole_item_is_the_document_score():
     assert np.array_equal(np.isnan(w.z), np.isnan(d.z)) and np.allclose(w.z[~np.isnan(d.z)], d.z[~np.isnan(d.z)])
     has = d.n_scored > 0
     assert np.all(w.start[has] == 1) and np.all(w.end[has] == lengths[has])
+
+
+def test_ngram_sampler_embeds_a_detectable_watermark():
+    """The n-gram family's sampler carries the watermark: its sentences score z >> 4 with the
+    key, ~N(0,1) with another key, and unwatermarked samples score ~N(0,1) with the key."""
+    from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
+    from collapselab.models.ngram import BOS, NGramModel
+
+    corpus = build_text_corpus(sotu_documents(), name="sotu", n_train=3000)
+    model = NGramModel(3, vocab_size=len(corpus.vocab)).fit(corpus.train)
+    wm = Watermark(b"k" * 16, gamma=0.25, delta=2.0)
+    other = Watermark(b"o" * 16, gamma=0.25, delta=2.0)
+    marked = model.sample(400, rng=np.random.default_rng(1), watermark=wm)
+    plain = model.sample(400, rng=np.random.default_rng(1))
+    joined = lambda s: np.concatenate([[BOS], s.tokens])  # noqa: E731  one long document
+    z_marked = wm.detect(joined(marked)).z
+    assert z_marked > 20
+    assert abs(other.detect(joined(marked)).z) < 5
+    assert abs(wm.detect(joined(plain)).z) < 5
+    # determinism under the seed
+    again = model.sample(400, rng=np.random.default_rng(1), watermark=wm)
+    assert again == marked

@@ -295,8 +295,15 @@ class NGramModel:
             keep = min(keep, self.top_k)
         return seen[:keep].astype(np.int32), np.cumsum(w[:keep])
 
-    def sample(self, n: int, *, rng: np.random.Generator) -> TokenSequences:
-        """Draw ``n`` items, all advanced together one token per step."""
+    def sample(self, n: int, *, rng: np.random.Generator, watermark=None) -> TokenSequences:
+        """Draw ``n`` items, all advanced together one token per step.
+
+        ``watermark``: a :class:`collapselab.provenance.watermark.Watermark`; each token is then
+        drawn from this model's (tempered, truncated) distribution reweighted by
+        ``exp(delta * green)`` (rejection sampling, exact). Detect with ``watermark.detect(items,
+        pad=BOS)``. A watermarked run draws more random numbers, so its text differs from an
+        unwatermarked run with the same seed (it is still deterministic).
+        """
         self._check_fitted()
         N = self.order
         samplers = [self._level_sampler(L) for L in self.levels_]
@@ -305,16 +312,25 @@ class NGramModel:
         lengths = np.full(n, self.max_len, dtype=np.int64)
         live = np.arange(n)
         hist = np.full((n, max(N - 1, 1)), BOS, dtype=np.int32)
+        wctx = None if watermark is None else np.full((n, watermark.h), BOS, dtype=np.int64)
         for t in range(self.max_len):
             if len(live) == 0:
                 break
-            nxt = self._next_tokens(hist, samplers, uni_words, uni_cum, rng)
+            if watermark is None:
+                nxt = self._next_tokens(hist, samplers, uni_words, uni_cum, rng)
+            else:
+                def draw(rows, h=hist):
+                    return self._next_tokens(h[rows], samplers, uni_words, uni_cum, rng)
+
+                nxt = watermark.sample(draw, wctx, rng).astype(np.int32)
             out[live, t] = nxt
             ended = nxt == EOS
             lengths[live[ended]] = t
             go = ~ended
             live = live[go]
             hist = np.concatenate([hist[go, 1:], nxt[go, None]], axis=1) if N > 1 else hist[go]
+            if wctx is not None:
+                wctx = np.concatenate([wctx[go, 1:], nxt[go, None]], axis=1)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
         mask = np.arange(self.max_len)[None, :] < lengths[:, None]
