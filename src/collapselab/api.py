@@ -23,7 +23,6 @@ from collapselab.errors import UserError
 from collapselab.loop.engine import Event, run_loop
 from collapselab.loop.policies import parse_policy
 from collapselab.metrics.suite import NumericEvaluator, TextEvaluator
-from collapselab.report.plots import plot_histograms, plot_metrics
 from collapselab.report.table import PolicyBlock, build_table, caption, table_records
 from collapselab.runfolder import RunFolder, new_run_id
 
@@ -61,18 +60,21 @@ class Run:
 
     def plot(self) -> list[Path]:
         """(Re)draw every PNG of the run from its folder."""
+        from collapselab.report.plots import plot_histograms, plot_metrics  # matplotlib: only when drawing
+
         rank = {p: i for i, p in enumerate(self.config.policies)}
         metrics = self.metrics.sort_values("policy", key=lambda s: s.map(rank), kind="stable")
         paths = plot_metrics(metrics, self.folder.plots_dir, self.config.is_text)
         if self.config.is_text:
-            G = int(metrics["generation"].max())
-            gens = sorted({0, 1, G // 2, G})
             seed = self.config.seeds[0]
-            per_policy = {
-                p: {g: self.folder.read_sample_column(p, seed, g, "ppl_under_gen0") for g in gens}
-                for p in self.config.policies
-            }
-            paths.append(plot_histograms(per_policy, self.folder.plots_dir / "ppl_histogram.png"))
+            per_policy = {}
+            for p in self.config.policies:  # an unfinished run: each policy up to where it got
+                reached = metrics.loc[(metrics["policy"] == p) & (metrics["seed"] == seed), "generation"]
+                if len(reached):
+                    G = int(reached.max())
+                    per_policy[p] = {g: self.folder.read_sample_column(p, seed, g, "ppl_under_gen0") for g in sorted({0, 1, G // 2, G}) if g <= G}
+            if per_policy:
+                paths.append(plot_histograms(per_policy, self.folder.plots_dir / "ppl_histogram.png"))
         return paths
 
     def __repr__(self) -> str:

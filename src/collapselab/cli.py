@@ -141,24 +141,60 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `colla
     console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
 
 
+ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
+
+
+def _parse_head(text: str | None) -> tuple[int, str] | None:
+    if text is None:
+        return None
+    seq, _, digest = text.partition(":")
+    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+        raise UserError(f"--head {text!r}: write it as SEQ:HASH, as `collapselab ledger head` prints it, e.g. 42:{'0' * 64}")
+    return int(seq), digest.lower()
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL."),
+    head: Optional[str] = typer.Option(None, "--head", help="The head kept from earlier, SEQ:HASH (see `collapselab ledger head`): also detects a cut-off or rewritten ledger."),
+) -> None:
+    """Recompute the hash chain and every snapshot's Merkle root; name each changed, removed,
+    reordered or inserted entry. Exit 0 valid, 1 invalid, 2 not a ledger."""
+    from collapselab.provenance.ledger import verify as verify_ledger
+
+    result = verify_ledger(target, expected_head=_parse_head(head))
+    console.print(str(result), highlight=False, soft_wrap=True, markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@ledger_app.command("head")
+def ledger_head(target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL.")) -> None:
+    """Print the newest entry as SEQ:HASH: keep it elsewhere and pass it to `ledger verify --head`."""
+    from collapselab.provenance.ledger import Ledger
+
+    with Ledger(target, create=False) as ledger:
+        seq, digest = ledger.head()
+    console.print(f"{seq}:{digest}", highlight=False, markup=False)
+
+
 def main() -> None:
+    """Entry point: every user error, ours or a usage error, is one line on stderr and exit 2."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
     except UserError as e:
         err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
+    except typer.TyperException as e:  # click's usage errors (typer vendors click)
+        hint = f" See `{e.ctx.command_path} --help`." if getattr(e, "ctx", None) else ""
+        err_console.print(f"[bold red]error:[/bold red] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
+        sys.exit(getattr(e, "exit_code", 2))
     except typer.Abort:
         err_console.print("aborted")
         sys.exit(130)
-    except Exception as e:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
 
 
 if __name__ == "__main__":

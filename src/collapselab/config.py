@@ -83,6 +83,8 @@ class ExperimentConfig(BaseModel):
     def _seeds(cls, v: list[int]) -> list[int]:
         if len(set(v)) != len(v):
             raise ValueError("a seed is listed twice")
+        if any(x < 0 for x in v):
+            raise ValueError("seeds must be whole numbers >= 0")
         return v
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -89,8 +90,8 @@ def _read_jsonl(path: Path, field: str) -> Iterator[tuple[str, str]]:
                 if not isinstance(value, str):
                     raise UserError(f"{where}: field {field!r} is {type(value).__name__}, not a string. Name the text field with --text-field.")
                 yield where, value
-    except OSError as e:
-        raise UserError(f"{path}: cannot read it ({e}). Check that the file is complete and, if .gz, a valid gzip file.") from None
+    except (OSError, EOFError, zlib.error) as e:
+        raise UserError(f"{path}: cannot read it ({e or type(e).__name__}). Check that the file is complete and, if .gz, a valid gzip file.") from None
 
 
 def _read_parquet(path: Path, column: str) -> Iterator[tuple[str, str]]:

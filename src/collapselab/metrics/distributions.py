@@ -11,8 +11,6 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.linalg import sqrtm
-from scipy.stats import multivariate_normal
 
 Mixture = tuple[np.ndarray, np.ndarray, np.ndarray]  # weights (K,), means (K, d), covs (K, d, d)
 
@@ -27,6 +25,8 @@ def moments(mix: Mixture) -> tuple[np.ndarray, np.ndarray]:
 
 
 def w2(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray) -> float:
+    from scipy.linalg import sqrtm
+
     r2 = np.real(sqrtm(s2))
     cross = np.real(sqrtm(r2 @ s1 @ r2))
     val = float(np.sum((m1 - m2) ** 2) + np.trace(s1 + s2 - 2 * cross))
@@ -34,6 +34,8 @@ def w2(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray) -> float:
 
 
 def _cross_term(a: Mixture, b: Mixture) -> float:
+    from scipy.stats import multivariate_normal
+
     wa, ma, ca = a
     wb, mb, cb = b
     total = 0.0

@@ -33,8 +33,9 @@ def mattr(tokens: np.ndarray, window: int = 500) -> float:
         return 0.0
     if n <= window:
         return ttr(tokens)
-    # previous occurrence of each token's type (-1 if none)
-    order = np.argsort(tokens, kind="stable")
+    # previous occurrence of each token's type (-1 if none); uint16 ids sort by radix sort
+    ids = tokens.astype(np.uint16) if tokens.max() < 2**16 else tokens
+    order = np.argsort(ids, kind="stable")
     prev = np.full(n, -1, dtype=np.int64)
     same = tokens[order[1:]] == tokens[order[:-1]]
     prev[order[1:][same]] = order[:-1][same]
@@ -43,10 +44,8 @@ def mattr(tokens: np.ndarray, window: int = 500) -> float:
     lo = np.maximum(prev + 1, np.arange(n) - window + 1)
     lo = np.maximum(lo, 0)
     hi = np.minimum(np.arange(n), n_windows - 1)
-    ok = lo <= hi
-    diff = np.bincount(lo[ok], minlength=n_windows + 1) - np.bincount(hi[ok] + 1, minlength=n_windows + 1)
-    distinct = np.cumsum(diff[:n_windows])
-    return float(distinct.mean() / window)
+    # summing over windows, each position counts once per window it is new in
+    return float(np.clip(hi - lo + 1, 0, None).sum() / n_windows / window)
 
 
 def distinct_n(seqs: TokenSequences, n: int, vocab_size_: int) -> float:

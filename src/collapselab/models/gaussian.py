@@ -8,7 +8,6 @@ M) or unbiasedly (``"unbiased"``, divide by M-1). ``sample`` draws from N(mu, la
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import multivariate_normal
 
 
 def _sqrt_psd(cov: np.ndarray) -> np.ndarray:
@@ -39,6 +38,8 @@ class GaussianModel:
         return self.mean_ + np.sqrt(self.bias) * z @ _sqrt_psd(self.cov_).T
 
     def log_likelihood(self, data: np.ndarray) -> np.ndarray:
+        from scipy.stats import multivariate_normal
+
         x = np.asarray(data, dtype=np.float64)
         x = x[:, None] if x.ndim == 1 and len(self.mean_) == 1 else np.atleast_2d(x)
         return np.atleast_1d(multivariate_normal(self.mean_, self.cov_, allow_singular=True).logpdf(x))

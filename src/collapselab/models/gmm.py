@@ -8,7 +8,6 @@ sampling bias ``bias``: each component's covariance is scaled by lambda).
 from __future__ import annotations
 
 import numpy as np
-from sklearn.mixture import GaussianMixture
 
 from collapselab.models.gaussian import _sqrt_psd
 
@@ -25,6 +24,8 @@ class GMMModel:
         x = np.asarray(data, dtype=np.float64)
         if x.ndim == 1:
             x = x[:, None]
+        from sklearn.mixture import GaussianMixture  # imported here: sklearn costs ~100 MB per process
+
         seed = int(rng.integers(2**31 - 1))
         self.gmm_ = GaussianMixture(
             n_components=self.n_components,

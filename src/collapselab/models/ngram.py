@@ -49,8 +49,8 @@ class _Level:
 
     order: int
     discount: float
-    # lookup by full n-gram key (scoring)
-    full_keys: np.ndarray  # sorted int64
+    # lookup by full n-gram key (scoring), through a hash index
+    full_keys: np.ndarray  # int64, distinct
     full_counts: np.ndarray  # float64, aligned with full_keys
     # contexts
     ctx_keys: np.ndarray  # sorted int64
@@ -108,6 +108,17 @@ def _segment_sum(values: np.ndarray, starts: np.ndarray) -> np.ndarray:
     return c[starts[1:]] - c[starts[:-1]]
 
 
+def _count(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Distinct keys (in order of first appearance), where each first appears, how often."""
+    codes, distinct = pd.factorize(keys)
+    counts = np.bincount(codes, minlength=len(distinct))
+    # codes are numbered by first appearance, so a position is a first occurrence exactly when
+    # its code exceeds every code before it
+    is_first = np.ones(len(codes), dtype=bool)
+    is_first[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]
+    return np.asarray(distinct, dtype=np.int64), np.flatnonzero(is_first), counts
+
+
 def _estimate_discount(counts: np.ndarray) -> float:
     n1 = float(np.count_nonzero(counts == 1))
     n2 = float(np.count_nonzero(counts == 2))
@@ -161,20 +172,23 @@ class NGramModel:
         self.V_ = V
         N = self.order
         stream, targets, _ = _pad(data, N)
-        rolled = [None] + [ngrams.rolling(stream, k, V) for k in range(1, N + 1)]
-        full = [None] + [rolled[k][targets - (k - 1)] for k in range(1, N + 1)]
+        def key_at(pos: np.ndarray, k: int) -> np.ndarray:  # the k tokens ending at each position
+            return ngrams.combine([stream[pos - k + 1 + j] for j in range(k)], V)
+
         levels: list[_Level] = []
-        # top order: raw counts; lower orders: continuation counts over the next order's types
-        counted_keys, first, counts = np.unique(full[N], return_index=True, return_counts=True)
-        per_order = {N: (counted_keys, targets[first], counts)}
+        # top order: raw counts over every position. Lower orders: continuation counts, i.e. how
+        # many distinct (k+1)-gram types end in each k-gram; every k-gram occurrence is the suffix
+        # of a (k+1)-gram (items are padded), so only the distinct types are looked at below N.
+        keys, first, counts = _count(key_at(targets, N))
+        pos_types = targets[first]
+        per_order = {N: (keys, pos_types, counts)}
         for k in range(N - 1, 0, -1):
-            _, first_hi = np.unique(full[k + 1], return_index=True)
-            lower = full[k][first_hi]
-            uk, ui, uc = np.unique(lower, return_index=True, return_counts=True)
-            per_order[k] = (uk, targets[first_hi][ui], uc)
+            keys, first, counts = _count(key_at(pos_types, k))
+            pos_types = pos_types[first]
+            per_order[k] = (keys, pos_types, counts)
         for k in range(2, N + 1):
             keys_k, pos_k, cnt_k = per_order[k]
-            ctx = rolled[k - 1][pos_k - k + 1]
+            ctx = key_at(pos_k - 1, k - 1)
             word = stream[pos_k]
             cnt = cnt_k.astype(np.float64)
             D = self.discount if self.discount is not None else _estimate_discount(cnt_k)

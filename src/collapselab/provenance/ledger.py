@@ -68,7 +68,9 @@ __all__ = [
     "Ledger",
     "hash_content",
     "canonical_json",
+    "entry_fields",
     "chain_hash",
+    "snapshot_root",
     "verify",
 ]
 
@@ -365,8 +367,11 @@ def _sqlite_engine(url: sa.URL) -> Engine:
     engine = sa.create_engine(url, connect_args={"timeout": 60})
 
     @sa.event.listens_for(engine, "connect")
-    def _no_implicit_transactions(dbapi_connection, _record):  # pragma: no cover - trivial
+    def _on_connect(dbapi_connection, _record) -> None:
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        # Text that is not UTF-8 (only tampering puts it there) is read, not refused, so that
+        # verify can name the entry that holds it.
+        dbapi_connection.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
@@ -407,7 +412,7 @@ class Ledger:
             self._check_sqlite_file(create)
             self.engine = _sqlite_engine(self.url)
         else:
-            self.engine = sa.create_engine(self.url, pool_pre_ping=True)
+            self.engine = sa.create_engine(self.url)
         try:
             self._open(create)
         except BaseException:
@@ -739,6 +744,7 @@ class Ledger:
         self._need_model(model_id)
         with self._read() as conn:
             depth: dict[str, int] = {}
+            expanded: set[str] = set()
             stack = [model_id]
             while stack:  # iterative post-order walk: lineages can be thousands of generations deep
                 m = stack[-1]
@@ -746,10 +752,16 @@ class Ledger:
                     stack.pop()
                     continue
                 model = _load_model(conn, m)
-                assert model is not None
+                if model is None:
+                    raise UserError(f"{self.label}: model {m!r}, upstream of {model_id!r}, is not in the ledger; "
+                                    "the ledger is damaged, run `collapselab ledger verify`")
                 docs = self._synthetic_makers(conn, model.snapshot)
                 pending = [u for u in (*model.parents, *(g for g, _ in docs if g is not None)) if u not in depth]
                 if pending:
+                    if m in expanded:  # its inputs were walked and still wait for it: a cycle
+                        raise UserError(f"{self.label}: the lineage of model {m!r} loops back on itself; the ledger "
+                                        "is damaged, run `collapselab ledger verify`")
+                    expanded.add(m)
                     stack.extend(pending)
                     continue
                 stack.pop()
@@ -994,6 +1006,10 @@ def _str(row: dict, col: str, *, nullable: bool = False, hex64: bool = False) ->
         return None
     if not isinstance(v, str) or (hex64 and not _HEX64.fullmatch(v)):
         raise _Garbled(f"column {col} holds {v!r:.80}, not {'a SHA-256 hex digest' if hex64 else 'text'}")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Garbled(f"column {col} holds bytes that are not UTF-8 text: {v!r:.80}") from None
     return v
 
 
@@ -1079,10 +1095,11 @@ def _check(label: str, tables: dict[str, list[dict]], expected_head: tuple[int, 
             continue
         try:
             record = _record_from_rows(kind, seq, detail, children)
-        except _Garbled as e:
+            recomputed = chain_hash(stored_prev, entry_fields(seq, record))  # type: ignore[arg-type]
+        except (_Garbled, ValueError, UnicodeError) as e:
             problem(seq, kind, "unreadable", str(e))
             continue
-        if chain_hash(stored_prev, entry_fields(seq, record)) != stored_hash:  # type: ignore[arg-type]
+        if recomputed != stored_hash:
             problem(seq, kind, "changed", f"{_describe(record)} no longer matches the entry's hash")
         if isinstance(record, Snapshot):
             report.snapshots += 1

@@ -1,0 +1,116 @@
+"""Shared helpers for the side-by-side benchmarks: corpus loading, timing, tables, JSON output.
+
+Every benchmark runs its peers and our code in one process on the same data, and reports ratios:
+the machine is noisy and absolute times drift, ratios much less.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.stdout.reconfigure(line_buffering=True)  # progress lines show up at once, even through a pipe
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = list(os.getloadavg())
+    except OSError:
+        load = None
+    return {
+        "cpu": cpu,
+        "loadavg_1_5_15": load,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": _dt.datetime.now().isoformat(timespec="seconds"),
+    }
+
+
+def announce() -> None:
+    """Print the machine and its current load: other work on a shared machine skews timings."""
+    m = machine()
+    print(f"machine: {m['cpu']}, {m['cores']} cores, Python {m['python']}; load average "
+          f"{', '.join(f'{x:.2f}' for x in m['loadavg_1_5_15'] or [])} ({m['date']})")
+
+
+def timed(fn: Callable[[], Any], repeat: int = 1) -> tuple[float, Any]:
+    """Best wall time of ``repeat`` calls of ``fn`` and the last call's result."""
+    best, result = float("inf"), None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        result = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def load_sotu():
+    """The default corpus, all of it: all State of the Union addresses tokenised by collapselab."""
+    from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
+
+    return build_text_corpus(sotu_documents(), name="sotu", n_train=None)
+
+
+def word_lists(corpus_vocab, seqs) -> list[list[str]]:
+    """The items of ``seqs`` as Python lists of words (the peers' natural input)."""
+    words = corpus_vocab.words[seqs.tokens].tolist()
+    off = seqs.offsets.tolist()
+    return [words[off[i] : off[i + 1]] for i in range(len(off) - 1)]
+
+
+def fmt_rate(x: float | None) -> str:
+    if x is None:
+        return "-"
+    if x >= 1e6:
+        return f"{x / 1e6:,.2f} M"
+    if x >= 1e3:
+        return f"{x / 1e3:,.1f} k"
+    return f"{x:,.1f}"
+
+
+def fmt_ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.1f}x"
+
+
+def print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+
+        t = Table(title=title, title_justify="left")
+        for i, c in enumerate(columns):
+            t.add_column(c, justify="left" if i == 0 else "right", no_wrap=i == 0)
+        for r in rows:
+            t.add_row(*r)
+        Console(width=220).print(t)  # the table is only as wide as its content
+    except ImportError:  # plain text fallback
+        widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+        print(title)
+        print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+        for r in rows:
+            print("  ".join(x.ljust(w) for x, w in zip(r, widths)))
+
+
+def write_json(name: str, payload: dict[str, Any]) -> Path:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    path = OUT_DIR / f"{name}.json"
+    payload = {"benchmark": name, "machine": machine(), **payload}
+    path.write_text(json.dumps(payload, indent=2, default=float) + "\n", encoding="utf-8")
+    print(f"results written to {path}")
+    return path
