@@ -73,8 +73,8 @@ def _gaussian_theory(M: int = 20, gens: int = 10, chains: int = 4000) -> str:
 def main() -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        base = cl.run_experiment({"seeds": [0, 1, 2]}, out=Path(tmp) / "default")
-        nucleus = cl.run_experiment({"seeds": [0, 1, 2], "policies": ["replace", "anchor:0.1"], "model": {"top_p": 0.9}}, out=Path(tmp) / "top_p")
+        base = cl.run_experiment({"seeds": [0, 1, 2]}, out=Path(tmp) / "default", jobs=2)
+        nucleus = cl.run_experiment({"seeds": [0, 1, 2], "policies": ["replace", "anchor:0.1"], "model": {"top_p": 0.9}}, out=Path(tmp) / "top_p", jobs=2)
         s = base.summary["corpus"]
         doc = f"""# Core results (issue 2)
 
