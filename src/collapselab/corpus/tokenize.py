@@ -26,7 +26,9 @@ def tokenize(text: str) -> list[str]:
 
 
 def sentences(tokens: list[str], max_len: int) -> Iterator[list[str]]:
-    """Cut a token list after each sentence-final mark; long runs are cut every ``max_len``."""
+    """Cut a token list after each sentence-final mark; long runs are cut every ``max_len``.
+
+    The reference definition of an item; the corpus builder does the same cut on id arrays."""
     start = 0
     for i, tok in enumerate(tokens):
         if tok in SENTENCE_END or i - start + 1 >= max_len:
@@ -37,20 +39,12 @@ def sentences(tokens: list[str], max_len: int) -> Iterator[list[str]]:
 
 
 class Vocabulary:
-    """A fixed list of words; position = id. Built once from the human training text."""
+    """A fixed list of words; position = id. Built once from the human training text
+    (:func:`collapselab.corpus.text_corpus.build_text_corpus`: most frequent first)."""
 
     def __init__(self, words: Iterable[str]):
         self.words = np.array(list(SPECIALS) + [w for w in words if w not in SPECIALS], dtype=object)
         self._index = pd.Index(self.words)
-
-    @classmethod
-    def build(cls, token_lists: Iterable[list[str]]) -> "Vocabulary":
-        counts: dict[str, int] = {}
-        for toks in token_lists:
-            for t in toks:
-                counts[t] = counts.get(t, 0) + 1
-        # most frequent first, ties alphabetical: the same corpus always gives the same ids
-        return cls(sorted(counts, key=lambda w: (-counts[w], w)))
 
     def __len__(self) -> int:
         return len(self.words)
