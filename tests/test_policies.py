@@ -39,9 +39,10 @@ def items_of(ts: TrainingSet) -> list[tuple[int, int]]:
 
 
 def check_origin(ts: TrainingSet) -> None:
-    """The origin array matches the items' tags: -1 for human/pool items, g for generation g."""
+    """The origin array matches the items' tags: -1 for human training items, -2 for the unseen
+    reserve (pool), g for generation g."""
     tags = ts.data.tokens[ts.data.offsets[:-1]]
-    expected = np.where(tags >= GEN, tags - GEN, -1)
+    expected = np.where(tags >= GEN, tags - GEN, np.where(tags == POOL, -2, -1))
     assert len(ts.origin) == len(ts.data)
     assert np.array_equal(ts.origin, expected)
 
@@ -138,7 +139,7 @@ def test_policies_work_on_numeric_arrays():
     ts = Accumulate().training_set(1, state, np.random.default_rng(0))
     assert ts.data.shape == (30, 1)
     ts = Fresh(0.3).training_set(1, state, np.random.default_rng(0))
-    assert sorted(ts.data[ts.origin == -1, 0].tolist()) == [100.0, 101.0, 102.0]
+    assert sorted(ts.data[ts.origin == -2, 0].tolist()) == [100.0, 101.0, 102.0]  # -2: the unseen reserve
 
 
 # ----------------------------------------------------------------------------- parse_policy

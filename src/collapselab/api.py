@@ -22,6 +22,7 @@ from collapselab.data import n_items
 from collapselab.errors import UserError
 from collapselab.loop.engine import Event, run_loop
 from collapselab.loop.policies import parse_policy
+from collapselab.loop.provenance import RunLedger, content_hash
 from collapselab.metrics.suite import NumericEvaluator, TextEvaluator
 from collapselab.report.table import PolicyBlock, build_table, caption, table_records
 from collapselab.runfolder import RunFolder, new_run_id
@@ -158,7 +159,12 @@ def run_experiment(
     else:
         evaluator = NumericEvaluator(corpus)
 
-    run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event)
+    ledger = RunLedger(folder.ledger_path, family=config.family, corpus_name=str(config.corpus),
+                       human=content_hash(corpus.train), pool=content_hash(corpus.pool))
+    try:
+        run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event, ledger=ledger)
+    finally:
+        ledger.close()
     run = Run(folder.path)
     run.plot()
     blocks = run.table()

@@ -141,6 +141,16 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `colla
     console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
 
 
+@app.command()
+def lineage(run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`.")) -> None:
+    """Print the run's model lineage from its ledger: who learned from whose output, and each
+    model's synthetic depth (the longest chain of model-made data behind it)."""
+    from collapselab.report.lineage import lineage as read_lineage
+    from collapselab.report.lineage import render
+
+    console.print(render(read_lineage(run_dir / "ledger.sqlite"), str(run_dir)))
+
+
 ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 

@@ -9,6 +9,7 @@
       samples/<policy>/seed<s>/gen<gg>.parquet   text: columns text, tokens, ppl_under_gen0
       samples/<policy>/seed<s>/gen<gg>.npy       theory models: the sampled array
       plots/*.png
+      ledger.sqlite         the run's provenance: data shards, training snapshots, models
       summary.json          written last: a folder without it is an unfinished run
 
 Every file is written to a temporary name and renamed, so a killed run leaves only whole files;
@@ -65,6 +66,10 @@ class RunFolder:
     @property
     def summary_path(self) -> Path:
         return self.path / "summary.json"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.path / "ledger.sqlite"
 
     @property
     def plots_dir(self) -> Path:

@@ -27,6 +27,7 @@ import numpy as np
 from collapselab.config import ExperimentConfig
 from collapselab.data import n_items
 from collapselab.loop.policies import LoopState, parse_policy
+from collapselab.loop.provenance import RunLedger, content_hash
 from collapselab.models import make_model
 from collapselab.runfolder import RunFolder
 
@@ -46,6 +47,8 @@ class Event:
     generation: int = 0
     total: int = 0
     seconds: float = 0.0
+    sources: tuple = ()  # origins of the training items (see policies.TrainingSet)
+    output_hash: str = ""  # content hash of what the generation produced
 
 
 def total_steps(config: ExperimentConfig) -> int:
@@ -95,7 +98,9 @@ class _Job:
             state.outputs.append(samples)
             metrics, per_item = self.measure(seed, model, samples)
             self.save(policy.name, seed, g, samples, per_item)
-            emit(self.row(policy.name, seed, g, ts.synthetic_share, metrics), Event("generation", seed=seed, policy=policy.name, generation=g, seconds=time.perf_counter() - t0))
+            emit(self.row(policy.name, seed, g, ts.synthetic_share, metrics),
+                 Event("generation", seed=seed, policy=policy.name, generation=g, seconds=time.perf_counter() - t0,
+                       sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples)))
 
 
 _JOB: _Job | None = None  # in a worker process: set once by _init_worker
@@ -119,7 +124,8 @@ def default_jobs(n_chains: int) -> int:
     return max(1, min(n_chains, os.cpu_count() or 1))
 
 
-def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, jobs: int | None = None, on_event: Callable[[Event], None] | None = None) -> list[dict]:
+def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, jobs: int | None = None,
+             on_event: Callable[[Event], None] | None = None, ledger: RunLedger | None = None) -> list[dict]:
     """Run (or finish) every (seed, policy) chain; returns all metrics rows.
 
     ``jobs`` > 1 runs chains in that many worker processes (started with 'spawn': forking a
@@ -132,6 +138,8 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
     emit_event(Event("start", total=total_steps(config), generation=len(done)))
 
     def accept(row: dict, event: Event) -> None:
+        if ledger is not None:  # provenance first: a row in metrics.parquet always has its entries
+            ledger.record(row["policy"], row["seed"], row["generation"], event.sources, event.output_hash)
         rows.append(row)
         done.add((row["policy"], row["seed"], row["generation"]))
         folder.write_metrics(rows)
@@ -148,6 +156,8 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
         if missing:
             samples0 = job.gen0[seed].sample(n_out, rng=rng)
             metrics0, per_item0 = job.measure(seed, job.gen0[seed], samples0)
+            if ledger is not None:
+                ledger.record("", seed, 0, (-1,), content_hash(samples0))
             for p in missing:
                 job.save(p, seed, 0, samples0, per_item0)
                 rows.append(job.row(p, seed, 0, 0.0, metrics0))

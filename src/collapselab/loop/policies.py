@@ -27,7 +27,7 @@ from collapselab.errors import UserError
 @dataclass
 class TrainingSet:
     data: Data
-    origin: np.ndarray  # int, -1 = human, g = made by generation g
+    origin: np.ndarray  # int: -1 = human training set, -2 = unseen human reserve, g >= 0 = made by generation g
 
     @property
     def synthetic_share(self) -> float:
@@ -123,7 +123,7 @@ class Fresh(_HumanShare):
     kind = "fresh"
 
     def _human(self, g, state, k, rng) -> TrainingSet:
-        return TrainingSet(take(state.pool, np.arange((g - 1) * k, g * k)), np.full(k, -1))
+        return TrainingSet(take(state.pool, np.arange((g - 1) * k, g * k)), np.full(k, -2))
 
     def human_pool_needed(self, generations, n):
         return generations * int(round(self.fraction * n))

@@ -1,0 +1,81 @@
+"""Every run records its own provenance: a ledger in the run folder (``ledger.sqlite``).
+
+What it records, per run (one shard = one data set, hashed as a whole):
+
+- documents: the human training set and the unseen human reserve (origin ``human``), and each
+  generation's output (origin ``synthetic``, with its generating model and generation);
+- snapshots: each model's training set, as the shards it drew items from
+  (``train:<model id>``), with a Merkle root;
+- models: generation 0 of each seed (``seed<s>/gen0``, shared by the policies) and generation g
+  of each chain (``<policy>/seed<s>/gen<g>``), trained on their snapshot.
+
+So ``Ledger.synthetic_depth`` of generation g is the longest chain of model-made data behind it
+(g under ``replace``), and ``collapselab lineage RUN`` draws the tree. Shards are recorded
+rather than single sentences: a training snapshot says *which* data sets fed a model, not which
+of their items. Appends repeat idempotently, so a resumed run never duplicates an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from collapselab.corpus.sequences import TokenSequences
+from collapselab.provenance.ledger import Document, Ledger, Model, Snapshot
+
+HUMAN, POOL = -1, -2  # TrainingSet origins that are human data
+
+
+def content_hash(data) -> str:
+    """SHA-256 of a data set: its token ids and offsets, or its array's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    if isinstance(data, TokenSequences):
+        h.update(b"token-sequences\0")
+        h.update(np.ascontiguousarray(data.offsets, dtype="<i8").tobytes())
+        h.update(np.ascontiguousarray(data.tokens, dtype="<i4").tobytes())
+    else:
+        a = np.ascontiguousarray(data, dtype="<f8")
+        h.update(f"array {a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def model_id(policy: str, seed: int, generation: int) -> str:
+    return f"seed{seed}/gen0" if generation == 0 else f"{policy}/seed{seed}/gen{generation}"
+
+
+class RunLedger:
+    def __init__(self, path: str | Path, *, family: str, corpus_name: str, human: str, pool: str):
+        self.ledger = Ledger(path)
+        self.family = family
+        self.human, self.pool = human, pool
+        self.ledger.append([
+            Document(human, "human", f"{corpus_name}: generation 0's training set"),
+            Document(pool, "human", f"{corpus_name}: unseen human reserve"),
+        ])
+
+    def record(self, policy: str, seed: int, generation: int, sources: tuple[int, ...], output_hash: str) -> None:
+        """Generation ``generation`` of (policy, seed): trained on items of ``sources`` (origins:
+        -1 human, -2 reserve, g >= 0 generation g's output), produced ``output_hash``."""
+        mid = model_id(policy, seed, generation)
+        shards = sorted({self._shard(policy, seed, s) for s in sources})
+        snap = f"train:{mid}"
+        self.ledger.append([
+            Snapshot(snap, shards),
+            Model(mid, self.family, (), snap),
+            # the ledger counts data generations (human = 0): loop generation g makes data generation g+1
+            Document(output_hash, "synthetic", f"samples of {mid}", model_id=mid, generation=generation + 1),
+        ])
+
+    def _shard(self, policy: str, seed: int, origin: int) -> str:
+        if origin == HUMAN:
+            return self.human
+        if origin == POOL:
+            return self.pool
+        docs = self.ledger.documents(model_id=model_id(policy, seed, origin))
+        return docs[0].content_hash
+
+    def close(self) -> None:
+        self.ledger.close()
