@@ -92,3 +92,37 @@ def test_lineage_command_draws_the_tree(run):
     assert any("seed0/gen0" in ln for ln in lines)
     assert any("replace/seed0/gen3" in ln and "depth 3" in ln for ln in lines)
     assert any("accumulate/seed0/gen2" in ln and "output of gen0" in ln for ln in lines)
+
+
+def test_key_files_are_private_and_never_printed(tmp_path):
+    key = tmp_path / "wm.key"
+    out = subprocess.run([sys.executable, "-m", "collapselab.cli", "keys", "new", str(key)],
+                         capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+    assert out.returncode == 0, out.stderr
+    assert (key.stat().st_mode & 0o777) == 0o600
+    secret = key.read_text().strip()
+    assert len(bytes.fromhex(secret)) == 32 and secret not in out.stdout + out.stderr
+    again = subprocess.run([sys.executable, "-m", "collapselab.cli", "keys", "new", str(key)],
+                           capture_output=True, text=True, env={"COLUMNS": "200", "PATH": ""})
+    assert again.returncode == 2 and key.read_text().strip() == secret  # never overwritten
+    key.chmod(0o644)
+    with pytest.raises(cl.UserError, match="readable by others"):
+        cl.run_experiment({"watermark_key": str(key)}, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+def test_watermarked_run_carries_the_key_through_generations(corpus, tmp_path):
+    from collapselab.provenance.keys import load_key, new_key_file
+    from collapselab.provenance.watermark import Watermark
+
+    key = new_key_file(tmp_path / "k")
+    cfg = {**_config(corpus), "policies": ["replace"], "watermark_key": str(key)}
+    run = cl.run_experiment(cfg, out=tmp_path / "wm", jobs=1)
+    m = run.metrics.sort_values("generation")
+    assert (m["watermark_z"] > 8).all()  # every generation's output carries the watermark
+    key_id = Watermark(load_key(key)).key_id
+    with Ledger(run.path / "ledger.sqlite", create=False) as L:
+        docs = L.documents(origin="synthetic")
+        assert docs and all(d.watermark_key_id == key_id for d in docs)
+    plain = cl.run_experiment({**cfg, "watermark_key": None}, out=tmp_path / "plain", jobs=1)
+    assert "watermark_z" not in plain.metrics.columns

@@ -149,6 +149,12 @@ def run_experiment(
         if folder.path.exists() and any(folder.path.iterdir()):
             raise UserError(f"{folder.path}: the folder exists and is not empty. Choose another --out, or add --resume to finish it.")
 
+    key_id = None
+    if config.watermark_key is not None:  # a bad key fails here too, before any folder is written
+        from collapselab.provenance.keys import load_key
+        from collapselab.provenance.watermark import Watermark
+
+        key_id = Watermark(load_key(config.watermark_key)).key_id
     corpus = load_corpus(config)  # bad input fails here, before any folder is written
     _check_corpus(config, corpus)
     folder.path.mkdir(parents=True, exist_ok=True)
@@ -160,7 +166,7 @@ def run_experiment(
         evaluator = NumericEvaluator(corpus)
 
     ledger = RunLedger(folder.ledger_path, family=config.family, corpus_name=str(config.corpus),
-                       human=content_hash(corpus.train), pool=content_hash(corpus.pool))
+                       human=content_hash(corpus.train), pool=content_hash(corpus.pool), watermark_key_id=key_id)
     try:
         run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event, ledger=ledger)
     finally:

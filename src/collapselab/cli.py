@@ -73,6 +73,7 @@ def run(
     estimator: Optional[str] = typer.Option(None, "--estimator", help="gaussian: mle (default) or unbiased."),
     bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm: sampling bias lambda <= 1 (default 1)."),
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
+    watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Processes running policy chains side by side (default: one per core). Results do not depend on it."),
@@ -96,6 +97,7 @@ def run(
             config,
             corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
             seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model,
+            watermark_key=str(watermark_key) if watermark_key else None,
         )
     elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items)):
         err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")
@@ -150,6 +152,24 @@ def lineage(run_dir: Path = typer.Argument(..., help="A run folder made by `coll
 
     console.print(render(read_lineage(run_dir / "ledger.sqlite"), str(run_dir)))
 
+
+keys_app = typer.Typer(help="Secret keys (watermark keys): created 0600, never printed.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("new")
+def keys_new(path: Path = typer.Argument(..., help="Where to write the key file (must not exist).")) -> None:
+    """Create a 256-bit key file, readable by you only (0600). The key itself is never shown."""
+    from collapselab.provenance.keys import load_key, new_key_file
+    from collapselab.provenance.watermark import Watermark
+
+    new_key_file(path)
+    console.print(f"key written to {path} (mode 600); key id {Watermark(load_key(path)).key_id}")
+
+
+from collapselab.provenance.vault_cli import vault_app  # noqa: E402
+
+app.add_typer(vault_app, name="vault")
 
 ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")

@@ -68,6 +68,9 @@ class ExperimentConfig(BaseModel):
     rare_max_count: int = Field(10, ge=1, description="a 'rare word' occurs at most this often in the human training set")
     diversity_metric: Optional[str] = Field(None, description="metric shown as 'output diversity' in the table (None: family default)")
     model: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")
+    watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark")
+    watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")
+    watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias")
 
     @field_validator("policies")
     @classmethod
@@ -100,6 +103,8 @@ class ExperimentConfig(BaseModel):
             self.train_items = DEFAULT_TRAIN_ITEMS[self.family]
         if self.diversity_metric is None:
             self.diversity_metric = DEFAULT_DIVERSITY[self.family]
+        if self.watermark_key is not None and not self.is_text:
+            raise ValueError(f"watermark_key: the {self.family} family makes no text to watermark; use it with --family ngram")
         return self
 
     @property
@@ -115,9 +120,9 @@ def _format(e: ValidationError, prefix: str = "", flags: bool = False) -> str:
     for err in e.errors():
         loc = prefix + ".".join(str(x) for x in err["loc"]) if err["loc"] else prefix.rstrip(".") or "config"
         msg = err["msg"].removeprefix("Value error, ")
-        if flags and msg.startswith("model.") and ":" in msg:  # a family parameter, reported by the model validator
-            loc, msg = msg.split(":", 1)
-            loc, msg = loc.strip(), msg.strip()
+        head = msg.split(":", 1)[0]
+        if not err["loc"] and ":" in msg and (head.startswith("model.") or head in ExperimentConfig.model_fields):
+            loc, msg = head, msg.split(":", 1)[1].strip()  # reported by the model validator: name the field
         if flags:
             loc = "--" + loc.removeprefix("model.").replace("_", "-")
         if err["type"] == "extra_forbidden":

@@ -69,9 +69,38 @@ class _Job:
         vocab_size = len(self.corpus.vocab) if self.config.is_text else None
         return make_model(self.config.family, self.config.model, vocab_size=vocab_size)
 
+    @property
+    def watermark(self):
+        """The run's watermark, from its key file (loaded in each process; the key is never pickled)."""
+        if self.config.watermark_key is None:
+            return None
+        if not hasattr(self, "_watermark"):
+            from collapselab.provenance.keys import load_key
+            from collapselab.provenance.watermark import Watermark
+
+            self._watermark = Watermark(load_key(self.config.watermark_key), gamma=self.config.watermark_gamma,
+                                        delta=self.config.watermark_delta)
+        return self._watermark
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_watermark"}
+
+    def sample(self, model, n: int, rng):
+        wm = self.watermark
+        return model.sample(n, rng=rng) if wm is None else model.sample(n, rng=rng, watermark=wm)
+
     def measure(self, seed: int, model, samples) -> tuple[dict, dict]:
         self.evaluator.gen0 = self.gen0[seed]
-        return self.evaluator.evaluate(model, samples)
+        row, per_item = self.evaluator.evaluate(model, samples)
+        wm = self.watermark
+        if wm is not None:  # how strongly the generation's output carries the key
+            from collapselab.models.ngram import BOS
+
+            det = wm.detect(samples, pad=BOS)
+            z, _ = wm.z_and_p(det.n_green.sum(), det.n_scored.sum())
+            row["watermark_z"] = float(z)
+            row["watermark_flagged_share"] = float(np.mean(det.z >= 4.0))
+        return row, per_item
 
     def save(self, policy: str, seed: int, g: int, samples, per_item: dict) -> None:
         decode = self.corpus.vocab.decode if self.config.is_text else None
@@ -94,7 +123,7 @@ class _Job:
             rng = generation_rng(seed, policy.name, g)
             ts = policy.training_set(g, state, rng)
             model = self.new_model().fit(ts.data, rng=rng)
-            samples = model.sample(n_out, rng=rng)
+            samples = self.sample(model, n_out, rng)
             state.outputs.append(samples)
             metrics, per_item = self.measure(seed, model, samples)
             self.save(policy.name, seed, g, samples, per_item)
@@ -154,7 +183,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
         job.gen0[seed] = job.new_model().fit(corpus.train, rng=rng)
         missing = [p for p in config.policies if (p, seed, 0) not in done]
         if missing:
-            samples0 = job.gen0[seed].sample(n_out, rng=rng)
+            samples0 = job.sample(job.gen0[seed], n_out, rng)
             metrics0, per_item0 = job.measure(seed, job.gen0[seed], samples0)
             if ledger is not None:
                 ledger.record("", seed, 0, (-1,), content_hash(samples0))

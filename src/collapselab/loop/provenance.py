@@ -47,8 +47,10 @@ def model_id(policy: str, seed: int, generation: int) -> str:
 
 
 class RunLedger:
-    def __init__(self, path: str | Path, *, family: str, corpus_name: str, human: str, pool: str):
+    def __init__(self, path: str | Path, *, family: str, corpus_name: str, human: str, pool: str,
+                 watermark_key_id: str | None = None):
         self.ledger = Ledger(path)
+        self.watermark_key_id = watermark_key_id
         self.family = family
         self.human, self.pool = human, pool
         self.ledger.append([
@@ -66,7 +68,8 @@ class RunLedger:
             Snapshot(snap, shards),
             Model(mid, self.family, (), snap),
             # the ledger counts data generations (human = 0): loop generation g makes data generation g+1
-            Document(output_hash, "synthetic", f"samples of {mid}", model_id=mid, generation=generation + 1),
+            Document(output_hash, "synthetic", f"samples of {mid}", model_id=mid, generation=generation + 1,
+                     watermark_key_id=self.watermark_key_id),
         ])
 
     def _shard(self, policy: str, seed: int, origin: int) -> str:

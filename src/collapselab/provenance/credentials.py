@@ -582,15 +582,25 @@ def _anchored(certs: list, anchors: list, now: _dt.datetime) -> bool:
 
 def verify_text_shard(path: Union[str, os.PathLike], *, trust: Optional[Union[str, os.PathLike]] = None) -> VerifyResult:
     """Check ``PATH.manifest.json`` against the shard ``PATH``."""
+    path = Path(path)
+    _check_text_shard(path)
+    anchors = _load_anchor(trust)[0] if trust is not None else None
+    res = VerifyResult(path=path, kind="text", valid=False, trusted=None if trust is None else False)
+    try:
+        return _verify_sidecar(path, anchors, res)
+    except Exception as e:  # fail closed: a manifest we cannot fully check is invalid
+        res.valid = False
+        res.trusted = None if trust is None else False
+        res.problems.append(f"{sidecar_path(path).name}: malformed manifest ({type(e).__name__})")
+        return res
+
+
+def _verify_sidecar(path: Path, anchors: Optional[list], res: VerifyResult) -> VerifyResult:
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    path = Path(path)
-    _check_text_shard(path)
-    anchors = _load_anchor(trust)[0] if trust is not None else None
-    res = VerifyResult(path=path, kind="text", valid=False, trusted=None if trust is None else False)
     side = sidecar_path(path)
     if not side.is_file():
         res.problems.append(f"no signed manifest: {side.name} is missing")
