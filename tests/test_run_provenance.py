@@ -126,3 +126,25 @@ def test_watermarked_run_carries_the_key_through_generations(corpus, tmp_path):
         assert docs and all(d.watermark_key_id == key_id for d in docs)
     plain = cl.run_experiment({**cfg, "watermark_key": None}, out=tmp_path / "plain", jobs=1)
     assert "watermark_z" not in plain.metrics.columns
+
+
+def test_anchor_and_fresh_draw_from_a_sealed_vault_and_record_it(corpus, tmp_path):
+    from collapselab.provenance.vault import init_vault
+
+    v = init_vault(tmp_path / "vault")
+    v.add([corpus], source="test corpus", licence="CC0", captured_before="2020-01-01")
+    snap = v.seal("pre-ai")
+    cfg = {**_config(corpus), "policies": ["anchor:0.2", "fresh:0.1"], "vault": str(tmp_path / "vault")}
+    run = cl.run_experiment(cfg, out=tmp_path / "run", jobs=1)
+    ref = run.summary["corpus"]["vault"]
+    assert ref["snapshot"] == "pre-ai" and ref["merkle_root"] == snap.merkle_root
+    with Ledger(run.path / "ledger.sqlite", create=False) as L:
+        vault_docs = [d for d in L.documents(origin="human") if d.source and "vault" in d.source]
+        assert len(vault_docs) == 1 and snap.merkle_root in vault_docs[0].source
+        for p in ("anchor:0.2", "fresh:0.1"):
+            hashes = {d.content_hash for d in L.documents(snapshot=f"train:{model_id(p, 0, 2)}")}
+            assert vault_docs[0].content_hash in hashes  # the vault fed the training set
+    # a vault that does not exist is a clear error, before any folder is written
+    with pytest.raises(cl.UserError):
+        cl.run_experiment({**cfg, "vault": str(tmp_path / "nope")}, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

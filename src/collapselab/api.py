@@ -97,15 +97,26 @@ def latest_incomplete_run(root: Path = DEFAULT_RUNS_DIR) -> Path | None:
     return max(cands, key=lambda p: p.stat().st_mtime) if cands else None
 
 
+def _vault_shard(corpus) -> dict:
+    ref = getattr(corpus, "vault_ref", None)
+    if ref is None:
+        return {}
+    return {"vault": content_hash(corpus.vault),
+            "vault_source": f"vault {ref['vault']}, snapshot {ref['snapshot']}, Merkle root {ref['merkle_root']}"}
+
+
 def _check_corpus(config: ExperimentConfig, corpus) -> None:
     n = n_items(corpus.train)
     n_out = config.samples or n
+    reserve = getattr(corpus, "vault", None)
+    reserve = corpus.pool if reserve is None else reserve
     for spec in config.policies:
         need = parse_policy(spec).human_pool_needed(config.generations, n_out)
-        if need > n_items(corpus.pool):
+        if need > n_items(reserve):
             raise UserError(
                 f"policy {spec}: needs {need} unseen human items over {config.generations} generations, but the corpus "
-                f"{config.corpus} has only {n_items(corpus.pool)} left after the {n} training items. "
+                f"{config.vault or config.corpus} has only {n_items(reserve)} unseen items"
+                f"{'' if config.vault else f' left after the {n} training items'}. "
                 "Lower --train-items, the fraction or --generations, or use a larger corpus."
             )
 
@@ -166,7 +177,8 @@ def run_experiment(
         evaluator = NumericEvaluator(corpus)
 
     ledger = RunLedger(folder.ledger_path, family=config.family, corpus_name=str(config.corpus),
-                       human=content_hash(corpus.train), pool=content_hash(corpus.pool), watermark_key_id=key_id)
+                       human=content_hash(corpus.train), pool=content_hash(corpus.pool), watermark_key_id=key_id,
+                       **_vault_shard(corpus))
     try:
         run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event, ledger=ledger)
     finally:
@@ -182,6 +194,7 @@ def run_experiment(
             "train_items": n_items(corpus.train),
             "pool_items": n_items(corpus.pool),
             "holdout_items": n_items(corpus.holdout),
+            **({"vault": corpus.vault_ref} if getattr(corpus, "vault_ref", None) else {}),
             **({"vocab_size": len(corpus.vocab), "train_tokens": corpus.train.n_tokens,
                 "rare_words": int(len(evaluator.rare_)), "rare_max_count": config.rare_max_count} if config.is_text else {}),
         },

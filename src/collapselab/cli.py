@@ -73,6 +73,8 @@ def run(
     estimator: Optional[str] = typer.Option(None, "--estimator", help="gaussian: mle (default) or unbiased."),
     bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm: sampling bias lambda <= 1 (default 1)."),
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
+    vault: Optional[Path] = typer.Option(None, "--vault", help="A sealed vault (`collapselab vault`): anchor and fresh draw their human items from it."),
+    vault_snapshot: Optional[str] = typer.Option(None, "--vault-snapshot", help="The vault snapshot to draw from (default: the newest)."),
     watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
@@ -98,6 +100,7 @@ def run(
             corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
             seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model,
             watermark_key=str(watermark_key) if watermark_key else None,
+            vault=str(vault) if vault else None, vault_snapshot=vault_snapshot,
         )
     elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items)):
         err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")
@@ -167,9 +170,11 @@ def keys_new(path: Path = typer.Argument(..., help="Where to write the key file 
     console.print(f"key written to {path} (mode 600); key id {Watermark(load_key(path)).key_id}")
 
 
+from collapselab.provenance.credentials_cli import credentials_app  # noqa: E402
 from collapselab.provenance.vault_cli import vault_app  # noqa: E402
 
 app.add_typer(vault_app, name="vault")
+app.add_typer(credentials_app, name="credentials")
 
 ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")

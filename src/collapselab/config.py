@@ -68,6 +68,8 @@ class ExperimentConfig(BaseModel):
     rare_max_count: int = Field(10, ge=1, description="a 'rare word' occurs at most this often in the human training set")
     diversity_metric: Optional[str] = Field(None, description="metric shown as 'output diversity' in the table (None: family default)")
     model: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")
+    vault: Optional[str] = Field(None, description="a vault folder (`collapselab vault init`): anchor and fresh draw their human items from its snapshot")
+    vault_snapshot: Optional[str] = Field(None, description="the vault snapshot to draw from (None: the newest)")
     watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark")
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")
     watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias")
@@ -103,6 +105,8 @@ class ExperimentConfig(BaseModel):
             self.train_items = DEFAULT_TRAIN_ITEMS[self.family]
         if self.diversity_metric is None:
             self.diversity_metric = DEFAULT_DIVERSITY[self.family]
+        if self.vault is not None and not self.is_text:
+            raise ValueError(f"vault: a vault holds text; the {self.family} family cannot draw from it (use --family ngram)")
         if self.watermark_key is not None and not self.is_text:
             raise ValueError(f"watermark_key: the {self.family} family makes no text to watermark; use it with --family ngram")
         return self

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collapselab.corpus.numeric import NumericCorpus, build_numeric_corpus
 from collapselab.corpus.readers import read_documents
 from collapselab.corpus.sequences import TokenSequences
-from collapselab.corpus.text_corpus import TextCorpus, build_text_corpus, sotu_documents
+from collapselab.corpus.text_corpus import TextCorpus, attach_vault, build_text_corpus, sotu_documents
 
 
 def load_corpus(config) -> TextCorpus | NumericCorpus:
@@ -16,7 +16,7 @@ def load_corpus(config) -> TextCorpus | NumericCorpus:
     pool_needed = max(parse_policy(p).human_pool_needed(config.generations, n_out) for p in config.policies)
     if config.is_text:
         docs = sotu_documents() if config.corpus == "sotu" else read_documents(config.corpus, text_field=config.text_field)
-        return build_text_corpus(
+        corpus = build_text_corpus(
             docs,
             name=config.corpus,
             n_train=config.train_items,
@@ -24,6 +24,9 @@ def load_corpus(config) -> TextCorpus | NumericCorpus:
             split_seed=config.split_seed,
             max_len=config.model["max_len"],
         )
+        if config.vault:
+            attach_vault(corpus, config.vault, config.vault_snapshot, split_seed=config.split_seed, max_len=config.model["max_len"])
+        return corpus
     return build_numeric_corpus(
         config.corpus,
         n_train=config.train_items,

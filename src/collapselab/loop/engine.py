@@ -115,7 +115,7 @@ class _Job:
         policy = parse_policy(policy_name)
         n_out = cfg.samples or n_items(self.corpus.train)
         last = max(g for g in range(cfg.generations + 1) if (policy.name, seed, g) in done)
-        state = LoopState(human=self.corpus.train, pool=self.corpus.pool)
+        state = LoopState(human=self.corpus.train, pool=self.corpus.pool, vault=getattr(self.corpus, "vault", None))
         # earlier outputs come back from disk, bit for bit
         state.outputs = [self.folder.read_samples(policy.name, seed, g, cfg.is_text) for g in range(last + 1)]
         for g in range(last + 1, cfg.generations + 1):

@@ -11,6 +11,9 @@ set carries, per item, its *origin*: ``-1`` for human data, ``g`` for data gener
   original human training set, the rest from generation g-1's output (Shumailov et al.'s 10%).
 - ``fresh:f``: a share ``f`` (default 0.1) of new human items never seen before, taken in order
   from the corpus' reserve pool, the rest from generation g-1's output (MAD's fresh-data loop).
+
+With a vault (``LoopState.vault``), anchor and fresh take their human items from its sealed
+snapshot instead (origin -3).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from collapselab.errors import UserError
 @dataclass
 class TrainingSet:
     data: Data
-    origin: np.ndarray  # int: -1 = human training set, -2 = unseen human reserve, g >= 0 = made by generation g
+    origin: np.ndarray  # int: -1 human training set, -2 unseen human reserve, -3 vault, g >= 0 made by generation g
 
     @property
     def synthetic_share(self) -> float:
@@ -40,6 +43,7 @@ class LoopState:
 
     human: Data  # generation 0's training set
     pool: Data  # unseen human items, in order
+    vault: Data | None = None  # human items from a sealed vault snapshot: anchor and fresh draw here when set
     outputs: list[Data] = field(default_factory=list)  # outputs[g] = what generation g produced
 
 
@@ -115,15 +119,17 @@ class Anchor(_HumanShare):
     kind = "anchor"
 
     def _human(self, g, state, k, rng) -> TrainingSet:
-        idx = np.sort(rng.choice(n_items(state.human), size=min(k, n_items(state.human)), replace=False))
-        return TrainingSet(take(state.human, idx), np.full(len(idx), -1))
+        source, origin = (state.human, -1) if state.vault is None else (state.vault, -3)
+        idx = np.sort(rng.choice(n_items(source), size=min(k, n_items(source)), replace=False))
+        return TrainingSet(take(source, idx), np.full(len(idx), origin))
 
 
 class Fresh(_HumanShare):
     kind = "fresh"
 
     def _human(self, g, state, k, rng) -> TrainingSet:
-        return TrainingSet(take(state.pool, np.arange((g - 1) * k, g * k)), np.full(k, -2))
+        source, origin = (state.pool, -2) if state.vault is None else (state.vault, -3)
+        return TrainingSet(take(source, np.arange((g - 1) * k, g * k)), np.full(k, origin))
 
     def human_pool_needed(self, generations, n):
         return generations * int(round(self.fraction * n))

@@ -25,7 +25,7 @@ import numpy as np
 from collapselab.corpus.sequences import TokenSequences
 from collapselab.provenance.ledger import Document, Ledger, Model, Snapshot
 
-HUMAN, POOL = -1, -2  # TrainingSet origins that are human data
+HUMAN, POOL, VAULT = -1, -2, -3  # TrainingSet origins that are human data
 
 
 def content_hash(data) -> str:
@@ -48,15 +48,16 @@ def model_id(policy: str, seed: int, generation: int) -> str:
 
 class RunLedger:
     def __init__(self, path: str | Path, *, family: str, corpus_name: str, human: str, pool: str,
-                 watermark_key_id: str | None = None):
+                 watermark_key_id: str | None = None, vault: str | None = None, vault_source: str = ""):
         self.ledger = Ledger(path)
         self.watermark_key_id = watermark_key_id
+        self.vault = vault
         self.family = family
         self.human, self.pool = human, pool
         self.ledger.append([
             Document(human, "human", f"{corpus_name}: generation 0's training set"),
             Document(pool, "human", f"{corpus_name}: unseen human reserve"),
-        ])
+        ] + ([Document(vault, "human", vault_source)] if vault else []))
 
     def record(self, policy: str, seed: int, generation: int, sources: tuple[int, ...], output_hash: str) -> None:
         """Generation ``generation`` of (policy, seed): trained on items of ``sources`` (origins:
@@ -77,6 +78,8 @@ class RunLedger:
             return self.human
         if origin == POOL:
             return self.pool
+        if origin == VAULT:
+            return self.vault
         docs = self.ledger.documents(model_id=model_id(policy, seed, origin))
         return docs[0].content_hash
 
