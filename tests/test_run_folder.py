@@ -316,6 +316,13 @@ def test_killed_run_resumes_to_identical_numbers(reference, shared_text_folder, 
     assert chain_steps(events) == all_keys() - set(keys(partial))
     assert_same_metrics(run.metrics, reference.metrics)
     assert_same_samples(out, reference.path)
+    # the provenance ledger survived the SIGKILL: valid, and no entry twice
+    from collapselab.provenance.ledger import Ledger, verify
+
+    assert verify(out / "ledger.sqlite").ok
+    with Ledger(out / "ledger.sqlite", create=False) as a, Ledger(reference.path / "ledger.sqlite", create=False) as b:
+        assert len(a) == len(b)
+        assert sorted(d.content_hash for d in a.documents()) == sorted(d.content_hash for d in b.documents())
 
 
 def test_cannot_start_a_new_run_over_a_finished_one(reference, shared_text_folder):

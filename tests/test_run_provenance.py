@@ -148,3 +148,25 @@ def test_anchor_and_fresh_draw_from_a_sealed_vault_and_record_it(corpus, tmp_pat
     with pytest.raises(cl.UserError):
         cl.run_experiment({**cfg, "vault": str(tmp_path / "nope")}, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_each_sample_shard_gets_a_signed_sidecar(corpus, tmp_path):
+    from collapselab.provenance.credentials import init_credentials
+    from collapselab.provenance.credentials import verify as verify_credentials
+
+    creds = tmp_path / "creds"
+    init_credentials(creds)
+    cfg = {**_config(corpus), "policies": ["replace"], "generations": 2, "credentials": str(creds)}
+    run = cl.run_experiment(cfg, out=tmp_path / "run", jobs=1)
+    for g in range(3):
+        shard = run.folder.sample_path("replace", 0, g, True)
+        result = verify_credentials(shard, trust=creds)
+        assert result.valid and result.trusted and result.generation == g + 1, result.problems
+    shard = run.folder.sample_path("replace", 0, 1, True)
+    data = bytearray(shard.read_bytes())
+    data[len(data) // 2] ^= 1
+    shard.write_bytes(bytes(data))
+    assert not verify_credentials(shard, trust=creds).valid
+    with pytest.raises(cl.UserError):
+        cl.run_experiment({**cfg, "credentials": str(tmp_path / "none")}, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()

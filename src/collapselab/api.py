@@ -166,6 +166,10 @@ def run_experiment(
         from collapselab.provenance.watermark import Watermark
 
         key_id = Watermark(load_key(config.watermark_key)).key_id
+    if config.credentials is not None:  # missing or unreadable credentials fail before any folder too
+        from collapselab.provenance.credentials import check_credentials
+
+        check_credentials(config.credentials)
     corpus = load_corpus(config)  # bad input fails here, before any folder is written
     _check_corpus(config, corpus)
     folder.path.mkdir(parents=True, exist_ok=True)

@@ -75,6 +75,7 @@ def run(
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
     vault: Optional[Path] = typer.Option(None, "--vault", help="A sealed vault (`collapselab vault`): anchor and fresh draw their human items from it."),
     vault_snapshot: Optional[str] = typer.Option(None, "--vault-snapshot", help="The vault snapshot to draw from (default: the newest)."),
+    credentials: Optional[Path] = typer.Option(None, "--credentials", help="Sign each generation's sample shard with these credentials (`collapselab credentials init DIR`)."),
     watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
@@ -101,6 +102,7 @@ def run(
             seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model,
             watermark_key=str(watermark_key) if watermark_key else None,
             vault=str(vault) if vault else None, vault_snapshot=vault_snapshot,
+            credentials=str(credentials) if credentials else None,
         )
     elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items)):
         err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")

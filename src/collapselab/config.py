@@ -70,6 +70,7 @@ class ExperimentConfig(BaseModel):
     model: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")
     vault: Optional[str] = Field(None, description="a vault folder (`collapselab vault init`): anchor and fresh draw their human items from its snapshot")
     vault_snapshot: Optional[str] = Field(None, description="the vault snapshot to draw from (None: the newest)")
+    credentials: Optional[str] = Field(None, description="a credentials folder (`collapselab credentials init`): each generation's sample shard gets a signed sidecar manifest")
     watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark")
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")
     watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias")

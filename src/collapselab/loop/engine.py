@@ -105,6 +105,12 @@ class _Job:
     def save(self, policy: str, seed: int, g: int, samples, per_item: dict) -> None:
         decode = self.corpus.vocab.decode if self.config.is_text else None
         self.folder.write_samples(policy, seed, g, samples, decode=decode, extra=per_item)
+        if self.config.credentials and self.config.is_text:  # C2PA has no text format: a signed sidecar
+            from collapselab.loop.provenance import model_id
+            from collapselab.provenance.credentials import sign_text_shard
+
+            sign_text_shard(self.folder.sample_path(policy, seed, g, True), origin="synthetic",
+                            model_id=model_id(policy, seed, g), generation=g + 1, credentials_dir=self.config.credentials)
 
     def row(self, policy: str, seed: int, g: int, share: float, metrics: dict) -> dict:
         return {"policy": policy, "seed": seed, "generation": g, "family": self.config.family, "synthetic_share": share, **metrics}

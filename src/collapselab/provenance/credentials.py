@@ -41,7 +41,7 @@ DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlg
 GENERATION_LABEL = "org.collapselab.generation"
 SIDECAR_SUFFIX = ".manifest.json"
 SIDECAR_FORMAT = "collapselab.text-manifest/1"
-TEXT_SUFFIXES = (".jsonl", ".txt")
+TEXT_SUFFIXES = (".jsonl", ".txt", ".parquet")  # a Parquet shard is hashed as one document
 
 ROOT_CERT = "root.pem"
 ROOT_KEY = "root.key"
@@ -187,6 +187,11 @@ class _Signing:
     chain_pem: bytes
     key: Any  # EllipticCurvePrivateKey; never printed
     key_pem: bytes = field(repr=False)
+
+
+def check_credentials(folder: Union[str, os.PathLike]) -> None:
+    """Fail (UserError) unless ``folder`` holds a usable signing chain and key."""
+    _load_signing(folder)
 
 
 def _load_signing(folder: Union[str, os.PathLike]) -> _Signing:
@@ -485,7 +490,7 @@ def sidecar_path(shard: Union[str, os.PathLike]) -> Path:
 
 def _check_text_shard(path: Path) -> None:
     if path.suffix.lower() not in TEXT_SUFFIXES:
-        raise UserError(f"{path}: unsupported format {path.suffix or '(no suffix)'!r}. Text shards are .jsonl or .txt; images are .png.")
+        raise UserError(f"{path}: unsupported format {path.suffix or '(no suffix)'!r}. Text shards are .jsonl, .txt or .parquet; images are .png.")
     if not path.is_file():
         raise UserError(f"{path}: no such file.")
 
