@@ -24,7 +24,7 @@ from collapselab.loop.engine import Event, run_loop
 from collapselab.loop.policies import parse_policy
 from collapselab.loop.provenance import RunLedger, content_hash
 from collapselab.metrics.suite import NumericEvaluator, TextEvaluator
-from collapselab.report.table import PolicyBlock, build_table, caption, table_records
+from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
 from collapselab.runfolder import RunFolder, new_run_id
 
 DEFAULT_RUNS_DIR = Path("runs")
@@ -54,6 +54,9 @@ class Run:
         return self.folder.read_summary()
 
     def table(self) -> list[PolicyBlock]:
+        """The article's table: one block per policy (a tree run: per lineage, root to leaf)."""
+        if self.config.tree:
+            return build_tree_table(self.metrics, self.config.diversity_metric, self.config.is_text)
         return build_table(self.metrics, self.config.diversity_metric, self.config.is_text, order=self.config.policies)
 
     def caption(self) -> str:
@@ -63,6 +66,10 @@ class Run:
         """(Re)draw every PNG of the run from its folder."""
         from collapselab.report.plots import plot_histograms, plot_metrics  # matplotlib: only when drawing
 
+        if self.config.tree:
+            from collapselab.report.plots import plot_tree
+
+            return plot_tree(self.metrics, self.folder.plots_dir, self.config.is_text)
         rank = {p: i for i, p in enumerate(self.config.policies)}
         metrics = self.metrics.sort_values("policy", key=lambda s: s.map(rank), kind="stable")
         paths = plot_metrics(metrics, self.folder.plots_dir, self.config.is_text)

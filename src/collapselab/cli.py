@@ -42,7 +42,31 @@ def _parse_seeds(text: str | None) -> list[int] | None:
     return seeds
 
 
+def print_tree(run) -> None:
+    from rich.tree import Tree
+
+    from collapselab.report.table import tree_nodes
+
+    nodes = tree_nodes(run.metrics, run.config.diversity_metric, run.config.is_text)
+    kids: dict = {}
+    for n in nodes.values():
+        kids.setdefault(n.parent, []).append(n)
+
+    def grow(tree, parent) -> None:
+        for n in sorted(kids.get(parent, []), key=lambda n: n.label):
+            name = n.label.rsplit(">", 1)[-1]
+            grow(tree.add(f"[bold]{name}[/bold]  {n.diversity:.0%}  [dim]{n.degradation}[/dim]"), n.label)
+
+    root = nodes["root"]
+    tree = Tree(f"[bold]generation 0[/bold] (human data)  100%  [dim]{root.degradation}[/dim]")
+    grow(tree, "root")
+    console.print(tree)
+    console.print(f"[dim]Each model's children are trained on its output, one per policy. {run.caption()}[/dim]")
+
+
 def print_table(run) -> None:
+    if run.config.tree:
+        return print_tree(run)
     for block in run.table():
         t = Table(title=f"policy: {block.policy}", title_justify="left", show_lines=False)
         t.add_column("Generation", justify="right")
@@ -72,6 +96,7 @@ def run(
     top_p: Optional[float] = typer.Option(None, "--top-p", help="ngram: nucleus sampling mass (default 1 = off)."),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="gaussian: mle (default) or unbiased."),
     bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm: sampling bias lambda <= 1 (default 1)."),
+    tree: Optional[bool] = typer.Option(None, "--tree/--chains", help="Grow a derivative tree (every model spawns one child per policy) instead of one chain per policy."),
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
     vault: Optional[Path] = typer.Option(None, "--vault", help="A sealed vault (`collapselab vault`): anchor and fresh draw their human items from it."),
     vault_snapshot: Optional[str] = typer.Option(None, "--vault-snapshot", help="The vault snapshot to draw from (default: the newest)."),
@@ -99,7 +124,7 @@ def run(
         cfg = load_config(
             config,
             corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
-            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model,
+            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model, tree=tree,
             watermark_key=str(watermark_key) if watermark_key else None,
             vault=str(vault) if vault else None, vault_snapshot=vault_snapshot,
             credentials=str(credentials) if credentials else None,

@@ -68,6 +68,7 @@ class ExperimentConfig(BaseModel):
     rare_max_count: int = Field(10, ge=1, description="a 'rare word' occurs at most this often in the human training set")
     diversity_metric: Optional[str] = Field(None, description="metric shown as 'output diversity' in the table (None: family default)")
     model: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")
+    tree: bool = Field(False, description="grow a tree: every model spawns one derivative per policy, each trained on its parent's output (the article's derivatives of derivatives)")
     vault: Optional[str] = Field(None, description="a vault folder (`collapselab vault init`): anchor and fresh draw their human items from its snapshot")
     vault_snapshot: Optional[str] = Field(None, description="the vault snapshot to draw from (None: the newest)")
     credentials: Optional[str] = Field(None, description="a credentials folder (`collapselab credentials init`): each generation's sample shard gets a signed sidecar manifest")
@@ -106,11 +107,20 @@ class ExperimentConfig(BaseModel):
             self.train_items = DEFAULT_TRAIN_ITEMS[self.family]
         if self.diversity_metric is None:
             self.diversity_metric = DEFAULT_DIVERSITY[self.family]
+        if self.tree and len(self.policies) ** self.generations > 4096:
+            n = sum(len(self.policies) ** d for d in range(1, self.generations + 1))
+            raise ValueError(f"tree: {len(self.policies)} policies over {self.generations} generations make {n} models; "
+                             "keep policies ** generations <= 4096 (fewer policies or generations)")
         if self.vault is not None and not self.is_text:
             raise ValueError(f"vault: a vault holds text; the {self.family} family cannot draw from it (use --family ngram)")
         if self.watermark_key is not None and not self.is_text:
             raise ValueError(f"watermark_key: the {self.family} family makes no text to watermark; use it with --family ngram")
         return self
+
+    @property
+    def root_labels(self) -> list[str]:
+        """The policy labels generation 0's row is stored under: each chain's, or the tree's root."""
+        return ["root"] if self.tree else list(self.policies)
 
     @property
     def is_text(self) -> bool:

@@ -48,11 +48,14 @@ class Event:
     total: int = 0
     seconds: float = 0.0
     sources: tuple = ()  # origins of the training items (see policies.TrainingSet)
+    ancestors: tuple = ()  # tree runs: the label of the model at each depth above this one
     output_hash: str = ""  # content hash of what the generation produced
 
 
 def total_steps(config: ExperimentConfig) -> int:
-    return len(config.seeds) * (1 + len(config.policies) * config.generations)
+    P, G = len(config.policies), config.generations
+    per_seed = sum(P ** d for d in range(1, G + 1)) if config.tree else P * G
+    return len(config.seeds) * (1 + per_seed)
 
 
 @dataclass
@@ -138,6 +141,39 @@ class _Job:
                        sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples)))
 
 
+    def run_tree(self, seed: int, done: set, emit: Callable) -> None:
+        """The derivative tree of one seed: every model spawns one child per policy, trained on
+        the training set that policy builds from the child's ancestors' outputs (depth first)."""
+        cfg = self.config
+        policies = [parse_policy(p) for p in cfg.policies]
+        n_out = cfg.samples or n_items(self.corpus.train)
+        stack = [("root", [self.folder.read_samples("root", seed, 0, cfg.is_text)], ("root",))]
+        while stack:
+            label, outputs, path = stack.pop()
+            d = len(outputs)  # depth of the children
+            if d > cfg.generations:
+                continue
+            for policy in reversed(policies):
+                child = policy.name if label == "root" else f"{label}>{policy.name}"
+                if (child, seed, d) in done:
+                    samples = self.folder.read_samples(child, seed, d, cfg.is_text)
+                else:
+                    t0 = time.perf_counter()
+                    rng = generation_rng(seed, child, d)
+                    state = LoopState(human=self.corpus.train, pool=self.corpus.pool, vault=getattr(self.corpus, "vault", None))
+                    state.outputs = outputs
+                    ts = policy.training_set(d, state, rng)
+                    model = self.new_model().fit(ts.data, rng=rng)
+                    samples = self.sample(model, n_out, rng)
+                    metrics, per_item = self.measure(seed, model, samples)
+                    self.save(child, seed, d, samples, per_item)
+                    row = {**self.row(child, seed, d, ts.synthetic_share, metrics), "parent": label, "branch_policy": policy.name}
+                    emit(row, Event("generation", seed=seed, policy=child, generation=d, seconds=time.perf_counter() - t0,
+                                    sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples),
+                                    ancestors=path))
+                stack.append((child, outputs + [samples], path + (child,)))
+
+
 _JOB: _Job | None = None  # in a worker process: set once by _init_worker
 _QUEUE = None
 
@@ -174,7 +210,8 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
 
     def accept(row: dict, event: Event) -> None:
         if ledger is not None:  # provenance first: a row in metrics.parquet always has its entries
-            ledger.record(row["policy"], row["seed"], row["generation"], event.sources, event.output_hash)
+            ledger.record(row["policy"], row["seed"], row["generation"], event.sources, event.output_hash,
+                          ancestors=event.ancestors or None)
         rows.append(row)
         done.add((row["policy"], row["seed"], row["generation"]))
         folder.write_metrics(rows)
@@ -187,7 +224,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
         t0 = time.perf_counter()
         rng = generation_rng(seed, "gen0", 0)
         job.gen0[seed] = job.new_model().fit(corpus.train, rng=rng)
-        missing = [p for p in config.policies if (p, seed, 0) not in done]
+        missing = [p for p in config.root_labels if (p, seed, 0) not in done]
         if missing:
             samples0 = job.sample(job.gen0[seed], n_out, rng)
             metrics0, per_item0 = job.measure(seed, job.gen0[seed], samples0)
@@ -203,7 +240,10 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
     chains = [(s, p) for s in config.seeds for p in config.policies
               if any((p, s, g) not in done for g in range(1, config.generations + 1))]
     jobs = 1 if jobs is None else max(1, min(jobs, len(chains) or 1))
-    if jobs == 1:
+    if config.tree:  # one process: a tree's nodes depend on each other all the way up
+        for seed in config.seeds:
+            job.run_tree(seed, done, accept)
+    elif jobs == 1:
         for seed, policy in chains:
             job.run_chain(seed, policy, done, accept)
     else:

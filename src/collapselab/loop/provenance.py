@@ -59,11 +59,14 @@ class RunLedger:
             Document(pool, "human", f"{corpus_name}: unseen human reserve"),
         ] + ([Document(vault, "human", vault_source)] if vault else []))
 
-    def record(self, policy: str, seed: int, generation: int, sources: tuple[int, ...], output_hash: str) -> None:
+    def record(self, policy: str, seed: int, generation: int, sources: tuple[int, ...], output_hash: str,
+               ancestors: tuple[str, ...] | None = None) -> None:
         """Generation ``generation`` of (policy, seed): trained on items of ``sources`` (origins:
-        -1 human, -2 reserve, g >= 0 generation g's output), produced ``output_hash``."""
+        -1 human, -2 reserve, -3 vault, g >= 0 generation g's output), produced ``output_hash``.
+        ``ancestors[g]``: in a tree, the label of the model at depth g above this one (a chain's
+        ancestors all carry its own policy label)."""
         mid = model_id(policy, seed, generation)
-        shards = sorted({self._shard(policy, seed, s) for s in sources})
+        shards = sorted({self._shard(ancestors[s] if ancestors and s >= 0 else policy, seed, s) for s in sources})
         snap = f"train:{mid}"
         self.ledger.append([
             Snapshot(snap, shards),

@@ -92,3 +92,34 @@ def plot_histograms(per_policy: dict[str, dict[int, np.ndarray]], out_path: Path
     fig.tight_layout()
     _save(fig, out_path)
     return out_path
+
+
+def plot_tree(metrics: pd.DataFrame, out_dir: Path, text: bool) -> list[Path]:
+    """A derivative tree: each main metric against depth, a segment from every model to each of
+    its children, coloured by the child's policy (mean over seeds)."""
+    names = [m for m in (TEXT_METRICS if text else THEORY_METRICS) if m in metrics.columns]
+    num = metrics.select_dtypes(include=[np.number]).columns.drop(["seed"], errors="ignore")
+    mean = metrics.groupby("policy")[list(num)].mean()
+    first = metrics.groupby("policy").first()
+    children = first[first.index != "root"]
+    branch = list(dict.fromkeys(children["branch_policy"]))
+    colours = {b: f"C{i}" for i, b in enumerate(branch)}
+    cols = 4 if len(names) > 4 else len(names)
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, m in zip(axes.flat, names):
+        for label, row in children.iterrows():
+            p = row["parent"]
+            ax.plot([mean.loc[p, "generation"], mean.loc[label, "generation"]], [mean.loc[p, m], mean.loc[label, m]],
+                    color=colours[row["branch_policy"]], marker="o", ms=2.5, lw=1, alpha=0.8)
+        ax.set_title(TITLES.get(m, m), fontsize=10)
+        ax.set_xlabel("depth (generations of derivatives)")
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    handles = [plt.Line2D([], [], color=colours[b], marker="o", label=f"child trained with {b}") for b in branch]
+    fig.legend(handles=handles, loc="lower center", ncol=len(branch), bbox_to_anchor=(0.5, -0.02))
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    p = out_dir / "tree.png"
+    _save(fig, p)
+    return [p]

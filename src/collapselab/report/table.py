@@ -114,3 +114,46 @@ def table_records(blocks: list[PolicyBlock]) -> list[dict]:
         for b in blocks
         for g, d, s, text in b.rows
     ]
+
+
+@dataclass
+class TreeNode:
+    label: str  # "root", then policy names joined by ">" along the path
+    depth: int
+    parent: str | None
+    diversity: float  # relative to the root, mean over seeds
+    spread: float
+    degradation: str
+
+
+def tree_nodes(metrics: pd.DataFrame, metric: str, text: bool) -> dict[str, TreeNode]:
+    """Every model of a derivative tree with its diversity relative to the root (generation 0)."""
+    numeric = metrics.select_dtypes(include=[np.number]).columns.drop(["seed", "generation"], errors="ignore")
+    root = metrics[metrics["policy"] == "root"].set_index("seed")[metric]
+    rel = metrics.assign(rel=metrics[metric] / metrics["seed"].map(root))
+    mean = metrics.groupby("policy")[list(numeric)].mean()
+    rel_mean = rel.groupby("policy")["rel"].mean()
+    spread = rel.groupby("policy")["rel"].std(ddof=1).fillna(0.0)
+    first = metrics.groupby("policy").first()
+    g0 = mean.loc["root"]
+    nodes = {}
+    for label in mean.index:
+        depth = int(first.loc[label, "generation"])
+        parent = None if label == "root" else first.loc[label, "parent"]
+        d = float(rel_mean.loc[label])
+        nodes[label] = TreeNode(label, depth, parent, d, float(spread.loc[label]), degradation(g0, mean.loc[label], depth, d, text))
+    return nodes
+
+
+def build_tree_table(metrics: pd.DataFrame, metric: str, text: bool) -> list[PolicyBlock]:
+    """One block per lineage of the tree, root to leaf, in the article's table shape."""
+    nodes = tree_nodes(metrics, metric, text)
+    depth = max(n.depth for n in nodes.values())
+    blocks = []
+    for leaf in sorted(label for label, n in nodes.items() if n.depth == depth):
+        path, label = [], leaf
+        while label is not None:
+            path.append(nodes[label])
+            label = nodes[label].parent
+        blocks.append(PolicyBlock(leaf, [(n.depth, n.diversity, n.spread, n.degradation) for n in reversed(path)]))
+    return blocks
