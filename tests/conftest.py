@@ -102,3 +102,16 @@ def run_main(monkeypatch, capsys):
         return code, captured.out, captured.err
 
     return go
+
+
+def interrupt_after(k: int):
+    """An ``on_event`` callback that presses Ctrl-C after the k-th finished generation."""
+    seen = []
+
+    def on_event(event):
+        if event.kind == "generation":
+            seen.append(event)
+            if len(seen) == k:
+                raise KeyboardInterrupt
+
+    return on_event

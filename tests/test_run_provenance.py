@@ -9,7 +9,7 @@ import pytest
 import collapselab as cl
 from collapselab.loop.provenance import content_hash, model_id
 from collapselab.provenance.ledger import Ledger, verify
-from conftest import write_text_folder
+from conftest import interrupt_after, write_text_folder
 
 POLICIES = ["replace", "accumulate", "fresh:0.1"]
 
@@ -65,14 +65,7 @@ def test_snapshots_and_synthetic_depth_follow_the_policies(run):
 
 
 def test_resumed_run_adds_no_duplicate_entries(run, corpus, tmp_path):
-    seen = []
-
-    def stop(event):
-        if event.kind == "generation":
-            seen.append(event)
-            if len(seen) == 4:
-                raise KeyboardInterrupt
-
+    stop = interrupt_after(4)
     out = tmp_path / "resumed"
     with pytest.raises(KeyboardInterrupt):
         cl.run_experiment(_config(corpus), out=out, jobs=1, on_event=stop)

@@ -6,7 +6,7 @@ import pytest
 import collapselab as cl
 from collapselab.loop.provenance import model_id
 from collapselab.provenance.ledger import Ledger, verify
-from conftest import assert_same_metrics, write_text_folder
+from conftest import interrupt_after, assert_same_metrics, write_text_folder
 
 POLICIES = ["replace", "anchor:0.2"]
 G = 3
@@ -62,14 +62,7 @@ def test_tree_table_has_one_lineage_per_leaf(tree):
 
 
 def test_interrupted_tree_resumes_to_the_same_numbers(tree, corpus, tmp_path):
-    n = []
-
-    def stop(e):
-        if e.kind == "generation":
-            n.append(e)
-            if len(n) == 6:
-                raise KeyboardInterrupt
-
+    stop = interrupt_after(6)
     out = tmp_path / "tree"
     with pytest.raises(KeyboardInterrupt):
         cl.run_experiment(_cfg(corpus), out=out, on_event=stop)
