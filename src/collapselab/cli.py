@@ -96,6 +96,7 @@ def run(
     top_p: Optional[float] = typer.Option(None, "--top-p", help="ngram: nucleus sampling mass (default 1 = off)."),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="gaussian: mle (default) or unbiased."),
     bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm: sampling bias lambda <= 1 (default 1)."),
+    facts: Optional[bool] = typer.Option(None, "--facts/--no-facts", help="Plant invented facts (1..32 copies each) in the human training set and report fact recall and hallucination rate per frequency bucket every generation (docs/facts.md)."),
     tree: Optional[bool] = typer.Option(None, "--tree/--chains", help="Grow a derivative tree (every model spawns one child per policy) instead of one chain per policy."),
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
     vault: Optional[Path] = typer.Option(None, "--vault", help="A sealed vault (`collapselab vault`): anchor and fresh draw their human items from it."),
@@ -124,7 +125,7 @@ def run(
         cfg = load_config(
             config,
             corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
-            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model, tree=tree,
+            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model, tree=tree, facts=facts,
             watermark_key=str(watermark_key) if watermark_key else None,
             vault=str(vault) if vault else None, vault_snapshot=vault_snapshot,
             credentials=str(credentials) if credentials else None,

@@ -75,6 +75,7 @@ class ExperimentConfig(BaseModel):
     watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark")
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")
     watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias")
+    facts: bool = Field(False, description="plant invented facts at long-tailed frequencies (1..32 copies) in the human training set and probe every generation's recall and hallucination rate per frequency bucket (docs/facts.md)")
 
     @field_validator("policies")
     @classmethod
@@ -113,6 +114,8 @@ class ExperimentConfig(BaseModel):
                              "keep policies ** generations <= 4096 (fewer policies or generations)")
         if self.vault is not None and not self.is_text:
             raise ValueError(f"vault: a vault holds text; the {self.family} family cannot draw from it (use --family ngram)")
+        if self.facts and not self.is_text:
+            raise ValueError(f"facts: the {self.family} family learns no text to plant facts in; use it with --family ngram")
         if self.watermark_key is not None and not self.is_text:
             raise ValueError(f"watermark_key: the {self.family} family makes no text to watermark; use it with --family ngram")
         return self

@@ -24,6 +24,10 @@ def load_corpus(config) -> TextCorpus | NumericCorpus:
             split_seed=config.split_seed,
             max_len=config.model["max_len"],
         )
+        if getattr(config, "facts", False):  # before the vault: its items are encoded in the final vocabulary
+            from collapselab.corpus.facts import plant_facts
+
+            plant_facts(corpus, config.split_seed)
         if config.vault:
             attach_vault(corpus, config.vault, config.vault_snapshot, split_seed=config.split_seed, max_len=config.model["max_len"])
         return corpus

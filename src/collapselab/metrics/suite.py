@@ -28,6 +28,7 @@ class TextEvaluator:
     corpus: TextCorpus
     rare_max_count: int = tail.RARE_MAX_COUNT
     gen0: object | None = None  # generation 0's model, set after it is fitted
+    fact_probe: object | None = None  # a metrics.facts.FactProbe; None: from corpus.facts if planted
     rare_: np.ndarray = field(init=False)
     human_4grams_: np.ndarray = field(init=False)
 
@@ -36,6 +37,10 @@ class TextEvaluator:
         self.rare_ = tail.rare_words(self.corpus.train.tokens, self.rare_max_count)
         human = TokenSequences.concat([self.corpus.train, self.corpus.pool])
         self.human_4grams_ = pd.Index(pd.unique(ngrams.keys(human, NOVEL_N, self.V)))
+        if self.fact_probe is None and getattr(self.corpus, "facts", None) is not None:
+            from collapselab.metrics.facts import FactProbe
+
+            self.fact_probe = FactProbe(self.corpus.facts, self.corpus.vocab)
 
     def evaluate(self, model, samples: TokenSequences) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         toks = samples.tokens
@@ -58,6 +63,8 @@ class TextEvaluator:
         ll = judge.log_likelihood(samples)
         per_item_ppl = np.exp(-ll / judge.n_scored(samples))
         row["ppl_under_gen0"] = float(np.exp(-ll.sum() / judge.n_scored(samples).sum()))
+        if self.fact_probe is not None:
+            row.update(self.fact_probe.evaluate(model))
         return row, {"ppl_under_gen0": per_item_ppl}
 
 

@@ -319,15 +319,49 @@ class NGramModel:
         unwatermarked run with the same seed (it is still deterministic).
         """
         self._check_fitted()
-        N = self.order
         samplers = [self._level_sampler(L) for L in self.levels_]
-        uni_words, uni_cum = self._unigram_sampler()
-        out = np.zeros((n, self.max_len), dtype=np.int32)
-        lengths = np.full(n, self.max_len, dtype=np.int64)
+        hist = np.full((n, max(self.order - 1, 1)), BOS, dtype=np.int32)
+        return self._generate(hist, self.max_len, samplers, rng, watermark)
+
+    def complete(self, prompts: TokenSequences, n_new: int, *, rng: np.random.Generator,
+                 top_k: int | None = None, temperature: float | None = None) -> TokenSequences:
+        """Continue each prompt by at most ``n_new`` tokens, all prompts advanced together.
+
+        Item ``i`` of the result holds only the continuation of ``prompts[i]`` (the prompt is read
+        as the start of an item: ``<s>`` padding, then its tokens), up to and excluding ``</s>``.
+        ``top_k`` / ``temperature`` override the model's own knobs for this call only (``top_k=1``
+        keeps the heaviest candidate at every back-off level: a greedy-style completion).
+        """
+        self._check_fitted()
+        saved = self.top_k, self.temperature
+        try:
+            self.top_k = saved[0] if top_k is None else top_k
+            self.temperature = saved[1] if temperature is None else temperature
+            samplers = [self._level_sampler(L) for L in self.levels_]
+            uni = self._unigram_sampler()
+        finally:
+            self.top_k, self.temperature = saved
+        width = max(self.order - 1, 1)
+        n = len(prompts)
+        padded = np.full((n, width + int(prompts.lengths.max(initial=0))), BOS, dtype=np.int32)
+        # right-align each prompt so its last ``width`` tokens (with <s> padding) are the context
+        end = padded.shape[1]
+        item = prompts.item_index()
+        within = np.arange(prompts.n_tokens, dtype=np.int64) - prompts.offsets[:-1][item]
+        col = end - prompts.lengths[item] + within
+        padded[item, col] = np.where(prompts.tokens < self.V_, prompts.tokens, UNK)
+        hist = np.ascontiguousarray(padded[:, end - width:])
+        return self._generate(hist, n_new, samplers, rng, None, uni=uni)
+
+    def _generate(self, hist: np.ndarray, max_len: int, samplers, rng, watermark, uni=None) -> TokenSequences:
+        N = self.order
+        n = len(hist)
+        uni_words, uni_cum = self._unigram_sampler() if uni is None else uni
+        out = np.zeros((n, max_len), dtype=np.int32)
+        lengths = np.full(n, max_len, dtype=np.int64)
         live = np.arange(n)
-        hist = np.full((n, max(N - 1, 1)), BOS, dtype=np.int32)
         wctx = None if watermark is None else np.full((n, watermark.h), BOS, dtype=np.int64)
-        for t in range(self.max_len):
+        for t in range(max_len):
             if len(live) == 0:
                 break
             if watermark is None:
@@ -347,7 +381,7 @@ class NGramModel:
                 wctx = np.concatenate([wctx[go, 1:], nxt[go, None]], axis=1)
         offsets = np.zeros(n + 1, dtype=np.int64)
         np.cumsum(lengths, out=offsets[1:])
-        mask = np.arange(self.max_len)[None, :] < lengths[:, None]
+        mask = np.arange(max_len)[None, :] < lengths[:, None]
         return TokenSequences(out[mask], offsets)
 
     def _next_tokens(self, hist, samplers, uni_words, uni_cum, rng) -> np.ndarray:
