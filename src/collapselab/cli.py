@@ -176,8 +176,9 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `colla
 
 @app.command()
 def lineage(run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`.")) -> None:
-    """Print the run's model lineage from its ledger: who learned from whose output, and each
-    model's synthetic depth (the longest chain of model-made data behind it)."""
+    """Print the run's model lineage from its ledger: who learned from whose output, and how deep.
+
+    A model's synthetic depth is the longest chain of model-made data behind it."""
     from collapselab.report.lineage import lineage as read_lineage
     from collapselab.report.lineage import render
 
@@ -204,6 +205,10 @@ from collapselab.provenance.vault_cli import vault_app  # noqa: E402
 app.add_typer(vault_app, name="vault")
 app.add_typer(credentials_app, name="credentials")
 
+from collapselab.pipeline.pipeline_cli import register as register_pipeline  # noqa: E402
+
+register_pipeline(app)  # top-level `scan`, `filter`, `mix`
+
 ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 
@@ -222,8 +227,9 @@ def ledger_verify(
     target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL."),
     head: Optional[str] = typer.Option(None, "--head", help="The head kept from earlier, SEQ:HASH (see `collapselab ledger head`): also detects a cut-off or rewritten ledger."),
 ) -> None:
-    """Recompute the hash chain and every snapshot's Merkle root; name each changed, removed,
-    reordered or inserted entry. Exit 0 valid, 1 invalid, 2 not a ledger."""
+    """Recompute the hash chain and Merkle roots; name each changed, removed, reordered or inserted entry.
+
+    Exit 0 valid, 1 invalid, 2 not a ledger."""
     from collapselab.provenance.ledger import verify as verify_ledger
 
     result = verify_ledger(target, expected_head=_parse_head(head))

@@ -5,8 +5,15 @@ written to a temporary file and renamed; a rerun with the same inputs skips fini
 See ``docs/pipeline.md``.
 """
 
-from collapselab.pipeline.filter import FilterResult, filter_file
-from collapselab.pipeline.mix import MixResult, mix
-from collapselab.pipeline.scan import ScanResult, scan
+__all__ = ["scan_corpus", "ScanResult", "filter_corpus", "FilterResult", "mix_corpus", "MixResult"]
 
-__all__ = ["scan", "ScanResult", "filter_file", "FilterResult", "mix", "MixResult"]
+_WHERE = {"scan_corpus": "scan", "ScanResult": "scan", "filter_corpus": "filter", "FilterResult": "filter",
+          "mix_corpus": "mix", "MixResult": "mix"}
+
+
+def __getattr__(name):  # lazy: importing the package costs nothing until a step is used
+    if name in _WHERE:
+        import importlib
+
+        return getattr(importlib.import_module(f"collapselab.pipeline.{_WHERE[name]}"), name)
+    raise AttributeError(name)

@@ -22,6 +22,10 @@ share (with its count for the CI); ``tpr=`` gives it (``n_tpr=`` its sample size
 known). With neither, ``tpr = 1`` is assumed and the estimate is a *lower bound* of the synthetic
 share (the result says so in ``tpr_source``).
 
+``detector="perplexity"`` (with ``reference_vault=``): ``direction * log-perplexity`` under an
+n-gram fitted on half of a vault snapshot, threshold and FPR from the other half (flag = score >
+threshold); see ``docs/pipeline.md``.
+
 The input is never modified. The sidecar's rows are aligned with the input's records: one row per
 well-formed record, in file order, with ``file`` (as given), ``line`` (1-based line or row) and
 ``id`` (the record's ``id`` field, else ``FILE:LINE``). Next to it, ``SCORES.parquet.json`` (the
@@ -69,8 +73,9 @@ class ScanResult:
     documents: int
     malformed_skipped: int
     flagged: int
-    flagged_share: float  # raw share with z >= threshold
+    flagged_share: float  # raw share flagged by ``rule``
     threshold: float
+    rule: str
     fpr: float
     fpr_source: str
     tpr: float
@@ -86,24 +91,35 @@ class ScanResult:
 
     def summary(self) -> str:
         return (f"{self.documents} documents scanned ({self.malformed_skipped} malformed skipped); "
-                f"flagged at z >= {self.threshold:g}: {self.flagged} ({self.flagged_share:.2%}). "
+                f"flagged ({self.rule}): {self.flagged} ({self.flagged_share:.2%}). "
                 f"Estimated synthetic share: {self.estimate:.2%} (95% CI {self.low:.2%}-{self.high:.2%}), "
                 f"corrected with FPR {self.fpr:.2e} ({self.fpr_source}) and TPR {self.tpr:.3f} ({self.tpr_source}).")
 
 
 class _WatermarkScorer:
+    exact = True
+
     def __init__(self, key: bytes, vocab, *, gamma: float, context_width: int, z_threshold: float) -> None:
         from collapselab.provenance.watermark import Watermark
 
         self.wm = Watermark(key, gamma=gamma, context_width=context_width)
         self.vocab = vocab
+        self._ids = {w: i for i, w in enumerate(vocab.words.tolist())}  # dict lookups beat pandas here
         self.z_threshold = float(z_threshold)
         self._fpr_cache: dict[int, float] = {}
 
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:
         from collapselab.models.ngram import BOS
 
-        seqs = self.vocab.encode([tokenize_doc(t) for t in texts])
+        from collapselab.corpus.sequences import TokenSequences
+        from collapselab.corpus.tokenize import UNK_ID
+
+        get, find = self._ids.get, _TOKEN.findall
+        docs = [[get(w, UNK_ID) for w in find(t.lower())] for t in texts]
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum([len(d) for d in docs], out=offsets[1:])
+        tokens = np.fromiter((i for d in docs for i in d), dtype=np.int32, count=int(offsets[-1]))
+        seqs = TokenSequences(tokens, offsets)
         d = self.wm.detect(seqs, pad=BOS)
         z = np.asarray(d.z, dtype=np.float64)
         return {"n_tokens": np.diff(seqs.offsets), "n_scored": np.asarray(d.n_scored), "n_green": np.asarray(d.n_green),
@@ -130,6 +146,59 @@ class _WatermarkScorer:
                     self._fpr_cache[T] = float(stats.binom.sf(ok[0] - 1, T, g)) if len(ok) else 0.0
             out[n_scored == T] = self._fpr_cache[T]
         return out
+
+
+class _PerplexityScorer:
+    """``score = direction * log-perplexity`` under an n-gram fitted on half of a vault snapshot.
+
+    The snapshot's documents (hash order) alternate: even ones fit the reference model, odd ones
+    are the held-out human text the threshold is set on (``threshold_at_fpr``, flag = score >
+    threshold) and the FPR is measured on (so it has a sample size for the CI)."""
+
+    exact = False
+
+    def __init__(self, vault, snapshot, vocab, *, order: int, direction: float, fpr_target: float) -> None:
+        from collapselab.detect.calibration import rate_above, threshold_at_fpr
+        from collapselab.models.ngram import NGramModel
+        from collapselab.provenance.vault import Vault
+
+        v = vault if isinstance(vault, Vault) else Vault(vault)
+        self.snapshot = snapshot or v.latest_snapshot()
+        self.merkle_root = v.snapshot(self.snapshot).merkle_root
+        texts = v.texts(self.snapshot)
+        if len(texts) < 20:
+            raise UserError(f"--reference-vault: snapshot {self.snapshot!r} holds {len(texts)} documents; the perplexity "
+                            "detector needs at least 20 (half fit the reference, half calibrate the threshold).")
+        self._ids = {w: i for i, w in enumerate(vocab.words.tolist())}
+        self.direction = float(direction)
+        self.model = NGramModel(order, vocab_size=len(vocab)).fit(self._encode(texts[0::2]))
+        held = self.score(texts[1::2])["score"]
+        self.threshold = threshold_at_fpr(held, fpr_target)
+        self.fpr, self.n_fpr = rate_above(held, self.threshold), len(held)
+
+    def _encode(self, texts):
+        from collapselab.corpus.sequences import TokenSequences
+        from collapselab.corpus.tokenize import UNK_ID
+
+        get, find = self._ids.get, _TOKEN.findall
+        docs = [[get(w, UNK_ID) for w in find(t.lower())] for t in texts]
+        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
+        np.cumsum([len(d) for d in docs], out=offsets[1:])
+        tokens = np.fromiter((i for d in docs for i in d), dtype=np.int32, count=int(offsets[-1]))
+        return TokenSequences(tokens, offsets)
+
+    def score(self, texts: list[str]) -> dict[str, np.ndarray]:
+        from collapselab.detect.likelihood import log_perplexity
+
+        seqs = self._encode(texts)
+        n = len(seqs)
+        raw = log_perplexity(self.model, seqs)
+        nan = np.full(n, np.nan)
+        return {"n_tokens": np.diff(seqs.offsets), "n_scored": np.diff(seqs.offsets) + 1,
+                "n_green": np.zeros(n, dtype=np.int64), "score": self.direction * raw, "z": nan, "p_value": nan}
+
+    def flagged(self, cols: dict) -> np.ndarray:
+        return np.nan_to_num(cols["score"], nan=-np.inf) > self.threshold
 
 
 def _load_vocab(vocab):
@@ -166,7 +235,8 @@ def _score_files(scorer, inputs, *, text_field, on_error, batch_size, writer=Non
             fl = scorer.flagged(cols)
             f_flag += int(fl.sum())
             f_docs += len(good)
-            fpr_sum += float(scorer.exact_fpr(cols["n_scored"]).sum())
+            if scorer.exact:
+                fpr_sum += float(scorer.exact_fpr(cols["n_scored"]).sum())
             if writer is not None:
                 writer(name, good, cols)
         per_file.append({"file": name, "documents": f_docs, "flagged": f_flag, "malformed_skipped": f_bad})
@@ -176,19 +246,24 @@ def _score_files(scorer, inputs, *, text_field, on_error, batch_size, writer=Non
     return per_file, flagged, docs, fpr_sum, malformed
 
 
-def scan(inputs: Sequence[str | os.PathLike], *, key, vocab, out: str | os.PathLike, detector: str = "watermark",
+def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab, key=None, out: str | os.PathLike, detector: str = "watermark",
          text_field: str = "text", on_error: str = "fail", z_threshold: float = 4.0, gamma: float = 0.25,
          context_width: int = 1, tpr: float | None = None, n_tpr: int | None = None, fpr: float | None = None,
          n_fpr: int | None = None, tpr_from: Sequence[str | os.PathLike] = (), batch_size: int = BATCH,
-         force: bool = False) -> ScanResult:
+         force: bool = False, reference_vault=None, snapshot: str | None = None, fpr_target: float = 0.01,
+         order: int = 3, direction: float = 1.0) -> ScanResult:
     """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from collapselab.detect.calibration import rogan_gladen
 
-    if detector != "watermark":
-        raise UserError(f"--detector {detector!r}: only 'watermark' is available in scan for now.")
+    if detector not in ("watermark", "perplexity"):
+        raise UserError(f"--detector {detector!r}: use 'watermark' (with --key) or 'perplexity' (with --reference-vault).")
+    if detector == "watermark" and key is None:
+        raise UserError("--detector watermark needs --key KEYFILE.")
+    if detector == "perplexity" and reference_vault is None:
+        raise UserError("--detector perplexity needs --reference-vault DIR (human text to fit and calibrate on).")
     check_on_error(on_error)
     if not inputs:
         raise UserError("scan: no input file given.")
@@ -201,10 +276,16 @@ def scan(inputs: Sequence[str | os.PathLike], *, key, vocab, out: str | os.PathL
     if out.resolve() in {Path(p).resolve() for p in inputs}:
         raise UserError(f"{out}: is one of the inputs; the input is never modified. Pick another --out.")
     vocab_obj, vocab_hash = _load_vocab(vocab)
-    scorer = _WatermarkScorer(_load_key(key), vocab_obj, gamma=gamma, context_width=context_width, z_threshold=z_threshold)
+    if detector == "watermark":
+        scorer = _WatermarkScorer(_load_key(key), vocab_obj, gamma=gamma, context_width=context_width, z_threshold=z_threshold)
+        dparams = {"key_id": scorer.wm.key_id, "gamma": gamma, "context_width": context_width, "z_threshold": z_threshold}
+    else:
+        scorer = _PerplexityScorer(reference_vault, snapshot, vocab_obj, order=order, direction=direction,
+                                   fpr_target=fpr_target)
+        dparams = {"reference_vault": str(reference_vault), "snapshot": scorer.snapshot, "merkle_root": scorer.merkle_root,
+                   "order": order, "direction": direction, "fpr_target": fpr_target}
     manifest_path = Path(str(out) + ".json")
-    params = {"detector": detector, "key_id": scorer.wm.key_id, "gamma": gamma, "context_width": context_width,
-              "z_threshold": z_threshold, "text_field": text_field, "on_error": on_error,
+    params = {"detector": detector, **dparams, "text_field": text_field, "on_error": on_error,
               "vocab_sha256": vocab_hash or _vocab_digest(vocab_obj), "tpr": tpr, "n_tpr": n_tpr, "fpr": fpr,
               "n_fpr": n_fpr, "tpr_from": inputs_record(tpr_from)}
     ins = inputs_record(inputs)
@@ -234,8 +315,10 @@ def scan(inputs: Sequence[str | os.PathLike], *, key, vocab, out: str | os.PathL
         raise
     af.commit()
 
-    if fpr is None:
+    if fpr is None and scorer.exact:
         fpr_v, fpr_src, n_fpr_v = (fpr_sum / docs if docs else 0.0), "exact binomial at the scanned lengths", None
+    elif fpr is None:
+        fpr_v, fpr_src, n_fpr_v = scorer.fpr, f"measured on {scorer.n_fpr} held-out vault documents", scorer.n_fpr
     else:
         fpr_v, fpr_src, n_fpr_v = float(fpr), "given" + (f" (n={n_fpr})" if n_fpr else ""), n_fpr
     if tpr_from:
@@ -254,7 +337,9 @@ def scan(inputs: Sequence[str | os.PathLike], *, key, vocab, out: str | os.PathL
         est, lo, hi = pr.estimate, pr.low, pr.high
     else:
         est = lo = hi = float("nan")
-    result = ScanResult(str(out), docs, malformed, flagged, q, float(z_threshold), fpr_v, fpr_src, tpr_v, tpr_src,
+    thr = float(z_threshold) if scorer.exact else float(scorer.threshold)
+    rule = f"z >= {thr:g}" if scorer.exact else f"score > {thr:.6g}"
+    result = ScanResult(str(out), docs, malformed, flagged, q, thr, rule, fpr_v, fpr_src, tpr_v, tpr_src,
                         est, lo, hi, False, per_file)
     atomic_write_json(manifest_path, {"format": FORMAT, "version": VERSION, "inputs": ins, "params": params,
                                       "output": {"path": str(out), "sha256": file_sha256(out)},
