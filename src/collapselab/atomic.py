@@ -9,18 +9,42 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+class AtomicFile:
+    """A file written under a temporary name in the same folder and renamed on :meth:`commit`.
+
+    Leftovers of a killed job (``.NAME.*.tmp``) are removed when the same output is started again.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            try:
+                stale.unlink()
+            except OSError:
+                pass
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        os.close(fd)
+        self.tmp = Path(tmp)
+
+    def commit(self) -> None:
+        with open(self.tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self.tmp.exists():
+            self.tmp.unlink()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)``, then move the finished file onto ``path`` in one rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    f = AtomicFile(path)
     try:
-        write(tmp)
-        os.replace(tmp, path)
+        write(str(f.tmp))
+        f.commit()
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        f.abort()
         raise
 
 

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collapselab.detect.base import as_sequences
 
 FPRS = (0.001, 0.01, 0.05)
 

@@ -122,23 +122,29 @@ class _Job:
         """Generations 1..G of one (seed, policy); ``emit(row, event)`` after each."""
         cfg = self.config
         policy = parse_policy(policy_name)
-        n_out = cfg.samples or n_items(self.corpus.train)
         last = max(g for g in range(cfg.generations + 1) if (policy.name, seed, g) in done)
         state = LoopState(human=self.corpus.train, pool=self.corpus.pool, vault=getattr(self.corpus, "vault", None))
         # earlier outputs come back from disk, bit for bit
         state.outputs = [self.folder.read_samples(policy.name, seed, g, cfg.is_text) for g in range(last + 1)]
         for g in range(last + 1, cfg.generations + 1):
-            t0 = time.perf_counter()
-            rng = generation_rng(seed, policy.name, g)
-            ts = policy.training_set(g, state, rng)
-            model = self.new_model().fit(ts.data, rng=rng)
-            samples = self.sample(model, n_out, rng)
-            state.outputs.append(samples)
-            metrics, per_item = self.measure(seed, model, samples)
-            self.save(policy.name, seed, g, samples, per_item)
-            emit(self.row(policy.name, seed, g, ts.synthetic_share, metrics),
-                 Event("generation", seed=seed, policy=policy.name, generation=g, seconds=time.perf_counter() - t0,
-                       sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples)))
+            state.outputs.append(self.step(policy.name, seed, g, policy, state, emit))
+
+    def step(self, label: str, seed: int, g: int, policy, state: LoopState, emit: Callable,
+             extra: dict | None = None, ancestors: tuple = ()):
+        """One generation: build its training set, fit, sample, measure, save, report; returns
+        the samples. ``label`` names the model (a policy, or a tree path) and its rng stream."""
+        t0 = time.perf_counter()
+        rng = generation_rng(seed, label, g)
+        ts = policy.training_set(g, state, rng)
+        model = self.new_model().fit(ts.data, rng=rng)
+        samples = self.sample(model, self.config.samples or n_items(self.corpus.train), rng)
+        metrics, per_item = self.measure(seed, model, samples)
+        self.save(label, seed, g, samples, per_item)
+        emit({**self.row(label, seed, g, ts.synthetic_share, metrics), **(extra or {})},
+             Event("generation", seed=seed, policy=label, generation=g, seconds=time.perf_counter() - t0,
+                   sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples),
+                   ancestors=ancestors))
+        return samples
 
 
     def run_tree(self, seed: int, done: set, emit: Callable) -> None:
@@ -146,7 +152,6 @@ class _Job:
         the training set that policy builds from the child's ancestors' outputs (depth first)."""
         cfg = self.config
         policies = [parse_policy(p) for p in cfg.policies]
-        n_out = cfg.samples or n_items(self.corpus.train)
         stack = [("root", [self.folder.read_samples("root", seed, 0, cfg.is_text)], ("root",))]
         while stack:
             label, outputs, path = stack.pop()
@@ -158,19 +163,10 @@ class _Job:
                 if (child, seed, d) in done:
                     samples = self.folder.read_samples(child, seed, d, cfg.is_text)
                 else:
-                    t0 = time.perf_counter()
-                    rng = generation_rng(seed, child, d)
-                    state = LoopState(human=self.corpus.train, pool=self.corpus.pool, vault=getattr(self.corpus, "vault", None))
-                    state.outputs = outputs
-                    ts = policy.training_set(d, state, rng)
-                    model = self.new_model().fit(ts.data, rng=rng)
-                    samples = self.sample(model, n_out, rng)
-                    metrics, per_item = self.measure(seed, model, samples)
-                    self.save(child, seed, d, samples, per_item)
-                    row = {**self.row(child, seed, d, ts.synthetic_share, metrics), "parent": label, "branch_policy": policy.name}
-                    emit(row, Event("generation", seed=seed, policy=child, generation=d, seconds=time.perf_counter() - t0,
-                                    sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples),
-                                    ancestors=path))
+                    state = LoopState(human=self.corpus.train, pool=self.corpus.pool,
+                                      vault=getattr(self.corpus, "vault", None), outputs=outputs)
+                    samples = self.step(child, seed, d, policy, state, emit,
+                                        extra={"parent": label, "branch_policy": policy.name}, ancestors=path)
                 stack.append((child, outputs + [samples], path + (child,)))
 
 

@@ -17,7 +17,7 @@ from collapselab.corpus.numeric import NumericCorpus
 from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.text_corpus import TextCorpus
 from collapselab.metrics import lexical, tail
-from collapselab.metrics.distributions import theory_metrics
+from collapselab.metrics.distributions import moments, theory_metrics
 
 NOVEL_N = 4
 MATTR_WINDOW = 500
@@ -77,11 +77,6 @@ class NumericEvaluator:
         ref = (self.corpus.weights, self.corpus.means, self.corpus.covs)
         row = {"n_items": float(len(samples)), **theory_metrics(model.mixture(), ref)}
         row["nll_holdout"] = float(-model.log_likelihood(self.corpus.holdout).mean())
-        row["sample_variance_ratio"] = float(np.trace(np.atleast_2d(np.cov(samples, rowvar=False))) / np.trace(_total_cov(ref)))
+        row["sample_variance_ratio"] = float(np.trace(np.atleast_2d(np.cov(samples, rowvar=False))) / np.trace(moments(ref)[1]))
         return row, {}
 
-
-def _total_cov(ref) -> np.ndarray:
-    from collapselab.metrics.distributions import moments
-
-    return moments(ref)[1]

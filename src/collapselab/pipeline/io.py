@@ -16,11 +16,11 @@ import gzip
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
+from collapselab.atomic import AtomicFile
 from collapselab.errors import UserError
 
 BATCH = 10_000
@@ -145,34 +145,6 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 
 # ------------------------------------------------------------------------------------- output
-class AtomicFile:
-    """A file written under a temporary name in the same folder and renamed on :meth:`commit`.
-
-    Leftovers of a killed job (``.NAME.*.tmp``) are removed when the same output is started again.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
-            try:
-                stale.unlink()
-            except OSError:
-                pass
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(tmp)
-
-    def commit(self) -> None:
-        with open(self.tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        if self.tmp.exists():
-            self.tmp.unlink()
-
-
 class JsonlWriter:
     """Bytes lines to ``path`` (gzip when it ends in .gz, with a fixed header so reruns match)."""
 

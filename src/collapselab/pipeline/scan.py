@@ -46,8 +46,8 @@ import numpy as np
 
 from collapselab.atomic import atomic_write_json
 from collapselab.errors import UserError
-from collapselab.pipeline.io import (BATCH, AtomicFile, check_on_error, file_sha256, inputs_record, read_batches,
-                                     read_manifest)
+from collapselab.atomic import AtomicFile
+from collapselab.pipeline.io import BATCH, check_on_error, file_sha256, inputs_record, read_batches, read_manifest
 
 _TOKEN = re.compile(r"<s>|</s>|<unk>|[a-z0-9]+(?:['’-][a-z0-9]+)*|[^\sa-z0-9]")
 FORMAT = "collapselab-scan"
