@@ -56,8 +56,8 @@ class Run:
     def table(self) -> list[PolicyBlock]:
         """The article's table: one block per policy (a tree run: per lineage, root to leaf)."""
         if self.config.tree:
-            return build_tree_table(self.metrics, self.config.diversity_metric, self.config.is_text)
-        return build_table(self.metrics, self.config.diversity_metric, self.config.is_text, order=self.config.policies)
+            return build_tree_table(self.metrics, self.config.diversity_metric, self.config.kind)
+        return build_table(self.metrics, self.config.diversity_metric, self.config.kind, order=self.config.policies)
 
     def caption(self) -> str:
         return caption(self.config.diversity_metric, len(self.config.seeds))
@@ -69,10 +69,10 @@ class Run:
         if self.config.tree:
             from collapselab.report.plots import plot_tree
 
-            return plot_tree(self.metrics, self.folder.plots_dir, self.config.is_text)
+            return plot_tree(self.metrics, self.folder.plots_dir, self.config.kind)
         rank = {p: i for i, p in enumerate(self.config.policies)}
         metrics = self.metrics.sort_values("policy", key=lambda s: s.map(rank), kind="stable")
-        paths = plot_metrics(metrics, self.folder.plots_dir, self.config.is_text)
+        paths = plot_metrics(metrics, self.folder.plots_dir, self.config.kind)
         if self.config.is_text:
             seed = self.config.seeds[0]
             per_policy = {}
@@ -184,6 +184,10 @@ def run_experiment(
     if config.is_text:
         corpus.vocab.save(folder.path / "vocab.txt")
         evaluator = TextEvaluator(corpus, rare_max_count=config.rare_max_count)
+    elif config.is_image:
+        from collapselab.metrics.image_suite import ImageEvaluator  # torch: only for image runs
+
+        evaluator = ImageEvaluator(corpus)
     else:
         evaluator = NumericEvaluator(corpus)
 

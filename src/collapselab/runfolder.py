@@ -7,7 +7,9 @@
       vocab.txt             token ids -> words (text families)
       metrics.parquet       one row per (policy, seed, generation)
       samples/<policy>/seed<s>/gen<gg>.parquet   text: columns text, tokens, ppl_under_gen0
-      samples/<policy>/seed<s>/gen<gg>.npy       theory models: the sampled array
+      samples/<policy>/seed<s>/gen<gg>.npy       theory models and images: the sampled array
+      samples/<policy>/seed<s>/gen<gg>.png       images: a grid of the first 100 (C2PA-signed with --credentials)
+      checkpoints/<policy>/seed<s>/gen<gg>.pkl   neural text families with init 'previous': each model, for its child
       plots/*.png
       ledger.sqlite         the run's provenance: data shards, training snapshots, models
       summary.json          written last: a folder without it is an unfinished run
@@ -78,6 +80,12 @@ class RunFolder:
     def sample_path(self, policy: str, seed: int, generation: int, text: bool) -> Path:
         ext = "parquet" if text else "npy"
         return self.path / "samples" / slug(policy) / f"seed{seed}" / f"gen{generation:02d}.{ext}"
+
+    def grid_path(self, policy: str, seed: int, generation: int) -> Path:
+        return self.sample_path(policy, seed, generation, False).with_suffix(".png")
+
+    def checkpoint_path(self, policy: str, seed: int, generation: int) -> Path:
+        return self.path / "checkpoints" / slug(policy) / f"seed{seed}" / f"gen{generation:02d}.pkl"
 
     @property
     def complete(self) -> bool:

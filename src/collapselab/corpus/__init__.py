@@ -8,8 +8,12 @@ from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.text_corpus import TextCorpus, attach_vault, build_text_corpus, sotu_documents
 
 
-def load_corpus(config) -> TextCorpus | NumericCorpus:
-    """The corpus an :class:`~collapselab.config.ExperimentConfig` names, split and ready."""
+IMAGE_HOLDOUT = 300  # real images every generation is compared with (FID, precision/recall)
+
+
+def load_corpus(config):
+    """The corpus an :class:`~collapselab.config.ExperimentConfig` names, split and ready: a
+    TextCorpus, an ImageCorpus or a NumericCorpus."""
     from collapselab.loop.policies import parse_policy
 
     n_out = config.samples or config.train_items
@@ -31,6 +35,11 @@ def load_corpus(config) -> TextCorpus | NumericCorpus:
         if config.vault:
             attach_vault(corpus, config.vault, config.vault_snapshot, split_seed=config.split_seed, max_len=config.model["max_len"])
         return corpus
+    if config.is_image:
+        from collapselab.corpus.images import build_image_corpus
+
+        return build_image_corpus(config.corpus, n_train=config.train_items, n_pool=pool_needed,
+                                  n_holdout=IMAGE_HOLDOUT, split_seed=config.split_seed)
     return build_numeric_corpus(
         config.corpus,
         n_train=config.train_items,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue as queue_mod
+import sys
 import time
 import zlib
 from dataclasses import dataclass
@@ -24,12 +25,15 @@ from typing import Callable
 
 import numpy as np
 
-from collapselab.config import ExperimentConfig
+from collapselab.config import NEURAL_TEXT_FAMILIES, ExperimentConfig
 from collapselab.data import n_items
 from collapselab.loop.policies import LoopState, parse_policy
 from collapselab.loop.provenance import RunLedger, content_hash
 from collapselab.models import make_model
 from collapselab.runfolder import RunFolder
+
+
+GRID_IMAGES = 100  # images per generation in the PNG grid
 
 
 def generation_rng(seed: int, stream: str, generation: int) -> np.random.Generator:
@@ -69,8 +73,45 @@ class _Job:
     gen0: dict  # seed -> generation 0's model
 
     def new_model(self):
-        vocab_size = len(self.corpus.vocab) if self.config.is_text else None
-        return make_model(self.config.family, self.config.model, vocab_size=vocab_size)
+        vocab = self.corpus.vocab if self.config.is_text else None
+        return make_model(self.config.family, self.config.model, vocab=vocab, image=self.config.is_image)
+
+    def fit(self, data, rng, seed: int, parent: str | None = None):
+        """A new model fitted on ``data``. Neural text families fine-tune (``init``): from generation
+        0's weights (the Nature paper), from the ``parent`` model's, or from scratch."""
+        model = self.new_model()
+        init = self.config.model.get("init") if self.config.family in NEURAL_TEXT_FAMILIES else None
+        if init is None or parent is None:
+            return model.fit(data, rng=rng)
+        start = self.gen0[seed] if init == "gen0" else self.parent_model(parent, seed) if init == "previous" else None
+        return model.fit(data, rng=rng, init_from=start)
+
+    def keep_model(self, label: str, seed: int, g: int, model) -> None:
+        """``init: previous`` only: keep the model for its child, in memory and as a checkpoint in the
+        run folder (so a resumed run fine-tunes from exactly the same weights)."""
+        if self.config.model.get("init") != "previous" or self.config.family not in NEURAL_TEXT_FAMILIES:
+            return
+        import pickle
+
+        from collapselab.atomic import atomic_write
+
+        self._models = getattr(self, "_models", {})
+        self._models[(label, seed)] = model
+        path = self.folder.checkpoint_path(label, seed, g)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, lambda tmp: pickle.dump(model, open(tmp, "wb"), protocol=pickle.HIGHEST_PROTOCOL))
+
+    def parent_model(self, label: str, seed: int):
+        if label == "gen0":
+            return self.gen0[seed]
+        cached = getattr(self, "_models", {}).get((label, seed))
+        if cached is not None:
+            return cached
+        import pickle
+
+        g = max(int(p.stem[3:]) for p in self.folder.checkpoint_path(label, seed, 0).parent.glob("gen*.pkl"))
+        with open(self.folder.checkpoint_path(label, seed, g), "rb") as f:
+            return pickle.load(f)
 
     @property
     def watermark(self):
@@ -86,7 +127,7 @@ class _Job:
         return self._watermark
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "_watermark"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_watermark", "_models")}
 
     def sample(self, model, n: int, rng):
         wm = self.watermark
@@ -108,6 +149,16 @@ class _Job:
     def save(self, policy: str, seed: int, g: int, samples, per_item: dict) -> None:
         decode = self.corpus.vocab.decode if self.config.is_text else None
         self.folder.write_samples(policy, seed, g, samples, decode=decode, extra=per_item)
+        if self.config.is_image:  # what people look at: a grid of the generation's first images
+            from collapselab.report.grid import save_grid
+
+            png = save_grid(samples[:GRID_IMAGES], self.folder.grid_path(policy, seed, g))
+            if self.config.credentials:  # C2PA content credentials inside the PNG
+                from collapselab.loop.provenance import model_id
+                from collapselab.provenance.credentials import sign_png
+
+                sign_png(png, png, model_id=model_id(policy, seed, g), generation=g + 1,
+                         credentials_dir=self.config.credentials)
         if self.config.credentials and self.config.is_text:  # C2PA has no text format: a signed sidecar
             from collapselab.loop.provenance import model_id
             from collapselab.provenance.credentials import sign_text_shard
@@ -127,16 +178,19 @@ class _Job:
         # earlier outputs come back from disk, bit for bit
         state.outputs = [self.folder.read_samples(policy.name, seed, g, cfg.is_text) for g in range(last + 1)]
         for g in range(last + 1, cfg.generations + 1):
-            state.outputs.append(self.step(policy.name, seed, g, policy, state, emit))
+            state.outputs.append(self.step(policy.name, seed, g, policy, state, emit,
+                                           parent="gen0" if g == 1 else policy.name))
 
     def step(self, label: str, seed: int, g: int, policy, state: LoopState, emit: Callable,
-             extra: dict | None = None, ancestors: tuple = ()):
+             extra: dict | None = None, ancestors: tuple = (), parent: str = "gen0"):
         """One generation: build its training set, fit, sample, measure, save, report; returns
-        the samples. ``label`` names the model (a policy, or a tree path) and its rng stream."""
+        the samples. ``label`` names the model (a policy, or a tree path) and its rng stream;
+        ``parent`` the model it descends from (its label, or 'gen0')."""
         t0 = time.perf_counter()
         rng = generation_rng(seed, label, g)
         ts = policy.training_set(g, state, rng)
-        model = self.new_model().fit(ts.data, rng=rng)
+        model = self.fit(ts.data, rng, seed, parent=parent)
+        self.keep_model(label, seed, g, model)
         samples = self.sample(model, self.config.samples or n_items(self.corpus.train), rng)
         metrics, per_item = self.measure(seed, model, samples)
         self.save(label, seed, g, samples, per_item)
@@ -166,7 +220,8 @@ class _Job:
                     state = LoopState(human=self.corpus.train, pool=self.corpus.pool,
                                       vault=getattr(self.corpus, "vault", None), outputs=outputs)
                     samples = self.step(child, seed, d, policy, state, emit,
-                                        extra={"parent": label, "branch_policy": policy.name}, ancestors=path)
+                                        extra={"parent": label, "branch_policy": policy.name}, ancestors=path,
+                                        parent="gen0" if label == "root" else label)
                 stack.append((child, outputs + [samples], path + (child,)))
 
 
@@ -179,6 +234,8 @@ def _init_worker(job: _Job, q) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)  # one BLAS/OpenMP thread per worker: the workers already fill the cores
+    if "torch" in sys.modules:  # unpickling a neural generation 0 brought torch in
+        sys.modules["torch"].set_num_threads(1)
     _JOB, _QUEUE = job, q
 
 
@@ -219,7 +276,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
         # generation 0: human data only, shared by all policies, evaluated once
         t0 = time.perf_counter()
         rng = generation_rng(seed, "gen0", 0)
-        job.gen0[seed] = job.new_model().fit(corpus.train, rng=rng)
+        job.gen0[seed] = job.fit(corpus.train, rng, seed)
         missing = [p for p in config.root_labels if (p, seed, 0) not in done]
         if missing:
             samples0 = job.sample(job.gen0[seed], n_out, rng)

@@ -17,6 +17,8 @@ from collapselab.atomic import atomic_write  # noqa: E402
 
 TEXT_METRICS = ["vocab_size", "tail_retention", "ppl_holdout", "ppl_under_gen0", "distinct_2", "mattr", "entropy", "novel_4gram_rate"]
 THEORY_METRICS = ["variance_ratio", "mean_error", "w2", "mixture_l2", "nll_holdout"]
+IMAGE_METRICS = ["fid", "precision", "recall", "density", "coverage", "class_entropy", "rare_class_share", "sharpness"]
+METRICS = {"text": TEXT_METRICS, "numeric": THEORY_METRICS, "image": IMAGE_METRICS}
 TITLES = {
     "vocab_size": "word types produced",
     "tail_retention": "rare human words still produced",
@@ -31,6 +33,14 @@ TITLES = {
     "w2": "Wasserstein-2 to the original",
     "mixture_l2": "L2 distance between densities",
     "nll_holdout": "NLL of held-out human data",
+    "fid": "FID to real images (classifier features)",
+    "precision": "precision (fidelity)",
+    "recall": "recall (diversity)",
+    "density": "density",
+    "coverage": "coverage of real images",
+    "class_entropy": "class entropy (1 = all classes even)",
+    "rare_class_share": "share of the least-made class",
+    "sharpness": "sharpness (variance of the Laplacian)",
 }
 
 
@@ -51,8 +61,9 @@ def _draw(ax, metrics: pd.DataFrame, metric: str) -> None:
     ax.grid(alpha=0.3)
 
 
-def plot_metrics(metrics: pd.DataFrame, out_dir: Path, text: bool) -> list[Path]:
-    names = [m for m in (TEXT_METRICS if text else THEORY_METRICS) if m in metrics.columns]
+def plot_metrics(metrics: pd.DataFrame, out_dir: Path, kind: str) -> list[Path]:
+    """``kind``: 'text', 'image' or 'numeric' (the run config's ``kind``)."""
+    names = [m for m in METRICS[kind] if m in metrics.columns]
     paths = []
     for m in names:
         fig, ax = plt.subplots(figsize=(5, 3.4))
@@ -94,10 +105,10 @@ def plot_histograms(per_policy: dict[str, dict[int, np.ndarray]], out_path: Path
     return out_path
 
 
-def plot_tree(metrics: pd.DataFrame, out_dir: Path, text: bool) -> list[Path]:
+def plot_tree(metrics: pd.DataFrame, out_dir: Path, kind: str) -> list[Path]:
     """A derivative tree: each main metric against depth, a segment from every model to each of
     its children, coloured by the child's policy (mean over seeds)."""
-    names = [m for m in (TEXT_METRICS if text else THEORY_METRICS) if m in metrics.columns]
+    names = [m for m in METRICS[kind] if m in metrics.columns]
     num = metrics.select_dtypes(include=[np.number]).columns.drop(["seed"], errors="ignore")
     mean = metrics.groupby("policy")[list(num)].mean()
     first = metrics.groupby("policy").first()

@@ -23,6 +23,9 @@ DIVERSITY_LABEL = {
     "tail_retention": "share of rare human words produced",
     "variance_ratio": "variance (covariance trace) of the fitted model",
     "sample_variance_ratio": "variance of the samples",
+    "recall": "recall: share of real images within reach of a generated one",
+    "coverage": "coverage of real images",
+    "class_entropy": "class entropy of the generated images",
 }
 
 
@@ -75,19 +78,40 @@ def _theory_phrases(g0: pd.Series, g: pd.Series) -> list[str]:
     return out
 
 
-def degradation(g0: pd.Series, g: pd.Series, generation: int, diversity: float, text: bool) -> str:
+def _image_phrases(g0: pd.Series, g: pd.Series) -> list[str]:
+    out = []
+    if g0["fid"] > 0 and g["fid"] >= 1.1 * g0["fid"]:
+        out.append(f"FID {g['fid'] / g0['fid']:.1f}x generation 0's")
+    if g0["sharpness"] > 0:
+        d = g["sharpness"] / g0["sharpness"] - 1
+        if d <= -0.05:
+            out.append(f"{_pct(-d)} blurrier")
+        elif d >= 0.05:
+            out.append(f"{_pct(d)} sharper (artifacts)")
+    if g["rare_class_share"] <= 0.5 * g0["rare_class_share"]:
+        out.append(f"rarest class down to {_pct(g['rare_class_share'])} of images")
+    if g0["precision"] > 0 and g["precision"] >= 0.95 * g0["precision"] and g["recall"] <= 0.8 * g0["recall"]:
+        out.append("fidelity holds while diversity falls")
+    return out
+
+
+def degradation(g0: pd.Series, g: pd.Series, generation: int, diversity: float, kind: str) -> str:
+    """``kind``: 'text', 'image' or 'numeric' (the run config's ``kind``)."""
     if generation == 0:
-        if text:
+        if kind == "text":
             return (f"baseline, trained on human text: held-out perplexity {g['ppl_holdout']:.0f}, "
                     f"produces {_pct(g['tail_retention'])} of the rare human words")
+        if kind == "image":
+            return (f"baseline, trained on real images: FID {g['fid']:.1f}, precision {g['precision']:.2f}, "
+                    f"recall {g['recall']:.2f}")
         return f"baseline, fitted to human data: variance at {_pct(g['variance_ratio'])} of the original, W2 {g['w2']:.3f}"
-    parts = _text_phrases(g0, g) if text else _theory_phrases(g0, g)
+    parts = {"text": _text_phrases, "image": _image_phrases, "numeric": _theory_phrases}[kind](g0, g)
     if diversity < 0.10:
         parts.insert(0, "homogenised output (diversity below 10%)")
     return "; ".join(parts[:4]) if parts else "no measurable change from generation 0"
 
 
-def build_table(metrics: pd.DataFrame, metric: str, text: bool, order: list[str] | None = None) -> list[PolicyBlock]:
+def build_table(metrics: pd.DataFrame, metric: str, kind: str, order: list[str] | None = None) -> list[PolicyBlock]:
     """One block per policy (in ``order``, else as they appear), rows = generations."""
     numeric = metrics.select_dtypes(include=[np.number]).columns.drop(["seed", "generation"], errors="ignore")
     present = list(dict.fromkeys(metrics["policy"]))
@@ -103,7 +127,7 @@ def build_table(metrics: pd.DataFrame, metric: str, text: bool, order: list[str]
         rows = []
         for gen in mean.index:
             d = float(rel_mean.loc[gen])
-            rows.append((int(gen), d, float(spread.loc[gen]), degradation(g0, mean.loc[gen], int(gen), d, text)))
+            rows.append((int(gen), d, float(spread.loc[gen]), degradation(g0, mean.loc[gen], int(gen), d, kind)))
         blocks.append(PolicyBlock(policy, rows))
     return blocks
 
@@ -126,7 +150,7 @@ class TreeNode:
     degradation: str
 
 
-def tree_nodes(metrics: pd.DataFrame, metric: str, text: bool) -> dict[str, TreeNode]:
+def tree_nodes(metrics: pd.DataFrame, metric: str, kind: str) -> dict[str, TreeNode]:
     """Every model of a derivative tree with its diversity relative to the root (generation 0)."""
     numeric = metrics.select_dtypes(include=[np.number]).columns.drop(["seed", "generation"], errors="ignore")
     root = metrics[metrics["policy"] == "root"].set_index("seed")[metric]
@@ -141,13 +165,13 @@ def tree_nodes(metrics: pd.DataFrame, metric: str, text: bool) -> dict[str, Tree
         depth = int(first.loc[label, "generation"])
         parent = None if label == "root" else first.loc[label, "parent"]
         d = float(rel_mean.loc[label])
-        nodes[label] = TreeNode(label, depth, parent, d, float(spread.loc[label]), degradation(g0, mean.loc[label], depth, d, text))
+        nodes[label] = TreeNode(label, depth, parent, d, float(spread.loc[label]), degradation(g0, mean.loc[label], depth, d, kind))
     return nodes
 
 
-def build_tree_table(metrics: pd.DataFrame, metric: str, text: bool) -> list[PolicyBlock]:
+def build_tree_table(metrics: pd.DataFrame, metric: str, kind: str) -> list[PolicyBlock]:
     """One block per lineage of the tree, root to leaf, in the article's table shape."""
-    nodes = tree_nodes(metrics, metric, text)
+    nodes = tree_nodes(metrics, metric, kind)
     depth = max(n.depth for n in nodes.values())
     blocks = []
     for leaf in sorted(label for label, n in nodes.items() if n.depth == depth):
