@@ -114,3 +114,21 @@ def write_json(name: str, payload: dict[str, Any]) -> Path:
     path.write_text(json.dumps(payload, indent=2, default=float) + "\n", encoding="utf-8")
     print(f"results written to {path}")
     return path
+
+
+def write_section(path: Path, name: str, markdown: str) -> Path:
+    """Put ``markdown`` into ``path`` between ``<!-- begin NAME -->`` / ``<!-- end NAME -->``,
+    replacing that section if present (appending it if not), so that several scripts can each own
+    a part of one results page. Atomic."""
+    from collapselab.atomic import atomic_write_text
+
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    block = f"{begin}\n{markdown.strip()}\n{end}\n"
+    old = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in old and end in old:
+        head, rest = old.split(begin, 1)
+        new = head + block + rest.split(end, 1)[1].lstrip("\n")
+    else:
+        new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
+    atomic_write_text(path, new)
+    return path

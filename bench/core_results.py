@@ -15,9 +15,11 @@ import numpy as np
 import pandas as pd
 
 import collapselab as cl
-from collapselab.atomic import atomic_write_text
 from collapselab.loop.engine import generation_rng
 from collapselab.models import GaussianModel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GENS_SHOWN = [0, 1, 2, 3, 5, 10]
@@ -133,7 +135,7 @@ with the unbiased refit the mean stays σ² while the median falls and the share
 
 {_gaussian_theory()}
 """
-    atomic_write_text(ROOT / "docs" / "results.md", doc)
+    write_section(ROOT / "docs" / "results.md", "core", doc)
     print(doc)
     return 0
 
