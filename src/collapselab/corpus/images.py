@@ -162,12 +162,13 @@ def _npy(path: Path) -> np.ndarray:
         x = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as e:
         raise UserError(f"{path}: not a readable .npy array ({e}). Save it with numpy.save.") from None
-    if x.ndim == 4 and x.shape[-1] == 1:
+    shape = x.shape
+    if x.ndim == 4 and shape[-1] == 1:
         x = x[..., 0]
-    if x.ndim != 3 or len(x) < 3 or min(x.shape[1:]) < 3 or not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+    if x.ndim != 3 or len(x) < 3 or min(x.shape[1:]) < 3 or x.dtype.kind not in "iuf":
         raise UserError(
             f"{path}: need a numeric image array of shape (n, height, width) or (n, height, width, 1) with n >= 3 "
-            f"and sides >= 3 pixels; got shape {x.shape}, dtype {x.dtype}. Convert colour images to grey first."
+            f"and sides >= 3 pixels; got shape {shape}, dtype {x.dtype}. Convert colour images to grey first."
         )
     if not np.isfinite(x).all() or x.min() < 0 or x.max() > 255:
         raise UserError(f"{path}: grey levels must be finite and in [0, 1] or [0, 255]; got values from {x.min()} to {x.max()}.")
