@@ -1,4 +1,4 @@
-"""The corpus pipeline (collapselab.pipeline): scan, filter, mix; bad input; kill and rerun.
+"""The corpus pipeline (collapselab.pipeline): scan, filter, mix; bad input (shards, jobs, kills: test_pipeline_shards.py).
 
 Real text: human State of the Union chunks (5 sentences) and watermarked samples of a 3-gram model
 trained on other SOTU sentences, mixed in a known share (30 %).
@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -226,52 +224,6 @@ def test_mix_guarantees_the_human_share(data, vault, tmp_path):
     with pytest.raises(UserError, match="holds 150"):
         mix_corpus([inp], vault=vault.path, min_human=0.5, out=tmp_path / "t3.jsonl")
     assert not (tmp_path / "t3.jsonl").exists()
-
-
-# ------------------------------------------------------------------------- kill and rerun
-def _run_and_kill(cmd, out: Path, timeout: float = 20.0) -> bool:
-    """Start ``cmd``, SIGKILL it once its temporary output has data; True if it was killed mid-job."""
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0 = time.time()
-    try:
-        while time.time() - t0 < timeout and p.poll() is None:
-            tmps = [t for t in out.parent.glob(f".{out.name}.*.tmp") if t.stat().st_size > 8192]
-            if tmps:
-                p.send_signal(signal.SIGKILL)
-                p.wait()
-                return True
-            time.sleep(0.002)
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-    return False
-
-
-def test_killed_job_reruns_to_the_same_output(data, tmp_path):
-    big = tmp_path / "big.jsonl"
-    with open(big, "w", encoding="utf-8") as f:
-        for i in range(16):
-            f.writelines(json.dumps({"text": d["text"], "copy": i}) + "\n" for d in data["docs"])
-    base = [sys.executable, "-m", "collapselab.pipeline.pipeline_cli"]
-    scan_args = ["scan", str(big), "--key", str(data["key"]), "--vocab", str(data["vocab"]), "--batch-size", "500"]
-    ref = tmp_path / "ref.parquet"
-    _scan(data, [big], ref, batch_size=500)  # uninterrupted, in process
-    out = tmp_path / "run" / "s.parquet"
-    out.parent.mkdir()
-    assert _run_and_kill(base + scan_args + ["--out", str(out)], out)
-    assert not out.exists()  # a killed job leaves no output, only its temporary file
-    subprocess.run(base + scan_args + ["--out", str(out)], check=True, capture_output=True)
-    assert out.read_bytes() == ref.read_bytes()
-    assert not list(out.parent.glob(".*.tmp"))  # the leftover is cleaned up by the rerun
-    # the same for filter (JSONL outputs): no duplicates, nothing lost
-    f_args = ["filter", str(big), "--scores", str(ref), "--fpr", "0.01"]
-    filter_corpus(big, scores=ref, out=tmp_path / "k.jsonl", quarantine=tmp_path / "q.jsonl", fpr=0.01)
-    k2, q2 = tmp_path / "run" / "k.jsonl", tmp_path / "run" / "q.jsonl"
-    killed = _run_and_kill(base + f_args + ["--out", str(k2), "--quarantine", str(q2)], k2)
-    subprocess.run(base + f_args + ["--out", str(k2), "--quarantine", str(q2)], check=True, capture_output=True)
-    assert k2.read_bytes() == (tmp_path / "k.jsonl").read_bytes() and q2.read_bytes() == (tmp_path / "q.jsonl").read_bytes()
-    assert killed  # it was running when killed
 
 
 def test_scan_with_the_perplexity_detector(data, tmp_path):

@@ -1,37 +1,48 @@
 """``filter``: split a corpus file into kept and quarantined records using a scan's sidecar.
 
 Nothing is dropped silently: every record goes to exactly one of ``out`` (kept) or ``quarantine``,
-in input order, byte for byte (JSONL lines are copied as read; blank lines, which hold no record,
-go to ``out``), so ``kept + quarantined == input``. Why each quarantined record was dropped is in
-``QUARANTINE.reasons.jsonl``, one line per record in the same order: file, line, id, and either
-the rule with its score and threshold, or ``"malformed"`` (with ``--on-error skip``).
+in input order, byte for byte (JSONL lines are copied as read, never re-encoded; blank lines,
+which hold no record, go to ``out``), so ``kept + quarantined == input``. Why each quarantined
+record was dropped is in ``QUARANTINE.reasons.jsonl``, one line per record in the same order: file,
+line, id, and either the rule with its score and threshold, or ``"malformed"`` (with
+``--on-error skip``; with ``--on-error fail``, the default, a malformed line stops the job).
 
 Rules (exactly one):
 
-* ``threshold=T``: quarantine when ``score >= T`` (the watermark's z, KGW's rule);
+* ``threshold=T``: quarantine when ``score >= T`` (the watermark's z, KGW's rule; characters for
+  the length detector);
 * ``fpr=a``: quarantine when the exact binomial p-value ``<= a``: each human document is then
   quarantined with probability at most ``a`` whatever its length (needs a ``p_value`` column,
   which watermark scans have).
 
-The sidecar is matched to the input by content (the scan manifest's SHA-256 of each input), else
-by path, and is checked row by row against the input's line numbers: a sidecar from another
-version of the file is a UserError, never a silent misalignment. ``OUT.json`` records the
-inputs' hashes, the rule and the counts; a rerun that finds it matching skips the work.
+The sidecar's manifest (``SCORES.parquet.json``) must name the input (same path, or same name
+and size); ``filter`` works on the scan's shards, so it never parses JSON: a line is a record of
+the sidecar (its row gives the score), a blank line, or a line the scan found malformed. Each
+shard's input bytes are hashed as they are read and must match the scan's hash: a file changed
+since it was scanned is a UserError, never a silent misalignment. Shards run on ``jobs`` local
+processes into ``OUT.parts/`` (done-markers as in :mod:`collapselab.pipeline.shards`), then are
+concatenated in order; ``OUT.json`` records the inputs' hashes, the rule and the counts, written
+last; a rerun that finds it matching skips the work, a killed job keeps its finished shards.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict, dataclass
+from itertools import compress
 from pathlib import Path
-from typing import Iterator
 
-from collapselab.atomic import atomic_write_json
+import numpy as np
+
+from collapselab.atomic import AtomicFile, atomic_write_json
 from collapselab.errors import UserError
-from collapselab.pipeline.io import (BATCH, JsonlWriter, ParquetWriter, check_on_error, dumps_line, file_sha256,
-                                     kind_of, parquet_schema, read_batches, read_manifest)
+from collapselab.pipeline import shards as sh
+from collapselab.pipeline.io import (BATCH, JsonlWriter, LineReader, ParquetWriter, check_on_error, fail_message,
+                                     file_sha256, kind_of, parse_slowly, read_manifest, split_lines)
 
 FORMAT = "collapselab-filter"
+VERSION = 2
 
 
 @dataclass
@@ -57,45 +68,292 @@ class FilterResult:
                 f"reasons in {self.reasons}.")
 
 
-def _sidecar_name(scores: Path, inp: Path, inp_hash: str) -> tuple[str, str]:
-    """The ``file`` value the sidecar uses for ``inp``, and the scan's text field."""
-    man = read_manifest(Path(str(scores) + ".json")) or {}
-    text_field = man.get("params", {}).get("text_field", "text")
-    for rec in man.get("inputs", []):
-        if rec.get("sha256") == inp_hash:
-            return rec["path"], text_field
-    import pyarrow.compute as pc
+def _dumps(obj: dict) -> bytes:
+    import orjson
+
+    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
+
+
+def _scanned(scores: Path, inp: Path) -> tuple[dict, dict, int]:
+    """The scan manifest, its record of ``inp`` and the sidecar row where ``inp``'s rows begin."""
+    from collapselab.pipeline.scan import FORMAT as SCAN, VERSION as SCAN_VERSION
+
+    man = read_manifest(Path(str(scores) + ".json"))
+    if not man or man.get("format") != SCAN:
+        raise UserError(f"{scores}: no scan manifest {scores}.json next to it; make the sidecar with `collapselab scan`.")
+    if man.get("version") != SCAN_VERSION:
+        raise UserError(f"{scores}: made by another version of `collapselab scan`; scan {inp} again.")
+    files = man.get("inputs", [])
+    size = inp.stat().st_size
+    match = [f for f in files if Path(f["path"]).resolve() == inp.resolve()]
+    if not match:
+        match = [f for f in files if Path(f["path"]).name == inp.name and f["bytes"] == size]
+    if len(match) != 1:
+        names = ", ".join(f["path"] for f in files[:5])
+        raise UserError(f"{scores}: holds no scores for {inp} (it covers {names}). Scan it first.")
+    rec = match[0]
+    if rec["bytes"] != size:
+        raise UserError(f"{inp}: changed since it was scanned into {scores} (its size differs). Scan it again.")
+    first_row = 0
+    for f in files:
+        if f is rec:
+            break
+        first_row += sum(s["rows"] for s in f["shards"])
+    return man, rec, first_row
+
+
+@dataclass
+class _Job:
+    shard: sh.Shard
+    scanned: dict  # the scan's record of this shard: sha256, lines, rows
+    line_base: int  # lines of the file before the shard
+    row_groups: list  # the sidecar row groups holding the shard's rows
+    name: str  # the file as the sidecar names it
+    scores: str
+    threshold: float | None
+    fpr: float | None
+    rule: str
+    text_field: str
+    on_error: str
+    suffix: str  # the outputs' file-name ending (.jsonl, .jsonl.gz, .parquet)
+    parts: str
+    digest: str
+
+
+class _Rows:
+    """The sidecar rows of one shard, taken in line order a block at a time."""
+
+    def __init__(self, job: _Job) -> None:
+        import pyarrow.parquet as pq
+
+        cols = ["line", "id", "score"] + (["p_value"] if job.fpr is not None else [])
+        pf = pq.ParquetFile(job.scores)
+        self._it = iter(pf.iter_batches(batch_size=BATCH, columns=cols, row_groups=job.row_groups)
+                        if job.row_groups else [])
+        self._buf = None
+        self.fpr = job.fpr
+
+    def _next(self):
+        rb = next(self._it, None)
+        if rb is None:
+            return None
+        line = rb.column(0).to_numpy()
+        p = rb.column(3).to_numpy(zero_copy_only=False) if self.fpr is not None else None
+        return line, rb.column(1), rb.column(2).to_numpy(zero_copy_only=False), p
+
+    def take(self, stop: int):
+        """(line, id, score, p_value) of the rows with line < ``stop``."""
+        import pyarrow as pa
+
+        out = []
+        while True:
+            if self._buf is None and (buf := self._next()) is not None:
+                self._buf = buf
+            if self._buf is None:
+                break
+            k = int(np.searchsorted(self._buf[0], stop))
+            out.append(tuple(None if c is None else c[:k] for c in self._buf))
+            if k < len(self._buf[0]):
+                self._buf = tuple(None if c is None else c[k:] for c in self._buf)
+                break
+            self._buf = None
+        if not out:
+            return np.zeros(0, np.int64), pa.array([], pa.string()), np.zeros(0), np.zeros(0)
+        line = np.concatenate([o[0] for o in out])
+        ids = pa.concat_arrays([o[1] for o in out])
+        score = np.concatenate([o[2] for o in out])
+        p = np.concatenate([o[3] for o in out]) if self.fpr is not None else None
+        return line, ids, score, p
+
+    def done(self) -> bool:
+        """True when no row is left."""
+        if self._buf is not None:
+            return False
+        buf = self._next()
+        if buf is None:
+            return True
+        self._buf = buf
+        return False
+
+
+def _misaligned(job: _Job, line: int) -> UserError:
+    return UserError(f"{job.scores}: its rows do not match {job.shard.file} at line {line}. Scan the file again.")
+
+
+def _decide(job: _Job, first: int, n: int, blank: np.ndarray, rows: _Rows):
+    """Per line of a block whose first line is number ``first``: quarantined or not, flagged or not."""
+    line, ids, score, p = rows.take(first + n)
+    rel = line - first
+    if len(rel) and (rel[0] < 0 or blank[rel].any()):
+        raise _misaligned(job, int(line[0]))
+    if job.threshold is not None:
+        hit = score >= job.threshold
+    else:
+        if np.isnan(p).any():
+            raise UserError(f"{job.scores}: no p-value for line {int(line[np.isnan(p)][0])} (only watermark scans have "
+                            "them); filter with --threshold instead.")
+        hit = p <= job.fpr
+    has = np.zeros(n, dtype=bool)
+    has[rel] = True
+    bad = ~blank & ~has
+    flagged = np.zeros(n, dtype=bool)
+    flagged[rel[hit]] = True
+    return bad, flagged, {int(r): (ids[i].as_py(), float(score[i]), None if p is None else float(p[i]))
+                          for i, r in zip(np.flatnonzero(hit).tolist(), rel[hit].tolist())}
+
+
+def _reasons(job: _Job, first: int, bad_idx, flag_info: dict, details: dict) -> bytes:
+    out = []
+    for i in sorted([*bad_idx, *flag_info]):
+        if i in flag_info:
+            doc_id, score, p = flag_info[i]
+            why = {"file": job.name, "line": first + i, "id": doc_id, "reason": job.rule, "score": score}
+            why.update({"threshold": job.threshold} if job.threshold is not None else {"p_value": p, "fpr": job.fpr})
+        else:
+            why = {"file": job.name, "line": first + i, "id": None, "reason": "malformed", "detail": details[i]}
+        out.append(_dumps(why))
+    return b"".join(out)
+
+
+def _join(lines: list[bytes], mask: np.ndarray, terminated: bool) -> bytes:
+    """The lines where ``mask`` holds, each with its newline (the file's last may have none)."""
+    sel = list(compress(lines, mask.tolist()))
+    if not sel:
+        return b""
+    data = b"\n".join(sel) + b"\n"
+    return data if terminated or not mask[-1] else data[:-1]
+
+
+def _filter_shard(job: _Job) -> dict:
+    parts = Path(job.parts)
+    if done := sh.finished(parts, job.shard, job.digest):
+        return done
+    k = job.shard.index
+    names = [f"part-{k:05d}.kept{job.suffix}", f"part-{k:05d}.quarantine{job.suffix}", f"part-{k:05d}.reasons.jsonl"]
+    if job.shard.whole and kind_of(job.shard.file) == "parquet":
+        found = _filter_parquet(job, [parts / n for n in names])
+    else:
+        found = _filter_jsonl(job, [parts / n for n in names])
+    if found.pop("sha256") != job.scanned["sha256"]:
+        for n in names:
+            (parts / n).unlink(missing_ok=True)
+        raise UserError(f"{job.shard.file}: changed since it was scanned into {job.scores} (bytes {job.shard.start}-"
+                        f"{job.shard.end} hash differently). Scan it again.")
+    return sh.mark_done(parts, job.shard, job.digest, job.scanned["sha256"], names, **found)
+
+
+def _filter_jsonl(job: _Job, paths: list[Path]) -> dict:
+    reader = LineReader(job.shard.file, job.shard.start, job.shard.end)
+    rows = _Rows(job)
+    found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
+    seen = 0
+    with JsonlWriter(paths[0]) as kept_w, JsonlWriter(paths[1]) as quar_w, JsonlWriter(paths[2]) as why_w:
+        for _, block in reader:
+            lines = split_lines(block)
+            n = len(lines)
+            first = job.line_base + seen + 1
+            lens = np.fromiter(map(len, lines), dtype=np.int64, count=n)
+            blank = (lens == 0) | np.fromiter(map(bytes.isspace, lines), dtype=bool, count=n)
+            bad, flagged, info = _decide(job, first, n, blank, rows)
+            bad_idx = np.flatnonzero(bad).tolist()
+            details = {}
+            for i in bad_idx:
+                parsed = parse_slowly([lines[i]], job.text_field, "skip")
+                if not parsed.bad:  # a good record the sidecar lacks
+                    raise _misaligned(job, first + i)
+                details[i] = parsed.bad[0][1]
+                if job.on_error == "fail":
+                    raise UserError(fail_message(f"{job.shard.file}:{first + i}: {details[i]}"))
+            quar = bad | flagged
+            terminated = block.endswith(b"\n")
+            kept_w.write_lines(_join(lines, ~quar, terminated), int((~quar).sum()))
+            quar_w.write_lines(_join(lines, quar, terminated), int(quar.sum()))
+            why_w.write_lines(_reasons(job, first, bad_idx, info, details), int(quar.sum()))
+            found["records"] += int((~blank).sum())
+            found["kept"] += int((~quar & ~blank).sum())
+            found["flagged"] += len(info)
+            found["malformed"] += len(bad_idx)
+            seen += n
+        if not rows.done():
+            raise UserError(f"{job.scores}: has more rows for {job.shard.file} than the file has records. Scan it again.")
+    found["sha256"] = reader.sha256
+    return found
+
+
+def _filter_parquet(job: _Job, paths: list[Path]) -> dict:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    names = pc.unique(pq.read_table(scores, columns=["file"])["file"]).to_pylist()
-    for n in names:
-        if n == str(inp) or Path(n).resolve() == inp.resolve():
-            if man:
-                raise UserError(f"{inp}: changed since it was scanned into {scores} (its SHA-256 differs). Scan it again.")
-            return n, text_field
-    raise UserError(f"{scores}: holds no scores for {inp} (it covers {', '.join(names[:5])}). Scan it first.")
+    pf = pq.ParquetFile(job.shard.file)
+    rows = _Rows(job)
+    found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
+    first = 1
+    with ParquetWriter(paths[0], pf.schema_arrow) as kept_w, ParquetWriter(paths[1], pf.schema_arrow) as quar_w, \
+            JsonlWriter(paths[2]) as why_w:
+        for rb in pf.iter_batches(batch_size=BATCH):
+            n = rb.num_rows
+            bad, flagged, info = _decide(job, first, n, np.zeros(n, dtype=bool), rows)
+            bad_idx = np.flatnonzero(bad).tolist()
+            details = {i: f"malformed record (no string field {job.text_field!r})" for i in bad_idx}
+            if bad_idx and job.on_error == "fail":
+                raise UserError(fail_message(f"{job.shard.file}:{first + bad_idx[0]}: {details[bad_idx[0]]}"))
+            quar = bad | flagged
+            kept_w.write_batch(rb.filter(pa.array(~quar)))
+            quar_w.write_batch(rb.filter(pa.array(quar)))
+            why_w.write_lines(_reasons(job, first, bad_idx, info, details), int(quar.sum()))
+            found["records"] += n
+            found["kept"] += int((~quar).sum())
+            found["flagged"] += len(info)
+            found["malformed"] += len(bad_idx)
+            first += n
+        if not rows.done():
+            raise UserError(f"{job.scores}: has more rows for {job.shard.file} than the file has records. Scan it again.")
+    found["sha256"] = file_sha256(job.shard.file)
+    return found
 
 
-def _sidecar_rows(scores: Path, name: str, need_p: bool) -> Iterator[tuple]:
-    import pyarrow.compute as pc
+def _concat(parts: list[Path], dest: Path) -> None:
+    """``dest`` = the parts one after the other (a rename when there is one), written atomically."""
+    if len(parts) == 1:
+        try:
+            os.replace(parts[0], dest)
+            return
+        except OSError:  # another file system: copy
+            pass
+    f = AtomicFile(dest)
+    try:
+        with open(f.tmp, "wb") as w:
+            for p in parts:
+                with open(p, "rb") as r:
+                    shutil.copyfileobj(r, w, 8 << 20)
+        f.commit()
+    except BaseException:
+        f.abort()
+        raise
+
+
+def _row_groups(scores: Path, first_row: int, rows: list[int]) -> list[list[int]]:
+    """The sidecar row groups of each shard (the scan writes every shard into whole row groups)."""
     import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(scores)
-    cols = ["file", "line", "id", "score"] + (["p_value"] if need_p else [])
-    missing = [c for c in cols if c not in pf.schema_arrow.names]
-    if missing:
-        raise UserError(f"{scores}: not a scan sidecar (no column {missing[0]!r}).")
-    for rb in pf.iter_batches(batch_size=BATCH, columns=cols):
-        rb = rb.filter(pc.equal(rb.column(0), name))
-        c = [rb.column(i).to_pylist() for i in range(1, len(cols))]
-        yield from zip(*c)
+    md = pq.ParquetFile(scores).metadata
+    starts = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
+    out, lo = [], first_row
+    for n in rows:
+        a, b = np.searchsorted(starts, [lo, lo + n])
+        if starts[a] != lo or starts[b] != lo + n:
+            raise UserError(f"{scores}: its row groups do not follow the scan's shards; scan again.")
+        out.append(list(range(int(a), int(b))))
+        lo += n
+    return out
 
 
 def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike, out: str | os.PathLike,
                   quarantine: str | os.PathLike, fpr: float | None = None, threshold: float | None = None,
-                  on_error: str = "fail", force: bool = False) -> FilterResult:
+                  on_error: str = "fail", force: bool = False, jobs: int | None = None) -> FilterResult:
     """Split ``inp`` into ``out`` and ``quarantine`` by the scores in ``scores`` (see the module)."""
     check_on_error(on_error)
+    jobs = sh.check_jobs(jobs)
     inp, scores, out, quarantine = Path(inp), Path(scores), Path(out), Path(quarantine)
     if (fpr is None) == (threshold is None):
         raise UserError("filter: give exactly one of --fpr (e.g. 0.01) or --threshold (e.g. 4).")
@@ -109,68 +367,48 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike, out: str
     kind = kind_of(inp)
     if kind_of(out) != kind or kind_of(quarantine) != kind:
         raise UserError(f"filter: --out and --quarantine must have the input's format ({kind}).")
+    if str(out).lower().endswith(".gz") != str(quarantine).lower().endswith(".gz"):
+        raise UserError("filter: --out and --quarantine must both be .gz or neither.")
     reasons = Path(str(quarantine) + ".reasons.jsonl")
     rule = f"score >= {threshold:g}" if threshold is not None else f"p_value <= {fpr:g}"
-    inp_hash, scores_hash = file_sha256(inp), file_sha256(scores)
+    man, rec, first_row = _scanned(scores, inp)
+    scores_hash = file_sha256(scores)
+    if scores_hash != man.get("output", {}).get("sha256"):
+        raise UserError(f"{scores}: changed since its manifest was written. Scan again.")
+    shards = [sh.Shard(i, str(inp), s["part"], s["start"], s["end"], s["whole"]) for i, s in enumerate(rec["shards"])]
     manifest_path = Path(str(out) + ".json")
-    key = {"input": {"path": str(inp), "sha256": inp_hash}, "scores": {"path": str(scores), "sha256": scores_hash},
-           "rule": rule, "on_error": on_error}
+    parts = Path(str(out) + ".parts")
+    key = {"version": VERSION, "input": {"path": str(inp), "shards": [s["sha256"] for s in rec["shards"]]},
+           "scores": {"path": str(scores), "sha256": scores_hash}, "rule": rule, "on_error": on_error}
+    outputs = (out, quarantine, reasons)
     old = read_manifest(manifest_path)
     if (not force and old and old.get("format") == FORMAT and {k: old.get(k) for k in key} == key
-            and all(Path(p).is_file() and file_sha256(p) == h for p, h in old.get("outputs", {}).items())):
+            and all(Path(p).is_file() and Path(p).stat().st_size == n for p, n in old.get("outputs", {}).items())
+            and sh.run(sh.input_digest, shards, jobs) == key["input"]["shards"]):
+        shutil.rmtree(parts, ignore_errors=True)
         return FilterResult(**{**old["result"], "skipped": True})
+    if force:
+        shutil.rmtree(parts, ignore_errors=True)
+    parts.mkdir(parents=True, exist_ok=True)
 
-    name, text_field = _sidecar_name(scores, inp, inp_hash)
-    rows = _sidecar_rows(scores, name, need_p=fpr is not None)
-    if kind == "parquet":
-        schema = parquet_schema(inp)
-        kept_w, quar_w = ParquetWriter(out, schema), ParquetWriter(quarantine, schema)
-    else:
-        kept_w, quar_w = JsonlWriter(out), JsonlWriter(quarantine)
-    why_w = JsonlWriter(reasons)
-    n = kept = flagged = malformed = 0
-    ok = False
-    try:
-        for batch in read_batches(inp, text_field=text_field, on_error=on_error):
-            for r in batch:
-                item = r.raw if kind == "jsonl" else r.obj
-                if r.blank:
-                    kept_w.write(item)
-                    continue
-                n += 1
-                if r.obj is None:  # malformed, skipped at scan: quarantined here, never lost
-                    malformed += 1
-                    quar_w.write(item)
-                    why_w.write(dumps_line({"file": name, "line": r.line, "id": None, "reason": "malformed", "detail": r.error}))
-                    continue
-                row = next(rows, None)
-                if row is None or row[0] != r.line:
-                    raise UserError(f"{scores}: its rows do not match {inp} at line {r.line} "
-                                    f"(sidecar {'ends' if row is None else f'has line {row[0]}'}). Scan the file again.")
-                _, doc_id, score, *p = row
-                if fpr is not None and (p[0] is None or p[0] != p[0]):
-                    raise UserError(f"{scores}: no p-value for line {r.line} (only watermark scans have them); "
-                                    "filter with --threshold instead.")
-                hit = (score is not None and score >= threshold) if threshold is not None else (p[0] is not None and p[0] <= fpr)
-                if hit:
-                    flagged += 1
-                    quar_w.write(item)
-                    why = {"file": name, "line": r.line, "id": doc_id, "reason": rule, "score": score}
-                    why.update({"threshold": threshold} if threshold is not None else {"p_value": p[0], "fpr": fpr})
-                    why_w.write(dumps_line(why))
-                else:
-                    kept += 1
-                    kept_w.write(item)
-        if next(rows, None) is not None:
-            raise UserError(f"{scores}: has more rows for {inp} than the file has records. Scan the file again.")
-        ok = True
-    finally:
-        for w in (kept_w, quar_w, why_w):
-            w.close(ok=ok)
-    assert kept + flagged + malformed == n
-    result = FilterResult(str(inp), str(out), str(quarantine), str(reasons), n, kept, flagged + malformed, flagged,
-                          malformed, rule)
+    digest = sh.settings_digest({"format": FORMAT, **key})
+    groups = _row_groups(scores, first_row, [s["rows"] for s in rec["shards"]])
+    suffix = ".parquet" if kind == "parquet" else (".jsonl.gz" if str(out).lower().endswith(".gz") else ".jsonl")
+    text_field = man.get("params", {}).get("text_field", "text")
+    jobs_list, base = [], 0
+    for s, r, g in zip(shards, rec["shards"], groups):
+        jobs_list.append(_Job(s, r, base, g, rec["path"], str(scores), threshold, fpr, rule, text_field, on_error,
+                              suffix, str(parts), digest))
+        base += r["lines"]
+    marks = sh.run(_filter_shard, jobs_list, jobs)
+    for i, dest in enumerate(outputs):
+        _concat([parts / list(m["outputs"])[i] for m in marks], dest)
+    count = {k: sum(m[k] for m in marks) for k in ("records", "kept", "flagged", "malformed")}
+    assert count["kept"] + count["flagged"] + count["malformed"] == count["records"]
+    result = FilterResult(str(inp), str(out), str(quarantine), str(reasons), count["records"], count["kept"],
+                          count["flagged"] + count["malformed"], count["flagged"], count["malformed"], rule)
     atomic_write_json(manifest_path, {"format": FORMAT, **key,
-                                      "outputs": {str(p): file_sha256(p) for p in (out, quarantine, reasons)},
+                                      "outputs": {str(p): Path(p).stat().st_size for p in outputs},
                                       "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
+    shutil.rmtree(parts, ignore_errors=True)
     return result

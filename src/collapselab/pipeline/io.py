@@ -1,13 +1,19 @@
 """Streaming readers and atomic writers for JSONL (plain or .gz) and Parquet.
 
-Records come in batches (``BATCH`` = 10 000 by default), so memory does not grow with the file.
+Every step reads its inputs a *shard* at a time (:mod:`collapselab.pipeline.shards`): a byte range
+of a plain JSONL file, or a whole .gz or Parquet file. :class:`LineReader` hands out a shard's
+complete lines in blocks of about ``BLOCK_BYTES`` (8 MiB) and hashes exactly the bytes that decide
+the shard (its done-marker records that hash); :func:`shard_records` turns them into batches of at
+most ``batch_size`` records. Memory is one block and one batch, whatever the file's size.
+
 A record's place is ``(file, line)``: the 1-based line number in a JSONL file, the 1-based row
 number in a Parquet file. Its id is its ``id`` field when it has one, else ``FILE:LINE``.
 
-Malformed JSONL lines (not JSON, not an object, no string text field) either stop the job with a
-:class:`UserError` naming the file and line (``on_error="fail"``, the default) or are passed on
-as records with ``obj=None`` and an ``error`` (``on_error="skip"``): scan counts them, filter
-sends them to quarantine. Blank lines are not records (``blank=True``): they carry no document.
+A block's lines are parsed with orjson all at once; only a block that holds a blank or malformed
+line is parsed again line by line. Malformed lines (not JSON, not an object, no string text field)
+either stop the job with a :class:`UserError` naming the file and line (``on_error="fail"``, the
+default) or are counted and listed (``on_error="skip"``): scan and mix skip them, filter sends
+them to quarantine. Blank lines are not records: they carry no document.
 """
 
 from __future__ import annotations
@@ -16,45 +22,28 @@ import gzip
 import hashlib
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
+
+import numpy as np
+import orjson
 
 from collapselab.atomic import AtomicFile
 from collapselab.errors import UserError
 
-BATCH = 10_000
+BATCH = 10_000  # records per batch at most
+BLOCK_BYTES = 8 << 20  # bytes of complete lines read at a time
 ON_ERROR = ("fail", "skip")
-
-try:  # optional: about 3x faster parsing
-    import orjson as _orjson
-
-    _loads = _orjson.loads
-    _JSONError: tuple = (_orjson.JSONDecodeError, UnicodeDecodeError)
-except ImportError:  # pragma: no cover - depends on the environment
-    _loads = json.loads
-    _JSONError = (json.JSONDecodeError, UnicodeDecodeError)
-
-
-@dataclass
-class Record:
-    line: int  # 1-based line (JSONL) or row (Parquet)
-    raw: bytes | None  # the JSONL line exactly as read, newline included; None for Parquet
-    obj: dict | None  # the parsed record; None when malformed or blank
-    error: str | None = None
-    blank: bool = False
-
-    def doc_id(self, file: str) -> str:
-        if self.obj is not None and self.obj.get("id") is not None:
-            return str(self.obj["id"])
-        return f"{file}:{self.line}"
+MAX_EXAMPLES = 20  # malformed lines listed (all are counted)
+_JSONError = (orjson.JSONDecodeError, UnicodeDecodeError)
 
 
 def kind_of(path: str | os.PathLike) -> str:
     name = str(path).lower()
     if name.endswith(".parquet") or name.endswith(".pq"):
         return "parquet"
-    if name.endswith(".jsonl") or name.endswith(".jsonl.gz") or name.endswith(".json") or name.endswith(".json.gz") or name.endswith(".ndjson") or name.endswith(".gz"):
+    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".gz")):
         return "jsonl"
     raise UserError(f"{path}: unknown format; name JSONL files *.jsonl or *.jsonl.gz and Parquet files *.parquet.")
 
@@ -65,75 +54,9 @@ def check_on_error(on_error: str) -> str:
     return on_error
 
 
-def _open_binary(path: Path):
-    if str(path).lower().endswith(".gz"):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
-
-
-def read_batches(path: str | os.PathLike, *, text_field: str | None = "text", on_error: str = "fail",
-                 batch_size: int = BATCH) -> Iterator[list[Record]]:
-    """Records of one JSONL or Parquet file, ``batch_size`` at a time."""
-    check_on_error(on_error)
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file.")
-    if kind_of(path) == "parquet":
-        yield from _parquet_batches(path, text_field, batch_size)
-        return
-    batch: list[Record] = []
-    try:
-        with _open_binary(path) as f:
-            for n, raw in enumerate(f, start=1):
-                batch.append(_parse(path, n, raw, text_field, on_error))
-                if len(batch) >= batch_size:
-                    yield batch
-                    batch = []
-    except (OSError, EOFError) as e:
-        if isinstance(e, FileNotFoundError):
-            raise
-        raise UserError(f"{path}: cannot be read ({e}); a truncated .gz file?") from None
-    if batch:
-        yield batch
-
-
-def _parse(path: Path, n: int, raw: bytes, text_field: str | None, on_error: str) -> Record:
-    if not raw.strip():
-        return Record(n, raw, None, blank=True)
-    try:
-        obj = _loads(raw)
-        if not isinstance(obj, dict):
-            raise ValueError(f"a JSON {type(obj).__name__}, not an object")
-        if text_field is not None and not isinstance(obj.get(text_field), str):
-            raise ValueError(f"no string field {text_field!r}")
-    except (ValueError, *_JSONError) as e:
-        msg = f"{path}:{n}: malformed record ({str(e).splitlines()[0][:120]})"
-        if on_error == "fail":
-            raise UserError(f"{msg}. Fix the line, or pass --on-error skip to skip such lines with a count.") from None
-        return Record(n, raw, None, error=msg)
-    return Record(n, raw, obj)
-
-
-def _parquet_batches(path: Path, text_field: str | None, batch_size: int) -> Iterator[list[Record]]:
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except Exception as e:  # pyarrow raises ArrowInvalid and friends
-        raise UserError(f"{path}: not a readable Parquet file ({e}).") from None
-    if text_field is not None and text_field not in pf.schema_arrow.names:
-        raise UserError(f"{path}: no column {text_field!r}; pass --text-field with one of {pf.schema_arrow.names}.")
-    n = 0
-    for rb in pf.iter_batches(batch_size=batch_size):
-        rows = rb.to_pylist()
-        yield [Record(n + i + 1, None, r) for i, r in enumerate(rows)]
-        n += len(rows)
-
-
-def parquet_schema(path: str | os.PathLike):
-    import pyarrow.parquet as pq
-
-    return pq.ParquetFile(path).schema_arrow
+def fail_message(msg: str) -> str:
+    """The error for a malformed line met with ``on_error="fail"``; ``msg`` is ``FILE:LINE: what``."""
+    return f"{msg}. Fix the line, or pass --on-error skip to skip such lines with a count."
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -142,6 +65,270 @@ def file_sha256(path: str | os.PathLike) -> str:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
+
+
+def read_manifest(path: str | os.PathLike) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def inputs_record(paths) -> list[dict]:
+    return [{"path": str(p), "sha256": file_sha256(p), "bytes": os.path.getsize(p)} for p in paths]
+
+
+# ------------------------------------------------------------------------------------ lines
+class LineReader:
+    """The lines of a plain JSONL (or .gz) file whose first byte lies in ``[start, end)``.
+
+    Iterating yields ``(offset, block)``: ``block`` is complete lines (each ending in ``\\n``, except
+    a last line without one at the end of the file) starting at file offset ``offset``, about
+    ``block_bytes`` at a time (a longer line comes whole). A shard that starts inside a line skips
+    it: the shard before it reads that line to its end. Afterwards ``sha256`` is the SHA-256 of the
+    bytes ``[max(start - 1, 0), stop)``, everything that decides which lines the shard holds and
+    what they say, ``stop`` the offset after its last line and ``lines`` how many lines it held.
+    A ``.gz`` file is read whole (``start`` must be 0) and ``sha256`` is that of the compressed file.
+    """
+
+    def __init__(self, path: str | os.PathLike, start: int = 0, end: int | None = None,
+                 block_bytes: int | None = None) -> None:
+        self.path = Path(path)
+        self.gz = str(path).lower().endswith(".gz")
+        if self.gz and start:
+            raise ValueError("a .gz file is read whole")
+        self.start, self.end = start, (end if end is not None and not self.gz else float("inf"))
+        self.block_bytes = block_bytes or BLOCK_BYTES
+        self.sha256: str | None = None
+        self.stop = self.lines = 0
+
+    def _open(self):
+        return gzip.open(self.path, "rb") if self.gz else open(self.path, "rb")
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        h = hashlib.sha256()
+        pos = max(self.start - 1, 0)  # file offset of the next byte handed out
+        skip = self.start > 0  # still inside the line that holds byte start - 1
+        pieces: list[bytes] = []  # a line's beginning, waiting for its newline
+        try:
+            with self._open() as f:
+                f.seek(pos)
+                while True:
+                    chunk = f.read(self.block_bytes)
+                    if not chunk:  # end of file: a last line without a newline
+                        tail = b"".join(pieces)
+                        h.update(tail)
+                        if tail and not skip and pos < self.end:
+                            self.lines += 1
+                            yield pos, tail
+                        pos += len(tail)
+                        break
+                    cut = chunk.rfind(b"\n")
+                    if cut < 0:
+                        pieces.append(chunk)
+                        continue
+                    data = b"".join([*pieces, chunk[: cut + 1]]) if pieces else chunk[: cut + 1]
+                    pieces = [chunk[cut + 1 :]] if cut + 1 < len(chunk) else []
+                    if skip:
+                        nl = data.find(b"\n") + 1
+                        h.update(data[:nl])
+                        pos, data, skip = pos + nl, data[nl:], False
+                    last = pos + len(data) >= self.end
+                    if last and pos < self.end:  # keep the lines that start before end
+                        data = data[: data.find(b"\n", self.end - pos - 1) + 1]
+                    elif last:
+                        data = b""
+                    if data:
+                        h.update(data)
+                        self.lines += data.count(b"\n")
+                        yield pos, data
+                        pos += len(data)
+                    if last:
+                        break
+        except (OSError, EOFError) as e:
+            if isinstance(e, FileNotFoundError):
+                raise
+            raise UserError(f"{self.path}: cannot be read ({e}); a truncated .gz file?") from None
+        self.stop = pos
+        self.sha256 = file_sha256(self.path) if self.gz else h.hexdigest()
+
+    def digest(self) -> str:
+        """Read the shard through (nothing kept) and return its SHA-256."""
+        for _ in self:
+            pass
+        return self.sha256
+
+
+def split_lines(block: bytes) -> list[bytes]:
+    """The lines of a block from :class:`LineReader`, without their newlines."""
+    lines = block.split(b"\n")
+    if block.endswith(b"\n"):
+        lines.pop()
+    return lines
+
+
+def line_number(path: str | os.PathLike, offset: int) -> int:
+    """The 1-based number of the line that starts at byte ``offset`` of a plain file."""
+    n = 1
+    with open(path, "rb") as f:
+        while offset > 0:
+            chunk = f.read(min(offset, BLOCK_BYTES))
+            if not chunk:
+                break
+            n += chunk.count(b"\n")
+            offset -= len(chunk)
+    return n
+
+
+# ---------------------------------------------------------------------------------- records
+@dataclass
+class Parsed:
+    """The well-formed records of a block of lines (indexes into the block), and the malformed ones."""
+
+    rows: list[int]  # indexes of the well-formed records
+    texts: list[str]
+    ids: list[str | None]  # the ``id`` field as a string, None where absent
+    bad: list[tuple[int, str]]  # (index, what is wrong) of malformed lines
+
+
+class MalformedLine(UserError):
+    """A malformed line met with ``on_error="fail"``; ``index`` is its place in the block."""
+
+    def __init__(self, index: int, detail: str) -> None:
+        super().__init__(detail)
+        self.index, self.detail = index, detail
+
+    def __reduce__(self):
+        return MalformedLine, (self.index, self.detail)
+
+
+def parse_lines(lines: list[bytes], *, text_field: str, on_error: str) -> Parsed:
+    """Parse a block's lines: all at once with orjson; line by line only when one is blank or bad."""
+    try:
+        objs = list(map(orjson.loads, lines))
+        texts = [o[text_field] for o in objs]
+        if texts and set(map(type, texts)) != {str}:
+            raise TypeError
+    except (ValueError, TypeError, KeyError, *_JSONError):
+        return parse_slowly(lines, text_field, on_error)
+    return Parsed(list(range(len(lines))), texts, _ids(objs), [])
+
+
+def _ids(objs: list[dict]) -> list[str | None]:
+    ids = [o.get("id") for o in objs]
+    if set(map(type, ids)) <= {str, type(None)}:
+        return ids
+    return [None if x is None else str(x) for x in ids]
+
+
+def parse_slowly(lines: list[bytes], text_field: str, on_error: str) -> Parsed:
+    """:func:`parse_lines` one line at a time, saying what is wrong with each malformed line."""
+    out = Parsed([], [], [], [])
+    objs = []
+    for i, raw in enumerate(lines):
+        if not raw or raw.isspace():
+            continue
+        try:
+            obj = orjson.loads(raw)
+            if not isinstance(obj, dict):
+                raise ValueError(f"a JSON {type(obj).__name__}, not an object")
+            if not isinstance(obj.get(text_field), str):
+                raise ValueError(f"no string field {text_field!r}")
+        except (ValueError, *_JSONError) as e:
+            detail = f"malformed record ({str(e).splitlines()[0][:120]})"
+            if on_error == "fail":
+                raise MalformedLine(i, detail) from None
+            out.bad.append((i, detail))
+            continue
+        out.rows.append(i)
+        out.texts.append(obj[text_field])
+        objs.append(obj)
+    out.ids = _ids(objs)
+    return out
+
+
+@dataclass
+class Batch:
+    rows: np.ndarray  # 0-based line (JSONL) or row (Parquet) of each record within the shard
+    texts: list[str]
+    ids: list[str | None]
+    raw: list  # JSONL: each record's line as read, without its newline; Parquet: each row as a dict (if asked)
+
+
+@dataclass
+class Found:
+    """What reading a shard found: its input hash, lines, and the malformed lines met (skip mode)."""
+
+    sha256: str | None = None
+    lines: int = 0  # lines (JSONL) or rows (Parquet) in the shard
+    malformed: int = 0
+    examples: list = field(default_factory=list)  # [0-based line in the shard, what is wrong]
+
+    def bad(self, items) -> None:
+        for i, detail in items:
+            self.malformed += 1
+            if len(self.examples) < MAX_EXAMPLES:
+                self.examples.append([i, detail])
+
+
+def shard_records(shard, *, text_field: str, on_error: str, batch_size: int = BATCH, found: Found,
+                  whole_rows: bool = False) -> Iterator[Batch]:
+    """The records of a shard (``file``, ``start``, ``end``, ``whole``), ``batch_size`` at a time.
+
+    Malformed lines stop the job (``on_error="fail"``, with the file's line number) or are counted
+    into ``found``, which also gets the shard's input hash and line count once read through.
+    ``whole_rows``: Parquet batches carry every column of each row in ``raw``."""
+    if shard.whole and kind_of(shard.file) == "parquet":
+        yield from _parquet_records(shard.file, text_field, on_error, batch_size, found, whole_rows)
+        return
+    reader = LineReader(shard.file, shard.start, shard.end)
+    seen = 0  # lines of the shard before this block
+    for offset, block in reader:
+        lines = split_lines(block)
+        try:
+            parsed = parse_lines(lines, text_field=text_field, on_error=on_error)
+        except MalformedLine as e:
+            at = offset + sum(len(x) + 1 for x in lines[: e.index])
+            n = seen + e.index + 1 if shard.start == 0 else line_number(shard.file, at)
+            raise UserError(fail_message(f"{shard.file}:{n}: {e.detail}")) from None
+        found.bad([seen + i, d] for i, d in parsed.bad)
+        rows = np.asarray(parsed.rows, dtype=np.int64)
+        raw = [lines[i] for i in parsed.rows] if parsed.bad or len(rows) < len(lines) else lines
+        for lo in range(0, len(rows), batch_size):
+            hi = lo + batch_size
+            yield Batch(rows[lo:hi] + seen, parsed.texts[lo:hi], parsed.ids[lo:hi], raw[lo:hi])
+        seen += len(lines)
+    found.sha256, found.lines = reader.sha256, reader.lines
+
+
+def _parquet_records(path: str, text_field: str, on_error: str, batch_size: int, found: Found,
+                     whole_rows: bool) -> Iterator[Batch]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises ArrowInvalid and friends
+        raise UserError(f"{path}: not a readable Parquet file ({e}).") from None
+    names = pf.schema_arrow.names
+    if text_field not in names:
+        raise UserError(f"{path}: no column {text_field!r}; pass --text-field with one of {names}.")
+    cols = None if whole_rows else [text_field] + (["id"] if "id" in names and text_field != "id" else [])
+    n = 0
+    for rb in pf.iter_batches(batch_size=batch_size, columns=cols):
+        texts = rb.column(text_field).to_pylist()
+        ids = rb.column("id").to_pylist() if "id" in rb.schema.names else [None] * len(texts)
+        ok = [i for i, t in enumerate(texts) if isinstance(t, str)]
+        if len(ok) < len(texts):
+            detail = f"malformed record (no string field {text_field!r})"
+            bad = [n + i for i, t in enumerate(texts) if not isinstance(t, str)]
+            if on_error == "fail":
+                raise UserError(fail_message(f"{path}:{bad[0] + 1}: {detail}"))
+            found.bad((i, detail) for i in bad)
+        raw = rb.to_pylist() if whole_rows else []
+        yield Batch(np.asarray(ok, dtype=np.int64) + n, [texts[i] for i in ok],
+                    [None if ids[i] is None else str(ids[i]) for i in ok], [raw[i] for i in ok] if whole_rows else [])
+        n += rb.num_rows
+    found.sha256, found.lines = file_sha256(path), n
 
 
 # ------------------------------------------------------------------------------------- output
@@ -159,6 +346,11 @@ class JsonlWriter:
         self.f.write(line)
         self.count += 1
 
+    def write_lines(self, data: bytes, count: int) -> None:
+        """``count`` complete lines at once."""
+        self.f.write(data)
+        self.count += count
+
     def close(self, ok: bool = True) -> None:
         if self.f is not self._raw:
             self.f.close()
@@ -173,34 +365,22 @@ class JsonlWriter:
 
 
 class ParquetWriter:
-    """Rows (dicts) to ``path`` with a fixed ``schema``, flushed every ``batch_size`` rows."""
+    """Record batches to ``path`` with a fixed ``schema``."""
 
-    def __init__(self, path: str | os.PathLike, schema, batch_size: int = BATCH) -> None:
+    def __init__(self, path: str | os.PathLike, schema) -> None:
         import pyarrow.parquet as pq
 
         self.out = AtomicFile(path)
         self.schema = schema
         self.w = pq.ParquetWriter(self.out.tmp, schema)
-        self.rows: list[dict] = []
-        self.batch_size = batch_size
         self.count = 0
 
-    def write(self, row: dict) -> None:
-        self.rows.append(row)
-        self.count += 1
-        if len(self.rows) >= self.batch_size:
-            self.flush()
-
-    def flush(self) -> None:
-        import pyarrow as pa
-
-        if self.rows:
-            self.w.write_table(pa.Table.from_pylist(self.rows, schema=self.schema))
-            self.rows = []
+    def write_batch(self, rb) -> None:
+        if rb.num_rows:
+            self.w.write_batch(rb)
+            self.count += rb.num_rows
 
     def close(self, ok: bool = True) -> None:
-        if ok:
-            self.flush()
         self.w.close()
         self.out.commit() if ok else self.out.abort()
 
@@ -213,14 +393,3 @@ class ParquetWriter:
 
 def dumps_line(obj: Any) -> bytes:
     return (json.dumps(obj, ensure_ascii=False, sort_keys=True, default=str) + "\n").encode("utf-8")
-
-
-def read_manifest(path: str | os.PathLike) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def inputs_record(paths) -> list[dict]:
-    return [{"path": str(p), "sha256": file_sha256(p), "bytes": os.path.getsize(p)} for p in paths]

@@ -11,7 +11,9 @@ The output is JSONL (gzip if it ends in .gz): input records copied byte for byte
 becomes one JSON object), with the vault documents interleaved at uniformly random positions
 (sequential selection sampling from ``seed``: one pass, constant memory). A vault document is
 ``{"id": "vault:HASH", TEXT_FIELD: ..., "source": "vault:SNAPSHOT", "vault_sha256": HASH}``.
-Malformed input lines stop the job (``on_error="fail"``) or are left out and counted.
+Malformed input lines stop the job (``on_error="fail"``) or are left out, counted and listed.
+The first pass (counting) runs over the inputs' shards on ``jobs`` local processes; the second
+(writing) is one sequential pass, so the output does not depend on ``jobs``.
 
 ``OUT.json`` (the manifest) records each source (path, SHA-256, records used, malformed skipped),
 the vault (path, snapshot, Merkle root, count, key id), the counts and the achieved share, the
@@ -25,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +35,9 @@ import numpy as np
 
 from collapselab.atomic import atomic_write_json
 from collapselab.errors import UserError
-from collapselab.pipeline.io import JsonlWriter, check_on_error, dumps_line, file_sha256, inputs_record, read_batches, read_manifest
+from collapselab.pipeline import shards as sh
+from collapselab.pipeline.io import (MAX_EXAMPLES, Found, JsonlWriter, check_on_error, dumps_line, file_sha256, inputs_record,
+                                     read_manifest, shard_records)
 
 FORMAT = "collapselab-mix"
 
@@ -52,6 +56,7 @@ class MixResult:
     malformed_skipped: int
     output_sha256: str
     skipped: bool = False
+    malformed_lines: list = field(default_factory=list)  # the first few skipped: {file, line, detail}
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,6 +65,14 @@ class MixResult:
         return (f"{self.total} records in {self.out}: {self.input_records} from the inputs, {self.human_records} "
                 f"verified human documents from vault snapshot {self.snapshot} (root {self.merkle_root[:16]}...): "
                 f"human share {self.human_share:.2%} >= {self.min_human:.2%}. Manifest: {self.manifest}.")
+
+
+def _count(task) -> tuple[int, int, list, int]:
+    """Records, malformed lines, the first few malformed (0-based line, what) and lines of one shard."""
+    shard, text_field, on_error = task
+    found = Found()
+    n = sum(len(b.texts) for b in shard_records(shard, text_field=text_field, on_error=on_error, found=found))
+    return n, found.malformed, found.examples, found.lines
 
 
 def human_needed(n_input: int, min_human: float) -> int:
@@ -74,11 +87,12 @@ def human_needed(n_input: int, min_human: float) -> int:
 
 def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, out: str | os.PathLike,
                snapshot: str | None = None, seed: int = 0, text_field: str = "text", on_error: str = "fail",
-               force: bool = False) -> MixResult:
+               force: bool = False, jobs: int | None = None) -> MixResult:
     """Write the mixed training set ``out`` and its manifest ``out.json`` (see the module)."""
     from collapselab.provenance.vault import Vault
 
     check_on_error(on_error)
+    jobs = sh.check_jobs(jobs)
     if not 0.0 <= min_human < 1.0:
         raise UserError(f"--min-human {min_human}: must be at least 0 and below 1 (e.g. 0.1).")
     if not inputs:
@@ -104,14 +118,9 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
             and out.is_file() and file_sha256(out) == old.get("output", {}).get("sha256")):
         return MixResult(**{**old["result"], "skipped": True})
 
-    # pass 1: count the records
-    counts = []
-    for p in inputs:
-        good = bad = 0
-        for batch in read_batches(p, text_field=text_field, on_error=on_error):
-            good += sum(1 for r in batch if r.obj is not None)
-            bad += sum(1 for r in batch if r.error is not None)
-        counts.append((good, bad))
+    # pass 1: count the records, shard by shard
+    shards = sh.plan(inputs)
+    counts = sh.run(_count, [(s, text_field, on_error) for s in shards], jobs)
     n_in = sum(c[0] for c in counts)
     h = human_needed(n_in, min_human)
     if h > snap.count:
@@ -132,24 +141,30 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
                 w.write(dumps_line({"id": f"vault:{hx}", text_field: text, "source": f"vault:{snap.name}", "vault_sha256": hx}))
                 r, t, hi = r - 1, t - 1, hi + 1
 
-        for p in inputs:
-            for batch in read_batches(p, text_field=text_field, on_error=on_error):
-                for rec in batch:
-                    if rec.obj is None:
-                        continue
+        for s in shards:
+            for b in shard_records(s, text_field=text_field, on_error="skip", found=Found(), whole_rows=True):
+                for rec in b.raw:
                     human_slots()
-                    line = rec.raw if rec.raw is not None else dumps_line(rec.obj)
-                    w.write(line if line.endswith(b"\n") else line + b"\n")
+                    w.write(dumps_line(rec) if isinstance(rec, dict) else rec + b"\n")
                     t -= 1
         human_slots()
         assert r == 0 and t == 0
     total = h + n_in
     out_hash = file_sha256(out)
+    examples, per_file, base = [], {}, 0
+    for s, c in zip(shards, counts):
+        base = 0 if s.part == 0 else base
+        examples += [{"file": s.file, "line": base + i + 1, "detail": d} for i, d in c[2]]
+        per_file.setdefault(s.file, [0, 0])
+        per_file[s.file][0] += c[0]
+        per_file[s.file][1] += c[1]
+        base += c[3]
     result = MixResult(str(out), str(manifest_path), n_in, h, total, (h / total) if total else 0.0, min_human,
-                       snap.name, snap.merkle_root, sum(c[1] for c in counts), out_hash)
+                       snap.name, snap.merkle_root, sum(c[1] for c in counts), out_hash, False, examples[:MAX_EXAMPLES])
     atomic_write_json(manifest_path, {
         "format": FORMAT, "params": params,
-        "sources": [{**rec, "records": c[0], "malformed_skipped": c[1]} for rec, c in zip(ins, counts)],
+        "sources": [{**rec, "records": per_file[rec["path"]][0], "malformed_skipped": per_file[rec["path"]][1]}
+                    for rec in ins],
         "vault": v.ref(snap.name).to_dict(), "human_documents": h, "human_hashes_sha256": digest,
         "counts": {"input": n_in, "human": h, "total": total, "human_share": result.human_share},
         "output": {"path": str(out), "sha256": out_hash},

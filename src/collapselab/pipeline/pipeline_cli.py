@@ -16,16 +16,19 @@ from typing import List, Optional
 import typer
 
 from collapselab.errors import UserError
+from collapselab.pipeline.shards import SHARD_BYTES
 
 ON_ERROR_HELP = "What a malformed JSONL line does: 'fail' stops with its file and line (default), 'skip' skips it with a count."
+JOBS_HELP = "Local processes working on shards at once (default: one per core). The output is the same whatever it is."
+SHARD_HELP = "Bytes of plain JSONL per shard (the unit of parallel work and of resuming); .gz and Parquet files are one shard each."
 
 
 def scan_cmd(
     inputs: List[Path] = typer.Argument(..., metavar="IN...", help="JSONL (.jsonl, .jsonl.gz) or Parquet files; never modified."),
     out: Path = typer.Option(..., "--out", "-o", help="The sidecar Parquet to write (one row per document); OUT.json is its manifest."),
     key: Optional[Path] = typer.Option(None, "--key", help="The watermark key file (0600, see `collapselab keys new`); for --detector watermark."),
-    vocab: Path = typer.Option(..., "--vocab", help="The generator's vocabulary file (one word a line, Vocabulary.save)."),
-    detector: str = typer.Option("watermark", "--detector", help="'watermark' (needs --key, no training) or 'perplexity' (needs --reference-vault)."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help="The generator's vocabulary file (one word a line, Vocabulary.save); for watermark and perplexity."),
+    detector: str = typer.Option("watermark", "--detector", "--detectors", help="'watermark' (needs --key, no training), 'perplexity' (needs --reference-vault) or 'length' (characters, for quality rules)."),
     reference_vault: Optional[Path] = typer.Option(None, "--reference-vault", help="perplexity: vault whose snapshot fits (half) and calibrates (half) the reference n-gram."),
     snapshot: Optional[str] = typer.Option(None, "--snapshot", help="perplexity: the vault snapshot (default: the latest)."),
     fpr_target: float = typer.Option(0.01, "--fpr-target", help="perplexity: the threshold flags this share of held-out vault text."),
@@ -43,6 +46,8 @@ def scan_cmd(
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
     batch_size: int = typer.Option(10_000, "--batch-size", help="Records per batch (memory is flat in the file size)."),
     force: bool = typer.Option(False, "--force", help="Rescan even if a finished sidecar matches the inputs."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP),
+    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", help=SHARD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Score every document into a sidecar Parquet and estimate the synthetic share (95% CI).
@@ -55,7 +60,7 @@ def scan_cmd(
                     z_threshold=z_threshold, gamma=gamma, context_width=context_width, tpr=tpr, n_tpr=n_tpr, fpr=fpr,
                     n_fpr=n_fpr, tpr_from=tpr_from, batch_size=batch_size, force=force,
                     reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
-                    direction=direction)
+                    direction=direction, jobs=jobs, shard_bytes=shard_size)
     _show(r, as_json)
 
 
@@ -68,13 +73,14 @@ def filter_cmd(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Quarantine when score >= THRESHOLD (e.g. 4)."),
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP + " Skipped lines go to quarantine."),
     force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " It works on the scan's shards."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Split IN into kept and quarantined records by its scores; nothing is dropped silently."""
     from collapselab.pipeline.filter import filter_corpus
 
     _show(filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
-                        on_error=on_error, force=force), as_json)
+                        on_error=on_error, force=force, jobs=jobs), as_json)
 
 
 def mix_cmd(
@@ -87,13 +93,14 @@ def mix_cmd(
     text_field: str = typer.Option("text", "--text-field", help="The field holding the text."),
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
     force: bool = typer.Option(False, "--force", help="Redo even if a finished output matches the inputs."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " It counts the inputs' shards; the writing pass is one."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Write a training set holding at least --min-human verified human documents from the vault."""
     from collapselab.pipeline.mix import mix_corpus
 
     _show(mix_corpus(inputs, vault=vault, snapshot=snapshot, min_human=min_human, out=out, seed=seed,
-                     text_field=text_field, on_error=on_error, force=force), as_json)
+                     text_field=text_field, on_error=on_error, force=force, jobs=jobs), as_json)
 
 
 def _show(result, as_json: bool) -> None:

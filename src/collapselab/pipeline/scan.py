@@ -26,11 +26,21 @@ share (the result says so in ``tpr_source``).
 n-gram fitted on half of a vault snapshot, threshold and FPR from the other half (flag = score >
 threshold); see ``docs/pipeline.md``.
 
+``detector="length"``: ``score`` is the text's length in characters (Unicode code points), for
+quality rules such as ``filter --threshold 20000`` (quarantine documents of 20 000 characters or
+more). It is no detector of synthetic text: it flags nothing and estimates no share.
+
 The input is never modified. The sidecar's rows are aligned with the input's records: one row per
 well-formed record, in file order, with ``file`` (as given), ``line`` (1-based line or row) and
-``id`` (the record's ``id`` field, else ``FILE:LINE``). Next to it, ``SCORES.parquet.json`` (the
-manifest) records the inputs' SHA-256, the settings and the result; a rerun with the same inputs
-and settings whose sidecar still matches its recorded hash is skipped.
+``id`` (the record's ``id`` field, else ``FILE:LINE``).
+
+Shards and reruns (:mod:`collapselab.pipeline.shards`): the inputs are cut into shards that
+``jobs`` local processes score into ``SCORES.parquet.parts/`` (one Parquet file and one
+done-marker per shard); the parts are then merged in input order into ``SCORES.parquet`` and
+``SCORES.parquet.json`` (the manifest: settings, every shard with the SHA-256 of its input bytes,
+the result) is written last; the parts folder is removed. The sidecar is the same whatever
+``jobs`` is. A rerun with the same inputs and settings whose sidecar still matches is skipped; a
+killed job, rerun, keeps the shards it finished and writes the same sidecar.
 """
 
 from __future__ import annotations
@@ -38,20 +48,24 @@ from __future__ import annotations
 import math
 import os
 import re
+import shutil
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from collapselab.atomic import atomic_write_json
+from collapselab.atomic import AtomicFile, atomic_write_json
 from collapselab.errors import UserError
-from collapselab.atomic import AtomicFile
-from collapselab.pipeline.io import BATCH, check_on_error, file_sha256, inputs_record, read_batches, read_manifest
+from collapselab.pipeline import shards as sh
+from collapselab.pipeline.io import (BATCH, MAX_EXAMPLES, Found, check_on_error, file_sha256, inputs_record,
+                                     read_manifest, shard_records)
 
 _TOKEN = re.compile(r"<s>|</s>|<unk>|[a-z0-9]+(?:['’-][a-z0-9]+)*|[^\sa-z0-9]")
 FORMAT = "collapselab-scan"
-VERSION = 1
+VERSION = 2
+DETECTORS = ("watermark", "perplexity", "length")
 
 
 def tokenize_doc(text: str) -> list[str]:
@@ -65,6 +79,9 @@ def sidecar_schema():
     return pa.schema([("file", pa.string()), ("line", pa.int64()), ("id", pa.string()), ("n_tokens", pa.int64()),
                       ("n_scored", pa.int64()), ("n_green", pa.int64()), ("score", pa.float64()),
                       ("z", pa.float64()), ("p_value", pa.float64())])
+
+
+SCORE_COLUMNS = ("n_tokens", "n_scored", "n_green", "score", "z", "p_value")
 
 
 @dataclass
@@ -85,12 +102,17 @@ class ScanResult:
     high: float
     skipped: bool = False  # True: a finished output with matching inputs was found, nothing rescored
     per_file: list = field(default_factory=list)
+    malformed_lines: list = field(default_factory=list)  # the first MAX_EXAMPLES: {file, line, detail}
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def summary(self) -> str:
-        return (f"{self.documents} documents scanned ({self.malformed_skipped} malformed skipped); "
+        bad = f"{self.malformed_skipped} malformed skipped" + (
+            f", first {self.malformed_lines[0]['file']}:{self.malformed_lines[0]['line']}" if self.malformed_lines else "")
+        if self.rule == "none":
+            return f"{self.documents} documents scored into {self.out} ({bad}); the length detector flags nothing."
+        return (f"{self.documents} documents scanned ({bad}); "
                 f"flagged ({self.rule}): {self.flagged} ({self.flagged_share:.2%}). "
                 f"Estimated synthetic share: {self.estimate:.2%} (95% CI {self.low:.2%}-{self.high:.2%}), "
                 f"corrected with FPR {self.fpr:.2e} ({self.fpr_source}) and TPR {self.tpr:.3f} ({self.tpr_source}).")
@@ -201,6 +223,22 @@ class _PerplexityScorer:
         return np.nan_to_num(cols["score"], nan=-np.inf) > self.threshold
 
 
+class _LengthScorer:
+    """``score`` = the text's length in characters; no token counts, flags nothing."""
+
+    exact = False
+    threshold = float("nan")
+
+    def score(self, texts: list[str]) -> dict[str, np.ndarray | None]:
+        n = len(texts)
+        nan = np.full(n, np.nan)
+        return {"n_tokens": None, "n_scored": None, "n_green": None,
+                "score": np.fromiter(map(len, texts), dtype=np.float64, count=n), "z": nan, "p_value": nan}
+
+    def flagged(self, cols: dict) -> np.ndarray:
+        return np.zeros(len(cols["score"]), dtype=bool)
+
+
 def _load_vocab(vocab):
     from collapselab.corpus.tokenize import Vocabulary
 
@@ -220,51 +258,148 @@ def _load_key(key) -> bytes:
     return load_key(key)
 
 
-def _score_files(scorer, inputs, *, text_field, on_error, batch_size, writer=None):
-    """Stream every file; returns (per-file counts, flagged count, documents, sum of exact fpr)."""
-    per_file, flagged, docs, fpr_sum, malformed = [], 0, 0, 0.0, 0
-    for path in inputs:
-        f_docs = f_flag = f_bad = 0
-        name = str(path)
-        for batch in read_batches(path, text_field=text_field, on_error=on_error, batch_size=batch_size):
-            good = [r for r in batch if r.obj is not None]
-            f_bad += sum(1 for r in batch if r.error is not None)
-            if not good:
-                continue
-            cols = scorer.score([r.obj[text_field] for r in good])
-            fl = scorer.flagged(cols)
-            f_flag += int(fl.sum())
-            f_docs += len(good)
-            if scorer.exact:
-                fpr_sum += float(scorer.exact_fpr(cols["n_scored"]).sum())
-            if writer is not None:
-                writer(name, good, cols)
-        per_file.append({"file": name, "documents": f_docs, "flagged": f_flag, "malformed_skipped": f_bad})
-        flagged += f_flag
-        docs += f_docs
-        malformed += f_bad
-    return per_file, flagged, docs, fpr_sum, malformed
+# ------------------------------------------------------------------------------ one shard
+@dataclass
+class _Job:
+    shard: sh.Shard
+    scorer: object
+    text_field: str
+    on_error: str
+    batch_size: int
+    parts: str  # the parts folder; None: count only, write nothing (TPR files)
+    digest: str
 
 
-def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab, key=None, out: str | os.PathLike, detector: str = "watermark",
-         text_field: str = "text", on_error: str = "fail", z_threshold: float = 4.0, gamma: float = 0.25,
-         context_width: int = 1, tpr: float | None = None, n_tpr: int | None = None, fpr: float | None = None,
-         n_fpr: int | None = None, tpr_from: Sequence[str | os.PathLike] = (), batch_size: int = BATCH,
-         force: bool = False, reference_vault=None, snapshot: str | None = None, fpr_target: float = 0.01,
-         order: int = 3, direction: float = 1.0) -> ScanResult:
-    """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module)."""
+def _part_schema():
+    import pyarrow as pa
+
+    return pa.schema([("line", pa.int64()), *((f.name, f.type) for f in sidecar_schema() if f.name not in ("file", "line"))])
+
+
+def _scan_shard(job: _Job) -> dict:
+    """Score one shard into ``parts/part-NNNNN.parquet`` and write its done-marker (or reuse them)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    parts = Path(job.parts) if job.parts else None
+    if parts is not None and (done := sh.finished(parts, job.shard, job.digest)):
+        return done
+    found, docs, flagged, n_scored = Found(), 0, 0, Counter()
+    name = f"part-{job.shard.index:05d}.parquet"
+    schema = _part_schema()
+    out = AtomicFile(parts / name) if parts is not None else None
+    w = pq.ParquetWriter(out.tmp, schema) if out is not None else None
+    try:
+        for b in shard_records(job.shard, text_field=job.text_field, on_error=job.on_error,
+                               batch_size=job.batch_size, found=found):
+            if not b.texts:
+                continue
+            cols = job.scorer.score(b.texts)
+            docs += len(b.texts)
+            flagged += int(job.scorer.flagged(cols).sum())
+            if job.scorer.exact:
+                n_scored.update(cols["n_scored"].tolist())
+            if w is not None:
+                n = len(b.texts)
+                w.write_table(pa.Table.from_arrays(
+                    [pa.array(b.rows), pa.array(b.ids, pa.string()),
+                     *(pa.nulls(n, f.type) if cols[f.name] is None else pa.array(cols[f.name], f.type)
+                       for f in list(schema)[2:])], schema=schema))
+        if w is not None:
+            w.close()
+            out.commit()
+    except BaseException:
+        if w is not None:
+            w.close()
+            out.abort()
+        raise
+    counts = {"lines": found.lines, "documents": docs, "flagged": flagged, "malformed": found.malformed,
+              "examples": found.examples, "n_scored": sorted(n_scored.items())}
+    if parts is None:
+        return counts
+    return sh.mark_done(parts, job.shard, job.digest, found.sha256, [name], **counts)
+
+
+# ----------------------------------------------------------------------------------- merge
+def _merge(shards: list[sh.Shard], marks: list[dict], parts: Path, out: Path) -> list[int]:
+    """Write the parts, in shard order, into the sidecar ``out`` with absolute line numbers and
+    ids; returns each shard's row count."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    schema = sidecar_schema()
+    af = AtomicFile(out)
+    w = pq.ParquetWriter(af.tmp, schema)
+    rows, base, prev = [], 0, None
+    try:
+        for shard, mark in zip(shards, marks):
+            base = 0 if shard.file != prev or shard.part == 0 else base
+            prev = shard.file
+            n_rows = 0
+            for rb in pq.ParquetFile(parts / f"part-{shard.index:05d}.parquet").iter_batches(batch_size=BATCH):
+                n = rb.num_rows
+                line = pc.add(rb.column(0), base + 1)
+                ids = pc.coalesce(rb.column(1), pc.binary_join_element_wise(
+                    pa.scalar(f"{shard.file}:"), pc.cast(line, pa.string()), ""))
+                w.write_table(pa.Table.from_arrays([pa.repeat(pa.scalar(shard.file), n), line, ids,
+                                                    *rb.columns[2:]], schema=schema))
+                n_rows += n
+            rows.append(n_rows)
+            base += mark["lines"]
+        w.close()
+    except BaseException:
+        w.close()
+        af.abort()
+        raise
+    af.commit()
+    return rows
+
+
+def _exact_fpr_sum(scorer, counts) -> float:
+    """Sum of the exact per-document FPR from the histogram of scored lengths (the same sum
+    whatever the sharding: integer counts, added in length order)."""
+    if not counts:
+        return 0.0
+    t = np.array([c[0] for c in counts], dtype=np.int64)
+    k = np.array([c[1] for c in counts], dtype=np.float64)
+    return float(np.dot(scorer.exact_fpr(t), k))
+
+
+def _valid_manifest(old: dict | None, params: dict, shards: list[sh.Shard], out: Path, jobs: int) -> bool:
+    if not old or old.get("format") != FORMAT or old.get("version") != VERSION or old.get("params") != params:
+        return False
+    recs = [s for f in old.get("inputs", []) for s in f.get("shards", [])]
+    if len(recs) != len(shards) or not all(s.same(r) for s, r in zip(shards, recs)):
+        return False
+    if not out.is_file() or file_sha256(out) != old.get("output", {}).get("sha256"):
+        return False
+    return sh.run(sh.input_digest, shards, jobs) == [r["sha256"] for r in recs]
+
+
+def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, out: str | os.PathLike,
+                detector: str = "watermark", text_field: str = "text", on_error: str = "fail", z_threshold: float = 4.0,
+                gamma: float = 0.25, context_width: int = 1, tpr: float | None = None, n_tpr: int | None = None,
+                fpr: float | None = None, n_fpr: int | None = None, tpr_from: Sequence[str | os.PathLike] = (),
+                batch_size: int = BATCH, force: bool = False, reference_vault=None, snapshot: str | None = None,
+                fpr_target: float = 0.01, order: int = 3, direction: float = 1.0, jobs: int | None = None,
+                shard_bytes: int = sh.SHARD_BYTES) -> ScanResult:
+    """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module)."""
     from collapselab.detect.calibration import rogan_gladen
 
-    if detector not in ("watermark", "perplexity"):
-        raise UserError(f"--detector {detector!r}: use 'watermark' (with --key) or 'perplexity' (with --reference-vault).")
+    if detector not in DETECTORS:
+        raise UserError(f"--detector {detector!r}: use 'watermark' (with --key), 'perplexity' (with --reference-vault) "
+                        "or 'length'.")
     if detector == "watermark" and key is None:
         raise UserError("--detector watermark needs --key KEYFILE.")
+    if detector != "length" and vocab is None:
+        raise UserError(f"--detector {detector} needs --vocab VOCABFILE (the generator's vocabulary).")
     if detector == "perplexity" and reference_vault is None:
         raise UserError("--detector perplexity needs --reference-vault DIR (human text to fit and calibrate on).")
     check_on_error(on_error)
+    jobs = sh.check_jobs(jobs)
+    if batch_size < 1:
+        raise UserError(f"--batch-size {batch_size}: must be at least 1.")
     if not inputs:
         raise UserError("scan: no input file given.")
     for p in [*inputs, *tpr_from]:
@@ -275,55 +410,68 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab, key=None, out: st
     out = Path(out)
     if out.resolve() in {Path(p).resolve() for p in inputs}:
         raise UserError(f"{out}: is one of the inputs; the input is never modified. Pick another --out.")
-    vocab_obj, vocab_hash = _load_vocab(vocab)
     if detector == "watermark":
+        vocab_obj, vocab_hash = _load_vocab(vocab)
         scorer = _WatermarkScorer(_load_key(key), vocab_obj, gamma=gamma, context_width=context_width, z_threshold=z_threshold)
-        dparams = {"key_id": scorer.wm.key_id, "gamma": gamma, "context_width": context_width, "z_threshold": z_threshold}
-    else:
+        dparams = {"key_id": scorer.wm.key_id, "gamma": gamma, "context_width": context_width, "z_threshold": z_threshold,
+                   "vocab_sha256": vocab_hash or _vocab_digest(vocab_obj)}
+    elif detector == "perplexity":
+        vocab_obj, vocab_hash = _load_vocab(vocab)
         scorer = _PerplexityScorer(reference_vault, snapshot, vocab_obj, order=order, direction=direction,
                                    fpr_target=fpr_target)
         dparams = {"reference_vault": str(reference_vault), "snapshot": scorer.snapshot, "merkle_root": scorer.merkle_root,
-                   "order": order, "direction": direction, "fpr_target": fpr_target}
+                   "order": order, "direction": direction, "fpr_target": fpr_target,
+                   "vocab_sha256": vocab_hash or _vocab_digest(vocab_obj)}
+    else:
+        scorer, dparams = _LengthScorer(), {}
     manifest_path = Path(str(out) + ".json")
-    params = {"detector": detector, **dparams, "text_field": text_field, "on_error": on_error,
-              "vocab_sha256": vocab_hash or _vocab_digest(vocab_obj), "tpr": tpr, "n_tpr": n_tpr, "fpr": fpr,
-              "n_fpr": n_fpr, "tpr_from": inputs_record(tpr_from)}
-    ins = inputs_record(inputs)
+    parts = Path(str(out) + ".parts")
+    params = {"detector": detector, **dparams, "text_field": text_field, "on_error": on_error, "tpr": tpr,
+              "n_tpr": n_tpr, "fpr": fpr, "n_fpr": n_fpr, "tpr_from": inputs_record(tpr_from), "shard_bytes": shard_bytes}
+    shards = sh.plan(inputs, shard_bytes)
     old = read_manifest(manifest_path)
-    if (not force and old and old.get("format") == FORMAT and old.get("inputs") == ins and old.get("params") == params
-            and out.is_file() and file_sha256(out) == old.get("output", {}).get("sha256")):
+    if not force and _valid_manifest(old, params, shards, out, jobs):
+        shutil.rmtree(parts, ignore_errors=True)
         return ScanResult(**{**old["result"], "skipped": True})
+    if force:
+        shutil.rmtree(parts, ignore_errors=True)
 
-    schema = sidecar_schema()
-    af = AtomicFile(out)
-    w = pq.ParquetWriter(af.tmp, schema)
+    parts.mkdir(parents=True, exist_ok=True)
+    digest = sh.settings_digest({"format": FORMAT, "version": VERSION, **params})
+    job = dict(scorer=scorer, text_field=text_field, on_error=on_error, batch_size=batch_size, digest=digest)
+    marks = sh.run(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], jobs)
+    rows = _merge(shards, marks, parts, out)
 
-    def write(name, good, cols):
-        n = len(good)
-        w.write_table(pa.Table.from_arrays([
-            pa.array([name] * n, pa.string()), pa.array([r.line for r in good], pa.int64()),
-            pa.array([r.doc_id(name) for r in good], pa.string()),
-            *(pa.array(cols[c]) for c in ("n_tokens", "n_scored", "n_green", "score", "z", "p_value"))], schema=schema))
-
-    try:
-        per_file, flagged, docs, fpr_sum, malformed = _score_files(
-            scorer, inputs, text_field=text_field, on_error=on_error, batch_size=batch_size, writer=write)
-        w.close()
-    except BaseException:
-        w.close()
-        af.abort()
-        raise
-    af.commit()
+    docs = sum(m["documents"] for m in marks)
+    flagged = sum(m["flagged"] for m in marks)
+    malformed = sum(m["malformed"] for m in marks)
+    hist: Counter = Counter()
+    for m in marks:
+        hist.update({t: c for t, c in m["n_scored"]})
+    per_file, inputs_rec, examples, base = {}, {}, [], 0
+    for s, m, r in zip(shards, marks, rows):
+        base = 0 if s.part == 0 else base
+        f = per_file.setdefault(s.file, {"file": s.file, "documents": 0, "flagged": 0, "malformed_skipped": 0})
+        f["documents"] += m["documents"]
+        f["flagged"] += m["flagged"]
+        f["malformed_skipped"] += m["malformed"]
+        examples += [{"file": s.file, "line": base + i + 1, "detail": d} for i, d in m["examples"]]
+        inputs_rec.setdefault(s.file, {"path": s.file, "bytes": os.path.getsize(s.file), "shards": []})["shards"].append(
+            {**s.to_dict(), "sha256": m["sha256"], "lines": m["lines"], "rows": r})
+        base += m["lines"]
 
     if fpr is None and scorer.exact:
-        fpr_v, fpr_src, n_fpr_v = (fpr_sum / docs if docs else 0.0), "exact binomial at the scanned lengths", None
-    elif fpr is None:
+        fpr_v = _exact_fpr_sum(scorer, sorted(hist.items())) / docs if docs else 0.0
+        fpr_src, n_fpr_v = "exact binomial at the scanned lengths", None
+    elif fpr is None and detector == "perplexity":
         fpr_v, fpr_src, n_fpr_v = scorer.fpr, f"measured on {scorer.n_fpr} held-out vault documents", scorer.n_fpr
+    elif fpr is None:
+        fpr_v, fpr_src, n_fpr_v = float("nan"), "none: the length detector flags nothing", None
     else:
         fpr_v, fpr_src, n_fpr_v = float(fpr), "given" + (f" (n={n_fpr})" if n_fpr else ""), n_fpr
     if tpr_from:
-        _, t_flag, t_docs, _, _ = _score_files(scorer, tpr_from, text_field=text_field, on_error=on_error,
-                                               batch_size=batch_size)
+        tp = [_scan_shard(_Job(s, parts=None, **job)) for s in sh.plan(tpr_from, shard_bytes)]
+        t_docs, t_flag = sum(m["documents"] for m in tp), sum(m["flagged"] for m in tp)
         if not t_docs:
             raise UserError("--tpr-from: no document in the given files.")
         tpr_v, n_tpr_v, tpr_src = t_flag / t_docs, t_docs, f"measured on {t_docs} known watermarked documents"
@@ -337,13 +485,17 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab, key=None, out: st
         est, lo, hi = pr.estimate, pr.low, pr.high
     else:
         est = lo = hi = float("nan")
-    thr = float(z_threshold) if scorer.exact else float(scorer.threshold)
-    rule = f"z >= {thr:g}" if scorer.exact else f"score > {thr:.6g}"
+    if detector == "length":
+        thr, rule = float("nan"), "none"
+    else:
+        thr = float(z_threshold) if scorer.exact else float(scorer.threshold)
+        rule = f"z >= {thr:g}" if scorer.exact else f"score > {thr:.6g}"
     result = ScanResult(str(out), docs, malformed, flagged, q, thr, rule, fpr_v, fpr_src, tpr_v, tpr_src,
-                        est, lo, hi, False, per_file)
-    atomic_write_json(manifest_path, {"format": FORMAT, "version": VERSION, "inputs": ins, "params": params,
-                                      "output": {"path": str(out), "sha256": file_sha256(out)},
+                        est, lo, hi, False, list(per_file.values()), examples[:MAX_EXAMPLES])
+    atomic_write_json(manifest_path, {"format": FORMAT, "version": VERSION, "inputs": list(inputs_rec.values()),
+                                      "params": params, "output": {"path": str(out), "sha256": file_sha256(out)},
                                       "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
+    shutil.rmtree(parts, ignore_errors=True)
     return result
 
 

@@ -1,0 +1,150 @@
+"""Shards: the unit of parallel work and of resuming, and the local-process executor.
+
+A plain JSONL file is cut into byte ranges of ``shard_bytes`` (64 MiB by default); a shard holds
+the lines that *start* in its range (:class:`~collapselab.pipeline.io.LineReader`), so the cut
+needs no reading and never splits a line. A ``.gz`` or Parquet file is one shard. The cut depends
+only on the file's size and ``shard_bytes``, never on the number of processes, so every output is
+the same whatever ``jobs`` is.
+
+Each shard's work writes its own files atomically, then its *done-marker* (JSON) last: the
+shard, the SHA-256 of the input bytes that decide it, a digest of the settings, and what it found.
+A rerun reuses a shard only if its marker names the same shard and settings and the input bytes
+still hash the same, so a changed input or setting is redone, never skipped. A job killed
+mid-shard leaves no marker for it; the rerun redoes that shard (its stale temporary file is
+removed) and keeps the finished ones.
+
+:func:`run` maps a function over tasks with ``jobs`` local processes (in this process when one
+is enough) and returns the results in task order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from collapselab.atomic import atomic_write_json
+from collapselab.errors import UserError
+from collapselab.pipeline.io import kind_of, read_manifest
+
+SHARD_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # place among all shards of the job, in input order
+    file: str  # the path as given
+    part: int  # place among the file's shards
+    start: int  # the byte range whose lines the shard holds; [0, size) for a whole file
+    end: int
+    whole: bool  # a .gz or Parquet file, read as one stream
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def same(self, rec: dict) -> bool:
+        return all(rec.get(k) == v for k, v in self.to_dict().items())
+
+
+def plan(inputs: Sequence[str | os.PathLike], shard_bytes: int = SHARD_BYTES) -> list[Shard]:
+    """The shards of ``inputs``, in order (files in the order given, byte ranges in file order)."""
+    if shard_bytes < 1:
+        raise UserError(f"--shard-size {shard_bytes}: must be at least 1 byte (default {SHARD_BYTES}).")
+    shards: list[Shard] = []
+    seen = set()
+    for path in inputs:
+        if Path(path).resolve() in seen:
+            raise UserError(f"{path}: given twice; give each input once.")
+        seen.add(Path(path).resolve())
+        size = os.path.getsize(path)
+        name = str(path)
+        if kind_of(path) == "parquet" or name.lower().endswith(".gz"):
+            shards.append(Shard(len(shards), name, 0, 0, size, True))
+            continue
+        for part, lo in enumerate(range(0, max(size, 1), shard_bytes)):
+            shards.append(Shard(len(shards), name, part, lo, min(lo + shard_bytes, size), False))
+    return shards
+
+
+def check_jobs(jobs: int | None) -> int:
+    """``None``: one process per core this process may use."""
+    if jobs is None:
+        return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    if jobs < 1:
+        raise UserError(f"--jobs {jobs}: must be at least 1 (default: one per core).")
+    return int(jobs)
+
+
+def settings_digest(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode("utf-8")).hexdigest()
+
+
+def input_digest(shard: Shard) -> str:
+    """The SHA-256 that a shard's done-marker records (see :class:`~collapselab.pipeline.io.LineReader`)."""
+    from collapselab.pipeline.io import LineReader, file_sha256
+
+    if shard.whole:
+        return file_sha256(shard.file)
+    return LineReader(shard.file, shard.start, shard.end).digest()
+
+
+# ------------------------------------------------------------------------------- done-markers
+def marker_path(parts: Path, shard: Shard) -> Path:
+    return parts / f"part-{shard.index:05d}.json"
+
+
+def finished(parts: Path, shard: Shard, digest: str) -> dict | None:
+    """The shard's done-marker if it is still valid (same shard, settings, input bytes, outputs)."""
+    m = read_manifest(marker_path(parts, shard))
+    if not m or m.get("settings") != digest or not shard.same(m.get("shard", {})):
+        return None
+    for name, size in m.get("outputs", {}).items():
+        p = parts / name
+        if not p.is_file() or p.stat().st_size != size:
+            return None
+    if input_digest(shard) != m.get("sha256"):
+        return None
+    return m
+
+
+def mark_done(parts: Path, shard: Shard, digest: str, sha256: str, outputs: Sequence[str], **found: Any) -> dict:
+    """Write the shard's done-marker, after its ``outputs`` (names in ``parts``) are complete."""
+    m = {"shard": shard.to_dict(), "settings": digest, "sha256": sha256,
+         "outputs": {name: (parts / name).stat().st_size for name in outputs}, **found}
+    atomic_write_json(marker_path(parts, shard), m)
+    return m
+
+
+# ---------------------------------------------------------------------------------- executor
+def run(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int) -> list:
+    """``[fn(t) for t in tasks]`` with up to ``jobs`` local processes, results in task order.
+
+    One process (or one task) runs here, in this process. Otherwise tasks start in order; when
+    one fails, no new task starts, the running ones finish, and the error of the earliest failed
+    task is raised (the same error whatever ``jobs`` is)."""
+    tasks = list(tasks)
+    if jobs <= 1 or len(tasks) <= 1:
+        return [fn(t) for t in tasks]
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+
+    # spawn: a fresh interpreter per worker; forking a process that holds library threads
+    # (pyarrow's pools) can deadlock
+    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(fn, t) for t in tasks]
+        try:
+            wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            for f in futures:
+                f.cancel()
+            raise
+        for f in futures:
+            f.cancel()  # only those not started yet
+        wait([f for f in futures if not f.cancelled()])
+    for f in futures:
+        if not f.cancelled() and f.exception() is not None:
+            raise f.exception()
+    return [f.result() for f in futures]
