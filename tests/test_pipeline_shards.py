@@ -70,9 +70,9 @@ def test_shards_hold_every_line_once_and_blocks_are_bounded(tmp_path):
         got, lines_seen = [], 0
         for s in sh.plan([f], shard_bytes):
             r = pio.LineReader(f, s.start, s.end, block_bytes=512)
-            blocks = list(r)
-            assert all(len(b) <= 512 + 5001 for _, b in blocks)  # one block, or one line longer than it
-            assert all(off == s.start or off >= s.start for off, _ in blocks)
+            blocks = [(off, b"".join(x + b"\n" for x in lines)[: None if t else -1]) for off, lines, t in r]
+            assert all(len(b) <= 512 + 5001 for _, b in blocks)  # one block and the line it began in
+            assert all(s.start <= off < s.end and data[off : off + len(b)] == b for off, b in blocks)
             got += [b for _, b in blocks]
             lines_seen += r.lines
             assert r.sha256 == sh.input_digest(s) == pio.LineReader(f, s.start, s.end, block_bytes=64).digest()

@@ -39,7 +39,7 @@ from collapselab.atomic import AtomicFile, atomic_write_json
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
 from collapselab.pipeline.io import (BATCH, JsonlWriter, LineReader, ParquetWriter, check_on_error, fail_message,
-                                     file_sha256, kind_of, parse_slowly, read_manifest, split_lines)
+                                     file_sha256, kind_of, parse_slowly, read_manifest)
 
 FORMAT = "collapselab-filter"
 VERSION = 2
@@ -215,13 +215,13 @@ def _reasons(job: _Job, first: int, bad_idx, flag_info: dict, details: dict) -> 
     return b"".join(out)
 
 
-def _join(lines: list[bytes], mask: np.ndarray, terminated: bool) -> bytes:
-    """The lines where ``mask`` holds, each with its newline (the file's last may have none)."""
+def _write(w: JsonlWriter, lines: list[bytes], mask: np.ndarray, terminated: bool) -> None:
+    """Write the lines where ``mask`` holds, each with its newline (the file's last may have none)."""
     sel = list(compress(lines, mask.tolist()))
-    if not sel:
-        return b""
-    data = b"\n".join(sel) + b"\n"
-    return data if terminated or not mask[-1] else data[:-1]
+    if sel:
+        w.write_lines(b"\n".join(sel), len(sel))
+        if terminated or not mask[-1]:
+            w.write_lines(b"\n", 0)
 
 
 def _filter_shard(job: _Job) -> dict:
@@ -248,8 +248,7 @@ def _filter_jsonl(job: _Job, paths: list[Path]) -> dict:
     found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
     seen = 0
     with JsonlWriter(paths[0]) as kept_w, JsonlWriter(paths[1]) as quar_w, JsonlWriter(paths[2]) as why_w:
-        for _, block in reader:
-            lines = split_lines(block)
+        for _, lines, terminated in reader:
             n = len(lines)
             first = job.line_base + seen + 1
             lens = np.fromiter(map(len, lines), dtype=np.int64, count=n)
@@ -265,9 +264,8 @@ def _filter_jsonl(job: _Job, paths: list[Path]) -> dict:
                 if job.on_error == "fail":
                     raise UserError(fail_message(f"{job.shard.file}:{first + i}: {details[i]}"))
             quar = bad | flagged
-            terminated = block.endswith(b"\n")
-            kept_w.write_lines(_join(lines, ~quar, terminated), int((~quar).sum()))
-            quar_w.write_lines(_join(lines, quar, terminated), int(quar.sum()))
+            _write(kept_w, lines, ~quar, terminated)
+            _write(quar_w, lines, quar, terminated)
             why_w.write_lines(_reasons(job, first, bad_idx, info, details), int(quar.sum()))
             found["records"] += int((~blank).sum())
             found["kept"] += int((~quar & ~blank).sum())
@@ -325,11 +323,20 @@ def _concat(parts: list[Path], dest: Path) -> None:
         with open(f.tmp, "wb") as w:
             for p in parts:
                 with open(p, "rb") as r:
-                    shutil.copyfileobj(r, w, 8 << 20)
+                    _copy(r, w)
         f.commit()
     except BaseException:
         f.abort()
         raise
+
+
+def _copy(r, w) -> None:
+    """Append the file ``r`` to ``w``: in the kernel where it can (copy_file_range), else through a buffer."""
+    try:
+        while os.copy_file_range(r.fileno(), w.fileno(), 1 << 30):
+            pass
+    except (AttributeError, OSError):  # no copy_file_range here, or not between these files
+        shutil.copyfileobj(r, w, 8 << 20)
 
 
 def _row_groups(scores: Path, first_row: int, rows: list[int]) -> list[list[int]]:

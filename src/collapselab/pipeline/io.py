@@ -82,13 +82,14 @@ def inputs_record(paths) -> list[dict]:
 class LineReader:
     """The lines of a plain JSONL (or .gz) file whose first byte lies in ``[start, end)``.
 
-    Iterating yields ``(offset, block)``: ``block`` is complete lines (each ending in ``\\n``, except
-    a last line without one at the end of the file) starting at file offset ``offset``, about
-    ``block_bytes`` at a time (a longer line comes whole). A shard that starts inside a line skips
-    it: the shard before it reads that line to its end. Afterwards ``sha256`` is the SHA-256 of the
-    bytes ``[max(start - 1, 0), stop)``, everything that decides which lines the shard holds and
-    what they say, ``stop`` the offset after its last line and ``lines`` how many lines it held.
-    A ``.gz`` file is read whole (``start`` must be 0) and ``sha256`` is that of the compressed file.
+    Iterating yields ``(offset, lines, terminated)``: the next complete lines (without their
+    newlines), about ``block_bytes`` of them at a time (a longer line comes whole), the file offset
+    where the first begins, and whether the last ended in a newline (only a file's last line may
+    not). A shard that starts inside a line skips it: the shard before it reads that line to its
+    end. Afterwards ``sha256`` is the SHA-256 of the bytes ``[max(start - 1, 0), stop)``,
+    everything that decides which lines the shard holds and what they say, ``stop`` the offset
+    after its last line and ``lines`` how many lines it held. A ``.gz`` file is read whole
+    (``start`` must be 0) and ``sha256`` is that of the compressed file.
     """
 
     def __init__(self, path: str | os.PathLike, start: int = 0, end: int | None = None,
@@ -105,46 +106,52 @@ class LineReader:
     def _open(self):
         return gzip.open(self.path, "rb") if self.gz else open(self.path, "rb")
 
-    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+    def __iter__(self) -> Iterator[tuple[int, list[bytes], bool]]:
         h = hashlib.sha256()
-        pos = max(self.start - 1, 0)  # file offset of the next byte handed out
-        skip = self.start > 0  # still inside the line that holds byte start - 1
-        pieces: list[bytes] = []  # a line's beginning, waiting for its newline
+        pos = max(self.start - 1, 0)  # file offset of the first byte not yet handed out or skipped
+        skip = self.start > 0  # the first line holds byte start - 1: the shard before reads it
+        carry: list[bytes] = []  # the beginning of an unfinished line, at pos
         try:
             with self._open() as f:
                 f.seek(pos)
-                while True:
+                while pos < self.end:
                     chunk = f.read(self.block_bytes)
                     if not chunk:  # end of file: a last line without a newline
-                        tail = b"".join(pieces)
+                        tail = b"".join(carry)
                         h.update(tail)
-                        if tail and not skip and pos < self.end:
+                        if tail and not skip:
                             self.lines += 1
-                            yield pos, tail
+                            yield pos, [tail], False
                         pos += len(tail)
                         break
-                    cut = chunk.rfind(b"\n")
-                    if cut < 0:
-                        pieces.append(chunk)
+                    lines = chunk.split(b"\n")
+                    rest = lines.pop()  # after the chunk's last newline: the next line's beginning
+                    if not lines:
+                        carry.append(rest)
                         continue
-                    data = b"".join([*pieces, chunk[: cut + 1]]) if pieces else chunk[: cut + 1]
-                    pieces = [chunk[cut + 1 :]] if cut + 1 < len(chunk) else []
+                    for piece in carry:  # the carried beginning belongs to the first complete line
+                        h.update(piece)
+                    if carry:
+                        lines[0] = b"".join([*carry, lines[0]])
+                    carry = [rest] if rest else []
+                    used = len(chunk) - len(rest)  # bytes of the chunk in complete lines
                     if skip:
-                        nl = data.find(b"\n") + 1
-                        h.update(data[:nl])
-                        pos, data, skip = pos + nl, data[nl:], False
-                    last = pos + len(data) >= self.end
-                    if last and pos < self.end:  # keep the lines that start before end
-                        data = data[: data.find(b"\n", self.end - pos - 1) + 1]
-                    elif last:
-                        data = b""
-                    if data:
-                        h.update(data)
-                        self.lines += data.count(b"\n")
-                        yield pos, data
-                        pos += len(data)
-                    if last:
-                        break
+                        pos += len(lines[0]) + 1
+                        lines[0:1] = []
+                        skip = False
+                    size = sum(map(len, lines)) + len(lines)
+                    if lines and pos + size - len(lines[-1]) - 1 >= self.end:
+                        # some lines start at or after end: keep those that start before it
+                        lens = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1
+                        keep = int(np.searchsorted(pos + np.cumsum(lens) - lens, self.end))
+                        used -= int(lens[keep:].sum())
+                        size -= int(lens[keep:].sum())
+                        del lines[keep:]
+                    h.update(memoryview(chunk)[:used])
+                    if lines:
+                        self.lines += len(lines)
+                        yield pos, lines, True
+                    pos += size  # at or past end once lines were dropped: the loop ends
         except (OSError, EOFError) as e:
             if isinstance(e, FileNotFoundError):
                 raise
@@ -157,14 +164,6 @@ class LineReader:
         for _ in self:
             pass
         return self.sha256
-
-
-def split_lines(block: bytes) -> list[bytes]:
-    """The lines of a block from :class:`LineReader`, without their newlines."""
-    lines = block.split(b"\n")
-    if block.endswith(b"\n"):
-        lines.pop()
-    return lines
 
 
 def line_number(path: str | os.PathLike, offset: int) -> int:
@@ -283,8 +282,7 @@ def shard_records(shard, *, text_field: str, on_error: str, batch_size: int = BA
         return
     reader = LineReader(shard.file, shard.start, shard.end)
     seen = 0  # lines of the shard before this block
-    for offset, block in reader:
-        lines = split_lines(block)
+    for offset, lines, _ in reader:
         try:
             parsed = parse_lines(lines, text_field=text_field, on_error=on_error)
         except MalformedLine as e:

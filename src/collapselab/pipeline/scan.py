@@ -118,6 +118,14 @@ class ScanResult:
                 f"corrected with FPR {self.fpr:.2e} ({self.fpr_source}) and TPR {self.tpr:.3f} ({self.tpr_source}).")
 
 
+def _tokenizer(vocab):
+    """Token ids as :func:`tokenize_doc` and a vocabulary lookup give them, vectorised."""
+    from collapselab.corpus.tokenize import UNK_ID
+    from collapselab.pipeline.tokenizer import VocabTokenizer
+
+    return VocabTokenizer(vocab.words.tolist(), UNK_ID)
+
+
 class _WatermarkScorer:
     exact = True
 
@@ -125,23 +133,14 @@ class _WatermarkScorer:
         from collapselab.provenance.watermark import Watermark
 
         self.wm = Watermark(key, gamma=gamma, context_width=context_width)
-        self.vocab = vocab
-        self._ids = {w: i for i, w in enumerate(vocab.words.tolist())}  # dict lookups beat pandas here
+        self.tokenizer = _tokenizer(vocab)
         self.z_threshold = float(z_threshold)
         self._fpr_cache: dict[int, float] = {}
 
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:
         from collapselab.models.ngram import BOS
 
-        from collapselab.corpus.sequences import TokenSequences
-        from collapselab.corpus.tokenize import UNK_ID
-
-        get, find = self._ids.get, _TOKEN.findall
-        docs = [[get(w, UNK_ID) for w in find(t.lower())] for t in texts]
-        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-        np.cumsum([len(d) for d in docs], out=offsets[1:])
-        tokens = np.fromiter((i for d in docs for i in d), dtype=np.int32, count=int(offsets[-1]))
-        seqs = TokenSequences(tokens, offsets)
+        seqs = self.tokenizer.encode(texts)
         d = self.wm.detect(seqs, pad=BOS)
         z = np.asarray(d.z, dtype=np.float64)
         return {"n_tokens": np.diff(seqs.offsets), "n_scored": np.asarray(d.n_scored), "n_green": np.asarray(d.n_green),
@@ -191,28 +190,17 @@ class _PerplexityScorer:
         if len(texts) < 20:
             raise UserError(f"--reference-vault: snapshot {self.snapshot!r} holds {len(texts)} documents; the perplexity "
                             "detector needs at least 20 (half fit the reference, half calibrate the threshold).")
-        self._ids = {w: i for i, w in enumerate(vocab.words.tolist())}
+        self.tokenizer = _tokenizer(vocab)
         self.direction = float(direction)
-        self.model = NGramModel(order, vocab_size=len(vocab)).fit(self._encode(texts[0::2]))
+        self.model = NGramModel(order, vocab_size=len(vocab)).fit(self.tokenizer.encode(texts[0::2]))
         held = self.score(texts[1::2])["score"]
         self.threshold = threshold_at_fpr(held, fpr_target)
         self.fpr, self.n_fpr = rate_above(held, self.threshold), len(held)
 
-    def _encode(self, texts):
-        from collapselab.corpus.sequences import TokenSequences
-        from collapselab.corpus.tokenize import UNK_ID
-
-        get, find = self._ids.get, _TOKEN.findall
-        docs = [[get(w, UNK_ID) for w in find(t.lower())] for t in texts]
-        offsets = np.zeros(len(docs) + 1, dtype=np.int64)
-        np.cumsum([len(d) for d in docs], out=offsets[1:])
-        tokens = np.fromiter((i for d in docs for i in d), dtype=np.int32, count=int(offsets[-1]))
-        return TokenSequences(tokens, offsets)
-
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:
         from collapselab.detect.likelihood import log_perplexity
 
-        seqs = self._encode(texts)
+        seqs = self.tokenizer.encode(texts)
         n = len(seqs)
         raw = log_perplexity(self.model, seqs)
         nan = np.full(n, np.nan)

