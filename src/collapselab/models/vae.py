@@ -30,7 +30,7 @@ N_SCORE_DRAWS = 16
 
 
 class VAEModel:
-    def __init__(self, latent_dim: int = 16, hidden: int = 256, epochs: int = 100, batch_size: int = 64, lr: float = 1e-3, bias: float = 1.0, device: str = "cpu", threads: int = 1) -> None:
+    def __init__(self, latent_dim: int = 16, hidden: int = 256, epochs: int = 100, batch_size: int = 64, lr: float = 3e-3, bias: float = 1.0, device: str = "cpu", threads: int = 1) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.epochs = epochs
