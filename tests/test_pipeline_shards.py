@@ -110,7 +110,7 @@ def test_same_outputs_whatever_jobs_and_shard_size(corpus, tmp_path):
         s = scan_corpus([inp], detector="length", out=d / "s.parquet", jobs=jobs, shard_bytes=shard_bytes)
         f = filter_corpus(inp, scores=d / "s.parquet", out=d / "k.jsonl", quarantine=d / "q.jsonl", threshold=T, jobs=jobs)
         runs[tag] = (s, f, d)
-    (s1, f1, d1), (s2, f2, d2), (s3, f3, d3) = runs["one"], runs["j1"], runs["j2"]
+    (s1, _, d1), (_, _, d2), (s3, f3, d3) = runs["one"], runs["j1"], runs["j2"]
     assert len(json.loads((d2 / "s.parquet.json").read_text())["inputs"][0]["shards"]) > 10
     # the sidecar: identical bytes for any jobs; the same rows whatever the shard size
     assert (d2 / "s.parquet").read_bytes() == (d3 / "s.parquet").read_bytes()
@@ -131,6 +131,14 @@ def test_same_outputs_whatever_jobs_and_shard_size(corpus, tmp_path):
     reasons = [json.loads(x) for x in (d3 / "q.jsonl.reasons.jsonl").read_text().splitlines()]
     assert [r["score"] >= T for r in reasons] == [True] * len(reasons) and len(reasons) == f3.flagged
     assert not (d3 / "s.parquet.parts").exists() and not (d3 / "k.jsonl.parts").exists()
+    # scoring while filtering (one pass, no sidecar): the same outputs, in order, any jobs
+    for jobs in (1, 2):
+        d = tmp_path / f"fused{jobs}"
+        f = filter_corpus(inp, detector="length", out=d / "k.jsonl", quarantine=d / "q.jsonl", threshold=T, jobs=jobs,
+                          shard_bytes=SHARD)
+        assert f.to_dict() | {"out": "", "quarantine": "", "reasons": ""} == f3.to_dict() | {"out": "", "quarantine": "", "reasons": ""}
+        for name in ("k.jsonl", "q.jsonl", "q.jsonl.reasons.jsonl"):
+            assert (d / name).read_bytes() == (d1 / name).read_bytes()
 
 
 def test_watermark_scan_of_mixed_formats_is_the_same_with_two_jobs(corpus, tmp_path):
@@ -158,14 +166,14 @@ def test_watermark_scan_of_mixed_formats_is_the_same_with_two_jobs(corpus, tmp_p
 
 # ----------------------------------------------------------------------------- done-markers
 def test_a_done_marker_holds_only_while_its_input_and_settings_do(corpus, tmp_path):
-    from collapselab.pipeline.scan import _Job, _LengthScorer, _scan_shard
+    from collapselab.pipeline.scan import _Job, LengthScorer, _scan_shard
 
     inp = tmp_path / "in.jsonl"
     inp.write_bytes(corpus["jsonl"].read_bytes())
     parts = tmp_path / "parts"
     parts.mkdir()
     shards = sh.plan([inp], SHARD)
-    job = dict(scorer=_LengthScorer(), text_field="text", on_error="fail", batch_size=1000, parts=str(parts), digest="A")
+    job = dict(scorer=LengthScorer(), text_field="text", on_error="fail", batch_size=1000, parts=str(parts), digest="A")
     marks = [_scan_shard(_Job(s, **job)) for s in shards]
     assert all(sh.finished(parts, s, "A") == m for s, m in zip(shards, marks))
     assert sh.finished(parts, shards[0], "B") is None  # other settings
@@ -264,6 +272,14 @@ def test_malformed_lines_in_later_shards(corpus, tmp_path):
     assert (tmp_path / "q.jsonl").read_text().splitlines(True) == [lines[i] for i in bad_at]
     why = [json.loads(x) for x in (tmp_path / "q.jsonl.reasons.jsonl").read_text().splitlines()]
     assert [(w["line"], w["reason"]) for w in why] == [(i + 1, "malformed") for i in bad_at]
+    # the same when scoring while filtering
+    with pytest.raises(UserError, match=rf"bad\.jsonl:{bad_at[0] + 1}: malformed"):
+        filter_corpus(inp, detector="length", out=tmp_path / "f" / "k.jsonl", quarantine=tmp_path / "f" / "q.jsonl",
+                      threshold=1e9, jobs=1, shard_bytes=SHARD)
+    filter_corpus(inp, detector="length", out=tmp_path / "f" / "k.jsonl", quarantine=tmp_path / "f" / "q.jsonl",
+                  threshold=1e9, jobs=1, shard_bytes=SHARD, on_error="skip")
+    for name in ("k.jsonl", "q.jsonl", "q.jsonl.reasons.jsonl"):
+        assert (tmp_path / "f" / name).read_bytes() == (tmp_path / name).read_bytes()
 
 
 def test_a_changed_input_is_refused_by_filter(corpus, tmp_path):

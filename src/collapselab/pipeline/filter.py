@@ -15,14 +15,20 @@ Rules (exactly one):
   quarantined with probability at most ``a`` whatever its length (needs a ``p_value`` column,
   which watermark scans have).
 
-The sidecar's manifest (``SCORES.parquet.json``) must name the input (same path, or same name
-and size); ``filter`` works on the scan's shards, so it never parses JSON: a line is a record of
-the sidecar (its row gives the score), a blank line, or a line the scan found malformed. Each
-shard's input bytes are hashed as they are read and must match the scan's hash: a file changed
-since it was scanned is a UserError, never a silent misalignment. Shards run on ``jobs`` local
-processes into ``OUT.parts/`` (done-markers as in :mod:`collapselab.pipeline.shards`), then are
-concatenated in order; ``OUT.json`` records the inputs' hashes, the rule and the counts, written
-last; a rerun that finds it matching skips the work, a killed job keeps its finished shards.
+Two ways to get the scores:
+
+* ``scores=SIDECAR`` (a scan's): its manifest (``SIDECAR.json``) must name the input (same path,
+  or same name and size); ``filter`` works on the scan's shards and never parses JSON: a line is a
+  record of the sidecar (its row gives the score), a blank line, or a line the scan found
+  malformed. Each shard's input bytes are hashed as they are read and must match the scan's hash:
+  a file changed since it was scanned is a UserError, never a silent misalignment.
+* ``detector="length"``: score while reading, in one pass, with no sidecar (the length detector
+  needs no key, vocabulary or calibration; the others go through ``scan``).
+
+Shards run on ``jobs`` local processes into ``OUT.parts/`` (done-markers as in
+:mod:`collapselab.pipeline.shards`), then are concatenated in order (a rename for one shard);
+``OUT.json`` records the input's shard hashes, the rule and the counts, written last; a rerun
+that finds it matching skips the work, a killed job keeps its finished shards.
 """
 
 from __future__ import annotations
@@ -38,8 +44,10 @@ import numpy as np
 from collapselab.atomic import AtomicFile, atomic_write_json
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
-from collapselab.pipeline.io import (BATCH, JsonlWriter, LineReader, ParquetWriter, check_on_error, fail_message,
-                                     file_sha256, kind_of, parse_slowly, read_manifest)
+from collapselab.pipeline.io import (BATCH, Found, JsonlWriter, LineReader, MalformedLine, ParquetWriter, check_on_error,
+                                     fail_message, file_sha256, kind_of, parse_lines, parse_slowly, read_manifest,
+                                     shard_records)
+from collapselab.pipeline.scan import FORMAT as SCAN, VERSION as SCAN_VERSION, LengthScorer
 
 FORMAT = "collapselab-filter"
 VERSION = 2
@@ -76,8 +84,6 @@ def _dumps(obj: dict) -> bytes:
 
 def _scanned(scores: Path, inp: Path) -> tuple[dict, dict, int]:
     """The scan manifest, its record of ``inp`` and the sidecar row where ``inp``'s rows begin."""
-    from collapselab.pipeline.scan import FORMAT as SCAN, VERSION as SCAN_VERSION
-
     man = read_manifest(Path(str(scores) + ".json"))
     if not man or man.get("format") != SCAN:
         raise UserError(f"{scores}: no scan manifest {scores}.json next to it; make the sidecar with `collapselab scan`.")
@@ -105,11 +111,12 @@ def _scanned(scores: Path, inp: Path) -> tuple[dict, dict, int]:
 @dataclass
 class _Job:
     shard: sh.Shard
-    scanned: dict  # the scan's record of this shard: sha256, lines, rows
+    scanned: dict | None  # the scan's record of this shard (sha256, lines, rows); None: score while reading
     line_base: int  # lines of the file before the shard
     row_groups: list  # the sidecar row groups holding the shard's rows
     name: str  # the file as the sidecar names it
-    scores: str
+    scores: str | None
+    scorer: object  # scores while reading (scores is None)
     threshold: float | None
     fpr: float | None
     rule: str
@@ -180,9 +187,19 @@ def _misaligned(job: _Job, line: int) -> UserError:
     return UserError(f"{job.scores}: its rows do not match {job.shard.file} at line {line}. Scan the file again.")
 
 
-def _decide(job: _Job, first: int, n: int, blank: np.ndarray, rows: _Rows):
+def _scored(job: _Job, lines: list[bytes], first: int):
+    """(line, id, score, p_value) of a block's records, scored as read; what is wrong with the malformed."""
+    try:
+        parsed = parse_lines(lines, text_field=job.text_field, on_error=job.on_error)
+    except MalformedLine as e:
+        raise UserError(fail_message(f"{job.shard.file}:{first + e.index}: {e.detail}")) from None
+    cols = job.scorer.score(parsed.texts)
+    return (np.asarray(parsed.rows, dtype=np.int64) + first, parsed.ids, cols["score"], cols["p_value"]), dict(parsed.bad)
+
+
+def _decide(job: _Job, first: int, n: int, blank: np.ndarray, rows: tuple):
     """Per line of a block whose first line is number ``first``: quarantined or not, flagged or not."""
-    line, ids, score, p = rows.take(first + n)
+    line, ids, score, p = rows
     rel = line - first
     if len(rel) and (rel[0] < 0 or blank[rel].any()):
         raise _misaligned(job, int(line[0]))
@@ -198,8 +215,12 @@ def _decide(job: _Job, first: int, n: int, blank: np.ndarray, rows: _Rows):
     bad = ~blank & ~has
     flagged = np.zeros(n, dtype=bool)
     flagged[rel[hit]] = True
-    return bad, flagged, {int(r): (ids[i].as_py(), float(score[i]), None if p is None else float(p[i]))
-                          for i, r in zip(np.flatnonzero(hit).tolist(), rel[hit].tolist())}
+    at = np.flatnonzero(hit)
+    lines = line[at].tolist()
+    hit_ids = ids.take(at).to_pylist() if hasattr(ids, "take") else [ids[i] for i in at.tolist()]
+    hit_ids = [f"{job.name}:{n}" if x is None else x for x, n in zip(hit_ids, lines)]  # as the scan names them
+    return bad, flagged, dict(zip(rel[at].tolist(), zip(hit_ids, score[at].tolist(),
+                                                         p[at].tolist() if p is not None else [None] * len(at))))
 
 
 def _reasons(job: _Job, first: int, bad_idx, flag_info: dict, details: dict) -> bytes:
@@ -234,17 +255,18 @@ def _filter_shard(job: _Job) -> dict:
         found = _filter_parquet(job, [parts / n for n in names])
     else:
         found = _filter_jsonl(job, [parts / n for n in names])
-    if found.pop("sha256") != job.scanned["sha256"]:
+    sha256 = found.pop("sha256")
+    if job.scanned is not None and sha256 != job.scanned["sha256"]:
         for n in names:
             (parts / n).unlink(missing_ok=True)
         raise UserError(f"{job.shard.file}: changed since it was scanned into {job.scores} (bytes {job.shard.start}-"
                         f"{job.shard.end} hash differently). Scan it again.")
-    return sh.mark_done(parts, job.shard, job.digest, job.scanned["sha256"], names, **found)
+    return sh.mark_done(parts, job.shard, job.digest, sha256, names, **found)
 
 
 def _filter_jsonl(job: _Job, paths: list[Path]) -> dict:
     reader = LineReader(job.shard.file, job.shard.start, job.shard.end)
-    rows = _Rows(job)
+    rows = _Rows(job) if job.scorer is None else None
     found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
     seen = 0
     with JsonlWriter(paths[0]) as kept_w, JsonlWriter(paths[1]) as quar_w, JsonlWriter(paths[2]) as why_w:
@@ -253,16 +275,13 @@ def _filter_jsonl(job: _Job, paths: list[Path]) -> dict:
             first = job.line_base + seen + 1
             lens = np.fromiter(map(len, lines), dtype=np.int64, count=n)
             blank = (lens == 0) | np.fromiter(map(bytes.isspace, lines), dtype=bool, count=n)
-            bad, flagged, info = _decide(job, first, n, blank, rows)
+            if rows is not None:
+                bad, flagged, info = _decide(job, first, n, blank, rows.take(first + n))
+                details = _malformed(job, lines, first, np.flatnonzero(bad).tolist())
+            else:
+                scored, details = _scored(job, lines, first)
+                bad, flagged, info = _decide(job, first, n, blank, scored)
             bad_idx = np.flatnonzero(bad).tolist()
-            details = {}
-            for i in bad_idx:
-                parsed = parse_slowly([lines[i]], job.text_field, "skip")
-                if not parsed.bad:  # a good record the sidecar lacks
-                    raise _misaligned(job, first + i)
-                details[i] = parsed.bad[0][1]
-                if job.on_error == "fail":
-                    raise UserError(fail_message(f"{job.shard.file}:{first + i}: {details[i]}"))
             quar = bad | flagged
             _write(kept_w, lines, ~quar, terminated)
             _write(quar_w, lines, quar, terminated)
@@ -272,10 +291,23 @@ def _filter_jsonl(job: _Job, paths: list[Path]) -> dict:
             found["flagged"] += len(info)
             found["malformed"] += len(bad_idx)
             seen += n
-        if not rows.done():
+        if rows is not None and not rows.done():
             raise UserError(f"{job.scores}: has more rows for {job.shard.file} than the file has records. Scan it again.")
-    found["sha256"] = reader.sha256
+    found["sha256"], found["lines"] = reader.sha256, reader.lines
     return found
+
+
+def _malformed(job: _Job, lines: list[bytes], first: int, bad_idx: list[int]) -> dict[int, str]:
+    """What is wrong with the lines the scan skipped (a good record there means a wrong sidecar)."""
+    details = {}
+    for i in bad_idx:
+        parsed = parse_slowly([lines[i]], job.text_field, "skip")
+        if not parsed.bad:
+            raise _misaligned(job, first + i)
+        details[i] = parsed.bad[0][1]
+        if job.on_error == "fail":
+            raise UserError(fail_message(f"{job.shard.file}:{first + i}: {details[i]}"))
+    return details
 
 
 def _filter_parquet(job: _Job, paths: list[Path]) -> dict:
@@ -283,14 +315,15 @@ def _filter_parquet(job: _Job, paths: list[Path]) -> dict:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(job.shard.file)
-    rows = _Rows(job)
+    rows = _Rows(job) if job.scorer is None else None
     found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
     first = 1
     with ParquetWriter(paths[0], pf.schema_arrow) as kept_w, ParquetWriter(paths[1], pf.schema_arrow) as quar_w, \
             JsonlWriter(paths[2]) as why_w:
-        for rb in pf.iter_batches(batch_size=BATCH):
+        for rb, records in _parquet_rows(job, pf):
             n = rb.num_rows
-            bad, flagged, info = _decide(job, first, n, np.zeros(n, dtype=bool), rows)
+            scored = rows.take(first + n) if rows is not None else _scored_rows(job, records, first)
+            bad, flagged, info = _decide(job, first, n, np.zeros(n, dtype=bool), scored)
             bad_idx = np.flatnonzero(bad).tolist()
             details = {i: f"malformed record (no string field {job.text_field!r})" for i in bad_idx}
             if bad_idx and job.on_error == "fail":
@@ -304,10 +337,26 @@ def _filter_parquet(job: _Job, paths: list[Path]) -> dict:
             found["flagged"] += len(info)
             found["malformed"] += len(bad_idx)
             first += n
-        if not rows.done():
+        if rows is not None and not rows.done():
             raise UserError(f"{job.scores}: has more rows for {job.shard.file} than the file has records. Scan it again.")
-    found["sha256"] = file_sha256(job.shard.file)
+    found["sha256"], found["lines"] = file_sha256(job.shard.file), first - 1
     return found
+
+
+def _parquet_rows(job: _Job, pf):
+    """The file's record batches, each with its records as read by the scan (when scoring here)."""
+    if job.scorer is None:
+        for rb in pf.iter_batches(batch_size=BATCH):
+            yield rb, None
+        return
+    batches = pf.iter_batches(batch_size=BATCH)
+    for b in shard_records(job.shard, text_field=job.text_field, on_error=job.on_error, batch_size=BATCH, found=Found()):
+        yield next(batches), b
+
+
+def _scored_rows(job: _Job, b, first: int):
+    cols = job.scorer.score(b.texts)
+    return b.rows + 1, b.ids, cols["score"], cols["p_value"]
 
 
 def _concat(parts: list[Path], dest: Path) -> None:
@@ -355,20 +404,29 @@ def _row_groups(scores: Path, first_row: int, rows: list[int]) -> list[list[int]
     return out
 
 
-def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike, out: str | os.PathLike,
+def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = None, out: str | os.PathLike,
                   quarantine: str | os.PathLike, fpr: float | None = None, threshold: float | None = None,
-                  on_error: str = "fail", force: bool = False, jobs: int | None = None) -> FilterResult:
-    """Split ``inp`` into ``out`` and ``quarantine`` by the scores in ``scores`` (see the module)."""
+                  on_error: str = "fail", force: bool = False, jobs: int | None = None, detector: str | None = None,
+                  text_field: str = "text", shard_bytes: int = sh.SHARD_BYTES) -> FilterResult:
+    """Split ``inp`` into ``out`` and ``quarantine`` by the scores in ``scores``, or by the scores of
+    ``detector`` computed while reading (see the module)."""
     check_on_error(on_error)
     jobs = sh.check_jobs(jobs)
-    inp, scores, out, quarantine = Path(inp), Path(scores), Path(out), Path(quarantine)
+    inp, out, quarantine = Path(inp), Path(out), Path(quarantine)
+    if (scores is None) == (detector is None):
+        raise UserError("filter: give exactly one of --scores (a scan's sidecar) or --detector length (score while reading).")
+    if detector is not None and detector != "length":
+        raise UserError(f"filter --detector {detector!r}: only 'length' scores while reading; for the others, "
+                        "`collapselab scan` first, then filter --scores.")
     if (fpr is None) == (threshold is None):
         raise UserError("filter: give exactly one of --fpr (e.g. 0.01) or --threshold (e.g. 4).")
     if fpr is not None and not 0.0 < fpr < 1.0:
         raise UserError(f"--fpr {fpr}: must be between 0 and 1 (e.g. 0.01).")
-    for p in (inp, scores):
-        if not p.is_file():
-            raise UserError(f"{p}: no such file.")
+    if fpr is not None and detector is not None:
+        raise UserError("filter --detector length: no p-values; use --threshold.")
+    for path in (inp, *([Path(scores)] if scores is not None else [])):
+        if not path.is_file():
+            raise UserError(f"{path}: no such file.")
     if len({inp.resolve(), out.resolve(), quarantine.resolve()}) < 3:
         raise UserError("filter: --out, --quarantine and the input must be three different files.")
     kind = kind_of(inp)
@@ -378,20 +436,27 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike, out: str
         raise UserError("filter: --out and --quarantine must both be .gz or neither.")
     reasons = Path(str(quarantine) + ".reasons.jsonl")
     rule = f"score >= {threshold:g}" if threshold is not None else f"p_value <= {fpr:g}"
-    man, rec, first_row = _scanned(scores, inp)
-    scores_hash = file_sha256(scores)
-    if scores_hash != man.get("output", {}).get("sha256"):
-        raise UserError(f"{scores}: changed since its manifest was written. Scan again.")
-    shards = [sh.Shard(i, str(inp), s["part"], s["start"], s["end"], s["whole"]) for i, s in enumerate(rec["shards"])]
+    if scores is not None:
+        scores = Path(scores)
+        man, rec, first_row = _scanned(scores, inp)
+        scores_hash = file_sha256(scores)
+        if scores_hash != man.get("output", {}).get("sha256"):
+            raise UserError(f"{scores}: changed since its manifest was written. Scan again.")
+        shards = [sh.Shard(i, str(inp), s["part"], s["start"], s["end"], s["whole"]) for i, s in enumerate(rec["shards"])]
+        text_field = man.get("params", {}).get("text_field", "text")
+        source = {"scores": {"path": str(scores), "sha256": scores_hash}}
+    else:
+        shards = sh.plan([inp], shard_bytes)
+        source = {"detector": detector, "text_field": text_field, "shard_bytes": shard_bytes}
     manifest_path = Path(str(out) + ".json")
     parts = Path(str(out) + ".parts")
-    key = {"version": VERSION, "input": {"path": str(inp), "shards": [s["sha256"] for s in rec["shards"]]},
-           "scores": {"path": str(scores), "sha256": scores_hash}, "rule": rule, "on_error": on_error}
+    key = {"version": VERSION, "input": str(inp), **source, "rule": rule, "on_error": on_error}
     outputs = (out, quarantine, reasons)
     old = read_manifest(manifest_path)
     if (not force and old and old.get("format") == FORMAT and {k: old.get(k) for k in key} == key
             and all(Path(p).is_file() and Path(p).stat().st_size == n for p, n in old.get("outputs", {}).items())
-            and sh.run(sh.input_digest, shards, jobs) == key["input"]["shards"]):
+            and [s.to_dict() for s in shards] == [{k: r.get(k) for k in s.to_dict()} for s, r in zip(shards, old["shards"])]
+            and sh.run(sh.input_digest, shards, jobs) == [r["sha256"] for r in old["shards"]]):
         shutil.rmtree(parts, ignore_errors=True)
         return FilterResult(**{**old["result"], "skipped": True})
     if force:
@@ -399,15 +464,18 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike, out: str
     parts.mkdir(parents=True, exist_ok=True)
 
     digest = sh.settings_digest({"format": FORMAT, **key})
-    groups = _row_groups(scores, first_row, [s["rows"] for s in rec["shards"]])
     suffix = ".parquet" if kind == "parquet" else (".jsonl.gz" if str(out).lower().endswith(".gz") else ".jsonl")
-    text_field = man.get("params", {}).get("text_field", "text")
-    jobs_list, base = [], 0
-    for s, r, g in zip(shards, rec["shards"], groups):
-        jobs_list.append(_Job(s, r, base, g, rec["path"], str(scores), threshold, fpr, rule, text_field, on_error,
-                              suffix, str(parts), digest))
-        base += r["lines"]
-    marks = sh.run(_filter_shard, jobs_list, jobs)
+    common = dict(threshold=threshold, fpr=fpr, rule=rule, text_field=text_field, on_error=on_error, suffix=suffix,
+                  parts=str(parts), digest=digest)
+    if scores is not None:
+        groups = _row_groups(scores, first_row, [s["rows"] for s in rec["shards"]])
+        bases = np.cumsum([0] + [r["lines"] for r in rec["shards"]]).tolist()
+        tasks = [_Job(s, r, b, g, rec["path"], str(scores), None, **common)
+                 for s, r, b, g in zip(shards, rec["shards"], bases, groups)]
+        marks = sh.run(_filter_shard, tasks, jobs)
+    else:
+        marks = _score_and_filter(shards, jobs, dict(scanned=None, row_groups=[], name=str(inp), scores=None,
+                                                     scorer=LengthScorer(), **common))
     for i, dest in enumerate(outputs):
         _concat([parts / list(m["outputs"])[i] for m in marks], dest)
     count = {k: sum(m[k] for m in marks) for k in ("records", "kept", "flagged", "malformed")}
@@ -415,7 +483,28 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike, out: str
     result = FilterResult(str(inp), str(out), str(quarantine), str(reasons), count["records"], count["kept"],
                           count["flagged"] + count["malformed"], count["flagged"], count["malformed"], rule)
     atomic_write_json(manifest_path, {"format": FORMAT, **key,
+                                      "shards": [{**s.to_dict(), "sha256": m["sha256"]} for s, m in zip(shards, marks)],
                                       "outputs": {str(p): Path(p).stat().st_size for p in outputs},
                                       "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
     shutil.rmtree(parts, ignore_errors=True)
     return result
+
+
+def _score_and_filter(shards: list[sh.Shard], jobs: int, job: dict) -> list[dict]:
+    """Filter shards scoring as they are read: in order in this process (each shard's first line
+    number is known once the shards before it are done), else after counting every shard's lines."""
+    if jobs == 1 or len(shards) == 1:
+        marks, base = [], 0
+        for s in shards:
+            marks.append(_filter_shard(_Job(s, line_base=base, **job)))
+            base += marks[-1]["lines"]
+        return marks
+    counts = sh.run(_count_lines, shards, jobs)
+    bases = np.cumsum([0] + counts).tolist()
+    return sh.run(_filter_shard, [_Job(s, line_base=b, **job) for s, b in zip(shards, bases)], jobs)
+
+
+def _count_lines(shard: sh.Shard) -> int:
+    r = LineReader(shard.file, shard.start, shard.end)
+    r.digest()
+    return r.lines

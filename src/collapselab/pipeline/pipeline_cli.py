@@ -65,22 +65,29 @@ def scan_cmd(
 
 
 def filter_cmd(
-    inp: Path = typer.Argument(..., metavar="IN", help="A JSONL or Parquet file that was scanned."),
-    scores: Path = typer.Option(..., "--scores", help="The sidecar from `collapselab scan`."),
+    inp: Path = typer.Argument(..., metavar="IN", help="A JSONL or Parquet file (scanned, unless --detector)."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="The sidecar from `collapselab scan`."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Instead of --scores: 'length' scores while reading, one pass, no sidecar."),
+    text_field: str = typer.Option("text", "--text-field", help="With --detector: the field (JSONL) or column (Parquet) holding the text."),
     out: Path = typer.Option(..., "--out", "-o", help="Where the kept records go (same format as IN)."),
     quarantine: Path = typer.Option(..., "--quarantine", help="Where the dropped records go; Q.reasons.jsonl says why."),
     fpr: Optional[float] = typer.Option(None, "--fpr", help="Quarantine when the exact p-value <= FPR (e.g. 0.01)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Quarantine when score >= THRESHOLD (e.g. 4)."),
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP + " Skipped lines go to quarantine."),
     force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " It works on the scan's shards."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " With --scores it works on the scan's shards."),
+    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", help="With --detector: " + SHARD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Split IN into kept and quarantined records by its scores; nothing is dropped silently."""
+    """Split IN into kept and quarantined records by its scores; nothing is dropped silently.
+
+    The scores come from a scan's sidecar (--scores: re-threshold without rescoring), or are
+    computed while reading (--detector length: one pass)."""
     from collapselab.pipeline.filter import filter_corpus
 
     _show(filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
-                        on_error=on_error, force=force, jobs=jobs), as_json)
+                        on_error=on_error, force=force, jobs=jobs, detector=detector, text_field=text_field,
+                        shard_bytes=shard_size), as_json)
 
 
 def mix_cmd(

@@ -211,7 +211,7 @@ class _PerplexityScorer:
         return np.nan_to_num(cols["score"], nan=-np.inf) > self.threshold
 
 
-class _LengthScorer:
+class LengthScorer:
     """``score`` = the text's length in characters; no token counts, flags nothing."""
 
     exact = False
@@ -411,7 +411,7 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
                    "order": order, "direction": direction, "fpr_target": fpr_target,
                    "vocab_sha256": vocab_hash or _vocab_digest(vocab_obj)}
     else:
-        scorer, dparams = _LengthScorer(), {}
+        scorer, dparams = LengthScorer(), {}
     manifest_path = Path(str(out) + ".json")
     parts = Path(str(out) + ".parts")
     params = {"detector": detector, **dparams, "text_field": text_field, "on_error": on_error, "tpr": tpr,

@@ -1,6 +1,6 @@
 """Shards: the unit of parallel work and of resuming, and the local-process executor.
 
-A plain JSONL file is cut into byte ranges of ``shard_bytes`` (64 MiB by default); a shard holds
+A plain JSONL file is cut into byte ranges of ``shard_bytes`` (256 MiB by default); a shard holds
 the lines that *start* in its range (:class:`~collapselab.pipeline.io.LineReader`), so the cut
 needs no reading and never splits a line. A ``.gz`` or Parquet file is one shard. The cut depends
 only on the file's size and ``shard_bytes``, never on the number of processes, so every output is
@@ -30,7 +30,7 @@ from collapselab.atomic import atomic_write_json
 from collapselab.errors import UserError
 from collapselab.pipeline.io import kind_of, read_manifest
 
-SHARD_BYTES = 64 << 20
+SHARD_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
