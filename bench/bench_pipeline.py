@@ -17,16 +17,20 @@ Throughput (one process, one core each, the same file, interleaved, best of ``--
   every output fsynced and renamed into place);
 - **ours, one pass**: ``filter_corpus(detector="length", threshold=T, jobs=1)``: scores while
   reading, no sidecar (same kept, quarantine and reasons files, byte for byte);
-- **orjson loop**: ``for line in file: if len(orjson.loads(line)["text"]) < T: out.write(line)``.
+- **orjson loop**: ``for line in file: if len(orjson.loads(line)["text"]) < T: out.write(line)``;
+- and ours one pass with ``jobs=2`` and 64 MiB shards (two processes; datatrove cannot split one
+  file between workers), asserted to write the same bytes.
 
 Equal output is checked: all keep the same document ids, in the same order.
 The watermark scan (``detector="watermark"``, same file, one core) is timed against the length
-scan. Memory: ``collapselab.pipeline.pipeline_cli scan`` then ``filter`` (``--jobs 1``) in a child
-process on a ``--mb``-sized file and on a ``--big-mb`` one (the first repeated); peak RSS from
-the child's ``getrusage``. The big files are deleted afterwards.
+scan. Memory: ``scan``, ``filter --scores`` and ``filter --detector length`` (``--jobs 1`` and
+``2``) each in a child process, on files of ``--memory-mb`` sizes (100 MB and 2 GB: the corpus
+repeated); the child's peak RSS is the kernel's VmHWM, reset once its libraries are loaded (so
+the figure is what the command itself adds); ``--jobs 2`` workers are polled with psutil. The
+files are deleted afterwards.
 
-Run: ``python bench/bench_pipeline.py`` (about 5 minutes on 2 shared cores; ``--big-mb 0`` skips
-the memory part). Writes bench/out/bench_pipeline.json.
+Run: ``python bench/bench_pipeline.py`` (about 8 minutes on 2 shared cores; ``--memory-mb`` with
+no size skips the memory part). Writes bench/out/bench_pipeline.json.
 """
 
 from __future__ import annotations
@@ -145,50 +149,80 @@ def run_loop(path: Path, out: Path, max_chars: int) -> None:
 
 # ---------------------------------------------------------------------------------- memory
 CHILD = """
-import resource, runpy, sys
+import sys
+def mb(field):
+    return int(open("/proc/self/status").read().split(field + ":")[1].split()[0]) / 1024
+from collapselab.pipeline import pipeline_cli, scan, filter  # the libraries a command loads
+import collapselab.detect.calibration
+base = mb("VmRSS")
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
 sys.argv = ["collapselab"] + sys.argv[1:]
 try:
-    runpy.run_module("collapselab.pipeline.pipeline_cli", run_name="__main__")
+    pipeline_cli.main()
 except SystemExit as e:
     if e.code:
         raise
-print("PEAK_RSS_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-      resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+print("MEMORY_MB", base, mb("VmHWM"))
 """
 
 
-def peak_rss(args: list[str]) -> tuple[float, float]:
-    """Peak RSS (MB) of a child process running the CLI with ``args``, and of its own children."""
-    p = subprocess.run([sys.executable, "-c", CHILD, *args], capture_output=True, text=True, check=True)
-    line = [x for x in p.stdout.splitlines() if x.startswith("PEAK_RSS_KB")][-1].split()
-    return int(line[1]) / 1024, int(line[2]) / 1024
+def peak_rss(args: list[str]) -> dict:
+    """Memory (MB) of the CLI running ``args`` in a child process: its RSS once its libraries are
+    loaded, its peak RSS while the command ran (the kernel's VmHWM, reset after the imports), and
+    the largest RSS of its worker processes (--jobs > 1; polled every 20 ms with psutil)."""
+    import psutil
+
+    p = subprocess.Popen([sys.executable, "-c", CHILD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, workers = psutil.Process(p.pid), 0.0
+    while p.poll() is None:
+        try:
+            workers = max([workers] + [c.memory_info().rss / 2**20 for c in proc.children(recursive=True)])
+        except psutil.Error:
+            pass
+        time.sleep(0.02)
+    out, err = p.communicate()
+    if p.returncode:
+        raise RuntimeError(err)
+    base, peak = map(float, [x for x in out.splitlines() if x.startswith("MEMORY_MB")][-1].split()[1:])
+    return {"libraries_mb": round(base), "peak_mb": round(peak), "workers_peak_mb": round(workers)}
 
 
-def memory(data: dict, folder: Path, big_mb: int, max_chars: int) -> list[dict]:
-    small = data["path"]
-    big = folder / f"big-{big_mb}mb.jsonl"
-    with open(big, "wb") as w:
-        while w.tell() < big_mb * 1_000_000:
-            with open(small, "rb") as r:
-                shutil.copyfileobj(r, w, 8 << 20)
+def _sized(src: Path, dest: Path, mb: int) -> Path:
+    """``dest``: whole lines of ``src``, repeated from its start, until it holds ``mb`` MB."""
+    with open(dest, "wb") as w:
+        while w.tell() < mb * 1_000_000:
+            with open(src, "rb") as r:
+                for line in r:
+                    w.write(line)
+                    if w.tell() >= mb * 1_000_000:
+                        break
+    return dest
+
+
+def memory(data: dict, folder: Path, sizes: list[int], max_chars: int) -> list[dict]:
     rows = []
-    try:
-        for f in (small, big):
-            out = folder / "mem"
-            shutil.rmtree(out, ignore_errors=True)
+    for mb in sizes:
+        f = _sized(data["path"], folder / f"mem-{mb}mb.jsonl", mb)
+        out = folder / "mem"
+        try:
             for jobs in ("1", "2"):
                 shutil.rmtree(out, ignore_errors=True)
-                scan = peak_rss(["scan", str(f), "--detector", "length", "--out", str(out / "s.parquet"), "--jobs", jobs])
-                filt = peak_rss(["filter", str(f), "--scores", str(out / "s.parquet"), "--threshold", str(max_chars),
-                                 "--out", str(out / "k.jsonl"), "--quarantine", str(out / "q.jsonl"), "--jobs", jobs])
-                one = peak_rss(["filter", str(f), "--detector", "length", "--threshold", str(max_chars),
-                                "--out", str(out / "k1.jsonl"), "--quarantine", str(out / "q1.jsonl"), "--jobs", jobs])
-                rows.append({"file_mb": round(f.stat().st_size / 1e6), "jobs": int(jobs), "scan_peak_rss_mb": scan,
-                             "filter_peak_rss_mb": filt, "one_pass_peak_rss_mb": one})
-                print(f"  {rows[-1]}")
+                row = {"file_mb": round(f.stat().st_size / 1e6), "jobs": int(jobs)}
+                row["scan"] = peak_rss(["scan", str(f), "--detector", "length", "--out", str(out / "s.parquet"), "--jobs", jobs])
+                row["filter"] = peak_rss(["filter", str(f), "--scores", str(out / "s.parquet"), "--threshold", str(max_chars),
+                                          "--out", str(out / "k.jsonl"), "--quarantine", str(out / "q.jsonl"), "--jobs", jobs])
+                row["one pass"] = peak_rss(["filter", str(f), "--detector", "length", "--threshold", str(max_chars), "--out",
+                                            str(out / "k1.jsonl"), "--quarantine", str(out / "q1.jsonl"), "--jobs", jobs])
+                rows.append(row)
+                print(f"  {row}")
+        finally:
             shutil.rmtree(out, ignore_errors=True)
-    finally:
-        big.unlink(missing_ok=True)
+            f.unlink(missing_ok=True)
+    print_table("peak RSS (MB) of the command's process above its libraries; worker processes' peak for --jobs 2",
+                ["file", "jobs", "libraries", "scan", "filter (sidecar)", "one pass", "workers (max)"],
+                [[f"{r['file_mb']} MB", str(r["jobs"]), str(r["scan"]["libraries_mb"]),
+                  *(f"{r[k]['peak_mb']} (+{r[k]['peak_mb'] - r[k]['libraries_mb']})" for k in ("scan", "filter", "one pass")),
+                  str(max(r[k]["workers_peak_mb"] for k in ("scan", "filter", "one pass")))] for r in rows])
     return rows
 
 
@@ -197,7 +231,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", type=Path, default=Path("/tmp/collapselab-bench-pipeline"))
     ap.add_argument("--mb", type=int, default=200, help="size of the benchmark JSONL (MB)")
-    ap.add_argument("--big-mb", type=int, default=2000, help="size of the big file for the memory check (0: skip)")
+    ap.add_argument("--memory-mb", type=int, nargs="*", default=[100, 2000],
+                    help="file sizes (MB) for the memory check (none: skip it); check `df -h /tmp` first")
     ap.add_argument("--max-chars", type=int, default=6000)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep-data", action="store_true", help="keep the generated corpus for the next run")
@@ -237,6 +272,17 @@ def main() -> None:
     kept_n = len(kept["datatrove"])
     print(f"equal output: all keep the same {kept_n} of {n_docs} documents, in order")
 
+    best["ours one pass, --jobs 2"] = float("inf")  # 64 MiB shards, so that one file has several
+    for rep in range(max(1, args.repeat - 1)):
+        shutil.rmtree(work / "two", ignore_errors=True)
+        t0 = time.perf_counter()
+        from collapselab.pipeline import filter_corpus
+
+        filter_corpus(path, detector="length", out=work / "two" / "kept.jsonl", quarantine=work / "two" / "q.jsonl",
+                      threshold=float(args.max_chars), jobs=2, shard_bytes=64 << 20)
+        best["ours one pass, --jobs 2"] = min(best["ours one pass, --jobs 2"], time.perf_counter() - t0)
+    assert (work / "two" / "kept.jsonl").read_bytes() == (work / "one" / "kept.jsonl").read_bytes()
+
     wm_best = float("inf")
     for rep in range(max(1, args.repeat - 1)):
         t0 = time.perf_counter()
@@ -248,14 +294,15 @@ def main() -> None:
     rate = {k: size / v / 1e6 for k, v in best.items()}
     rows = [[k, f"{rate[k]:.1f}", fmt_ratio(rate[k] / rate["datatrove"])] for k in
             ("datatrove", "ours scan+filter", "ours scan (length)", "ours filter (sidecar)", "ours one pass",
-             "ours scan (watermark)", "orjson loop")]
-    print_table(f"{size / 1e6:.0f} MB JSONL, keep len(text) < {args.max_chars}, one core each (best of {args.repeat})",
+             "ours one pass, --jobs 2", "ours scan (watermark)", "orjson loop")]
+    print_table(f"{size / 1e6:.0f} MB JSONL, keep len(text) < {args.max_chars}, one process each but --jobs 2 "
+                f"(best of {args.repeat})",
                 ["", "MB/s", "vs datatrove"], rows)
     wm_ratio = rate["ours scan (length)"] / rate["ours scan (watermark)"]
     print(f"vs datatrove: scan+filter {rate['ours scan+filter'] / rate['datatrove']:.2f}x, one pass "
           f"{rate['ours one pass'] / rate['datatrove']:.2f}x (target >= 5x); the watermark scan is {wm_ratio:.2f}x slower "
           f"than the length scan (target <= 2x); one pass / orjson loop: {rate['ours one pass'] / rate['orjson loop']:.2f}")
-    mem = memory(data, args.dir, args.big_mb, args.max_chars) if args.big_mb else []
+    mem = memory(data, args.dir, args.memory_mb, args.max_chars) if args.memory_mb else []
     shutil.rmtree(work, ignore_errors=True)
     if not args.keep_data:
         shutil.rmtree(args.dir, ignore_errors=True)

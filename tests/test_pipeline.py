@@ -89,7 +89,7 @@ def test_exact_fpr_is_the_binomial_tail(data):
     from collapselab.pipeline.scan import _WatermarkScorer
 
     s = _WatermarkScorer(b"k" * 16, Vocabulary([]), gamma=0.25, context_width=1, z_threshold=4.0)
-    for T in (0, 1, 10, 57, 200):
+    for T in (0, 1, 10, 57, 200, 1001, 4000):
         g = np.arange(T + 1)
         z = (g - 0.25 * T) / np.sqrt(max(T, 1) * 0.25 * 0.75)
         want = float(stats.binom.pmf(g, T, 0.25)[z >= 4].sum()) if T else 0.0

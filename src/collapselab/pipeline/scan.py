@@ -45,7 +45,6 @@ killed job, rerun, keeps the shards it finished and writes the same sidecar.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -135,7 +134,6 @@ class _WatermarkScorer:
         self.wm = Watermark(key, gamma=gamma, context_width=context_width)
         self.tokenizer = _tokenizer(vocab)
         self.z_threshold = float(z_threshold)
-        self._fpr_cache: dict[int, float] = {}
 
     def score(self, texts: list[str]) -> dict[str, np.ndarray]:
         from collapselab.models.ngram import BOS
@@ -153,20 +151,19 @@ class _WatermarkScorer:
         """P(flagged | human) per document: P(Bin(T, gamma) >= least G with z(G, T) >= threshold)."""
         from scipy import stats
 
-        out = np.empty(len(n_scored))
-        for T in np.unique(n_scored).tolist():
-            if T not in self._fpr_cache:
-                if T == 0:
-                    self._fpr_cache[T] = 0.0
-                else:
-                    g = self.wm.gamma
-                    cand = np.arange(max(0, math.floor(g * T + self.z_threshold * math.sqrt(T * g * (1 - g))) - 2),
-                                     T + 2)
-                    z, _ = self.wm.z_and_p(cand, np.full(len(cand), T))
-                    ok = cand[(z >= self.z_threshold) & (cand <= T)]
-                    self._fpr_cache[T] = float(stats.binom.sf(ok[0] - 1, T, g)) if len(ok) else 0.0
-            out[n_scored == T] = self._fpr_cache[T]
-        return out
+        t_all = np.asarray(n_scored, dtype=np.int64)
+        t, inverse = np.unique(t_all, return_inverse=True)
+        g = self.wm.gamma
+        # the least green count whose z reaches the threshold lies a step or two from the real root
+        low = np.maximum(0, np.floor(g * t + self.z_threshold * np.sqrt(t * g * (1 - g))).astype(np.int64) - 2)
+        least = np.full(len(t), -1, dtype=np.int64)
+        for k in range(6):
+            cand = low + k
+            z, _ = self.wm.z_and_p(cand, t)
+            new = (least < 0) & (cand <= t) & (np.nan_to_num(z, nan=-np.inf) >= self.z_threshold)
+            least[new] = cand[new]
+        fpr = np.where((least >= 0) & (t > 0), stats.binom.sf(np.maximum(least, 0) - 1, np.maximum(t, 1), g), 0.0)
+        return fpr[inverse]
 
 
 class _PerplexityScorer:
