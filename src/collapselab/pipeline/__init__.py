@@ -1,7 +1,8 @@
 """Corpus pipeline: ``scan`` (score documents into a sidecar), ``filter`` (drop flagged documents
 into a quarantine with their reason) and ``mix`` (a training set with a guaranteed share of
-verified human text from the vault). Streaming, batch by batch, constant memory; every output is
-written to a temporary file and renamed; a rerun with the same inputs skips finished outputs.
+verified human text from the vault). Streaming, block by block, constant memory; inputs cut into
+shards that local processes share (``shards.py``), each written atomically with a done-marker, so
+a rerun skips finished shards and the outputs do not depend on the number of processes.
 See ``docs/pipeline.md``.
 """
 

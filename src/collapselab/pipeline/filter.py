@@ -218,7 +218,7 @@ def _decide(job: _Job, first: int, n: int, blank: np.ndarray, rows: tuple):
     at = np.flatnonzero(hit)
     lines = line[at].tolist()
     hit_ids = ids.take(at).to_pylist() if hasattr(ids, "take") else [ids[i] for i in at.tolist()]
-    hit_ids = [f"{job.name}:{n}" if x is None else x for x, n in zip(hit_ids, lines)]  # as the scan names them
+    hit_ids = [f"{job.name}:{k}" if x is None else x for x, k in zip(hit_ids, lines)]  # as the scan names them
     return bad, flagged, dict(zip(rel[at].tolist(), zip(hit_ids, score[at].tolist(),
                                                          p[at].tolist() if p is not None else [None] * len(at))))
 
@@ -499,9 +499,9 @@ def _score_and_filter(shards: list[sh.Shard], jobs: int, job: dict) -> list[dict
             marks.append(_filter_shard(_Job(s, line_base=base, **job)))
             base += marks[-1]["lines"]
         return marks
-    counts = sh.run(_count_lines, shards, jobs)
-    bases = np.cumsum([0] + counts).tolist()
-    return sh.run(_filter_shard, [_Job(s, line_base=b, **job) for s, b in zip(shards, bases)], jobs)
+    with sh.Pool(jobs) as pool:
+        bases = np.cumsum([0] + pool.map(_count_lines, shards)).tolist()
+        return pool.map(_filter_shard, [_Job(s, line_base=b, **job) for s, b in zip(shards, bases)])
 
 
 def _count_lines(shard: sh.Shard) -> int:

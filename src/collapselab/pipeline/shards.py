@@ -13,8 +13,8 @@ still hash the same, so a changed input or setting is redone, never skipped. A j
 mid-shard leaves no marker for it; the rerun redoes that shard (its stale temporary file is
 removed) and keeps the finished ones.
 
-:func:`run` maps a function over tasks with ``jobs`` local processes (in this process when one
-is enough) and returns the results in task order.
+:class:`Pool` maps a function over tasks with ``jobs`` local processes (in this process when one
+is enough) and returns the results in task order; :func:`run` is one such map.
 """
 
 from __future__ import annotations
@@ -119,32 +119,51 @@ def mark_done(parts: Path, shard: Shard, digest: str, sha256: str, outputs: Sequ
 
 
 # ---------------------------------------------------------------------------------- executor
-def run(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int) -> list:
-    """``[fn(t) for t in tasks]`` with up to ``jobs`` local processes, results in task order.
+class Pool:
+    """Up to ``jobs`` local processes, started on the first map that needs them, reused by the next.
 
-    One process (or one task) runs here, in this process. Otherwise tasks start in order; when
-    one fails, no new task starts, the running ones finish, and the error of the earliest failed
-    task is raised (the same error whatever ``jobs`` is)."""
-    tasks = list(tasks)
-    if jobs <= 1 or len(tasks) <= 1:
-        return [fn(t) for t in tasks]
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    ``map(fn, tasks)`` is ``[fn(t) for t in tasks]``, results in task order. One process (or one
+    task) runs here, in this process. Otherwise tasks start in order; when one fails, no new task
+    starts, the running ones finish, and the error of the earliest failed task is raised (the same
+    error whatever ``jobs`` is). Processes are started with ``spawn``: forking a process that holds
+    library threads (pyarrow's pools) can deadlock."""
 
-    # spawn: a fresh interpreter per worker; forking a process that holds library threads
-    # (pyarrow's pools) can deadlock
-    with ProcessPoolExecutor(max_workers=min(jobs, len(tasks)), mp_context=mp.get_context("spawn")) as pool:
-        futures = [pool.submit(fn, t) for t in tasks]
+    def __init__(self, jobs: int) -> None:
+        self.jobs = jobs
+        self._pool = None
+
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list:
+        tasks = list(tasks)
+        if self.jobs <= 1 or len(tasks) <= 1:
+            return [fn(t) for t in tasks]
+        from concurrent.futures import FIRST_EXCEPTION, wait
+
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"))
+        futures = [self._pool.submit(fn, t) for t in tasks]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
-        except BaseException:
+        finally:
             for f in futures:
-                f.cancel()
-            raise
-        for f in futures:
-            f.cancel()  # only those not started yet
+                f.cancel()  # only those not started yet
         wait([f for f in futures if not f.cancelled()])
-    for f in futures:
-        if not f.cancelled() and f.exception() is not None:
-            raise f.exception()
-    return [f.result() for f in futures]
+        for f in futures:
+            if not f.cancelled() and f.exception() is not None:
+                raise f.exception()
+        return [f.result() for f in futures]
+
+    def __enter__(self) -> "Pool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int) -> list:
+    """:meth:`Pool.map` with a pool for this one map."""
+    with Pool(jobs) as pool:
+        return pool.map(fn, tasks)
