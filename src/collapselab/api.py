@@ -28,6 +28,7 @@ from collapselab.report.table import PolicyBlock, build_table, build_tree_table,
 from collapselab.runfolder import RunFolder, new_run_id
 
 DEFAULT_RUNS_DIR = Path("runs")
+NEW_KEY = "new"  # watermark_key: make the run its own key
 
 
 class Run:
@@ -112,6 +113,15 @@ def _vault_shard(corpus) -> dict:
             "vault_source": f"vault {ref['vault']}, snapshot {ref['snapshot']}, Merkle root {ref['merkle_root']}"}
 
 
+def _new_run_key(config: ExperimentConfig, folder: RunFolder) -> tuple[ExperimentConfig, str]:
+    """``watermark_key: new``: a fresh key in the run folder (0600); the config records its path."""
+    from collapselab.provenance.keys import load_key, new_key_file
+    from collapselab.provenance.watermark import Watermark
+
+    path = new_key_file(folder.path / "watermark.key").resolve()
+    return config.model_copy(update={"watermark_key": str(path)}), Watermark(load_key(path)).key_id
+
+
 def _check_corpus(config: ExperimentConfig, corpus) -> None:
     n = n_items(corpus.train)
     n_out = config.samples or n
@@ -168,7 +178,7 @@ def run_experiment(
             raise UserError(f"{folder.path}: the folder exists and is not empty. Choose another --out, or add --resume to finish it.")
 
     key_id = None
-    if config.watermark_key is not None:  # a bad key fails here too, before any folder is written
+    if config.watermark_key not in (None, NEW_KEY):  # a bad key fails here too, before any folder is written
         from collapselab.provenance.keys import load_key
         from collapselab.provenance.watermark import Watermark
 
@@ -180,6 +190,8 @@ def run_experiment(
     corpus = load_corpus(config)  # bad input fails here, before any folder is written
     _check_corpus(config, corpus)
     folder.path.mkdir(parents=True, exist_ok=True)
+    if config.watermark_key == NEW_KEY:
+        config, key_id = _new_run_key(config, folder)
     folder.write_config(config.model_dump(mode="json"))
     if config.is_text:
         corpus.vocab.save(folder.path / "vocab.txt")

@@ -64,6 +64,21 @@ def print_tree(run) -> None:
     console.print(f"[dim]Each model's children are trained on its output, one per policy. {run.caption()}[/dim]")
 
 
+def print_matrix(run) -> None:
+    """The mitigation matrix of a ``--preset defences`` run (collapselab.presets)."""
+    from collapselab.presets import format_matrix, mitigation_matrix
+
+    heads, rows = format_matrix(mitigation_matrix(run.metrics, run.config.policies, run.config.diversity_metric))
+    t = Table(title="Defences against the contaminated web", title_justify="left")
+    for i, h in enumerate(heads):
+        t.add_column(h, justify="left" if i == 1 else "right")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    console.print(f"[dim]Ranked by mean rank over the first four columns; rare facts: planted 1, 2 or 4 times; "
+                  f"{len(run.config.seeds)} seed(s), ± one standard deviation. Each defence's policy spec: docs/defences.md.[/dim]")
+
+
 def print_table(run) -> None:
     if run.config.tree:
         return print_tree(run)
@@ -86,7 +101,8 @@ def run(
     text_field: Optional[str] = typer.Option(None, "--text-field", help="JSONL field / Parquet column with the text (default 'text')."),
     family: Optional[str] = typer.Option(None, "--family", help="Model family: text ngram (default), gpt, smollm2 (extra); images vae, ddpm, gmm (on an image corpus); theory gaussian, gmm."),
     generations: Optional[int] = typer.Option(None, "--generations", "-g", help="Generations after generation 0 (default 10)."),
-    policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", help="Data policy, repeatable or comma-separated: replace, accumulate, anchor[:F], fresh[:F]. Default: all four."),
+    policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", help="Data policy, repeatable or comma-separated: replace, accumulate, anchor[:F], fresh[:F], web[:LO-HI], then defences joined by '+', e.g. web:0.1-0.9+filter:watermark:0.01 (docs/defences.md). Default: the first four."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="Start from a ready-made experiment: 'defences' (the mitigation matrix, docs/defences.md); the config file and flags override it."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 0 or 0,1,2 or 0-4 (default 0)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Items each generation produces (default: as many as generation 0's training set)."),
     train_items: Optional[int] = typer.Option(None, "--train-items", help="Human items generation 0 learns from (text default: 20000 sentences)."),
@@ -106,7 +122,8 @@ def run(
     vault: Optional[Path] = typer.Option(None, "--vault", help="A sealed vault (`collapselab vault`): anchor and fresh draw their human items from it."),
     vault_snapshot: Optional[str] = typer.Option(None, "--vault-snapshot", help="The vault snapshot to draw from (default: the newest)."),
     credentials: Optional[Path] = typer.Option(None, "--credentials", help="Sign each generation's sample shard with these credentials (`collapselab credentials init DIR`)."),
-    watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`)."),
+    watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`), or 'new' for a fresh key in the run folder."),
+    watermark_share: Optional[float] = typer.Option(None, "--watermark-share", help="Share of each generation's samples that carry the watermark (default 1)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Processes running policy chains side by side (default: one per core). Results do not depend on it."),
@@ -127,8 +144,10 @@ def run(
     policies = [p for item in policy for p in item.split(",") if p.strip()] if policy else None
     cfg = None
     if not resume:
+        from collapselab.presets import preset_config
+
         cfg = load_config(
-            config,
+            config, defaults=preset_config(preset) if preset else None, watermark_share=watermark_share,
             corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
             seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model, tree=tree, facts=facts,
             watermark_key=str(watermark_key) if watermark_key else None,
@@ -159,7 +178,10 @@ def run(
             progress.stop()
             err_console.print("[yellow]interrupted: finished generations are saved; continue with `collapselab run --resume`.[/yellow]")
             raise typer.Exit(130)
-    print_table(result)
+    if result.config.preset == "defences":
+        print_matrix(result)
+    else:
+        print_table(result)
     s = result.summary
     console.print(f"\nRun folder: [bold]{result.path}[/bold]  ({s.get('seconds', 0):.1f}s) — metrics.parquet, samples/, plots/, summary.json")
 

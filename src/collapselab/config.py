@@ -171,7 +171,9 @@ class ExperimentConfig(BaseModel):
     vault: Optional[str] = Field(None, description="a vault folder (`collapselab vault init`): anchor and fresh draw their human items from its snapshot")
     vault_snapshot: Optional[str] = Field(None, description="the vault snapshot to draw from (None: the newest)")
     credentials: Optional[str] = Field(None, description="a credentials folder (`collapselab credentials init`): each generation's sample shard gets a signed sidecar manifest")
-    watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark")
+    watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark; 'new': a fresh key made in the run folder (watermark.key, 0600)")
+    watermark_share: float = Field(1.0, gt=0, le=1, description="share of each generation's samples that carry the watermark (the contaminated web: not every maker marks its text)")
+    preset: Optional[str] = Field(None, description="the preset this config started from ('defences'): `run` prints its table")
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")
     watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias")
     _image_corpus: Optional[bool] = PrivateAttr(None)
@@ -221,6 +223,23 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"facts: the {self.family} family learns no text to plant facts in; use it with --family ngram")
         if self.watermark_key is not None and self.family != "ngram":
             raise ValueError(f"watermark_key: the {self.family} family has no watermarking sampler yet; use it with --family ngram")
+        return self
+
+    @model_validator(mode="after")
+    def _policy_needs(self) -> "ExperimentConfig":
+        for spec in self.policies:
+            needs = parse_policy(spec).requires
+            if "text" in needs and not self.is_text:
+                raise ValueError(f"policies: {spec} judges text and the {self.family} family makes none; "
+                                 "keep only its data source (e.g. web:0.1-0.9) or use a text family")
+            if "watermark" in needs and self.watermark_key is None:
+                raise ValueError(f"policies: {spec} needs the run's watermark key; set watermark_key "
+                                 "(--watermark-key FILE, or 'new' for a fresh key in the run folder)")
+        if self.preset is not None:
+            from collapselab.presets import PRESETS
+
+            if self.preset not in PRESETS:
+                raise ValueError(f"preset: unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         return self
 
     @property
@@ -314,9 +333,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> ExperimentConfig:
-    """The file's settings (if any) with ``overrides`` (non-None values) on top."""
-    values = read_config_file(path) if path else {}
+def load_config(path: str | Path | None = None, *, defaults: dict[str, Any] | None = None, **overrides: Any) -> ExperimentConfig:
+    """``defaults`` (a preset's settings), then the file's settings (if any), then ``overrides``
+    (non-None values) on top."""
+    values = {**(defaults or {}), **(read_config_file(path) if path else {})}
     model = dict(values.get("model") or {})
     model.update(overrides.pop("model", None) or {})
     values.update({k: v for k, v in overrides.items() if v is not None})

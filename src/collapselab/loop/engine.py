@@ -19,26 +19,21 @@ import os
 import queue as queue_mod
 import sys
 import time
-import zlib
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
 from collapselab.config import NEURAL_TEXT_FAMILIES, ExperimentConfig
-from collapselab.data import n_items
+from collapselab.data import concat, n_items
 from collapselab.loop.policies import LoopState, parse_policy
 from collapselab.loop.provenance import RunLedger, content_hash
+from collapselab.loop.streams import generation_rng
 from collapselab.models import make_model
 from collapselab.runfolder import RunFolder
 
 
 GRID_IMAGES = 100  # images per generation in the PNG grid
-
-
-def generation_rng(seed: int, stream: str, generation: int) -> np.random.Generator:
-    """The generator of one (seed, policy, generation); ``stream`` is the policy name or 'gen0'."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(zlib.crc32(stream.encode()), generation)))
 
 
 @dataclass
@@ -130,8 +125,14 @@ class _Job:
         return {k: v for k, v in self.__dict__.items() if k not in ("_watermark", "_models")}
 
     def sample(self, model, n: int, rng):
+        """``n`` items; with a key, the first ``round(watermark_share n)`` carry the watermark and the
+        rest are drawn after them, unmarked, from the same generator (the contaminated web)."""
         wm = self.watermark
-        return model.sample(n, rng=rng) if wm is None else model.sample(n, rng=rng, watermark=wm)
+        marked = n if wm is None else int(round(self.config.watermark_share * n))
+        if wm is None or marked == n:
+            return model.sample(n, rng=rng) if wm is None else model.sample(n, rng=rng, watermark=wm)
+        parts = [model.sample(marked, rng=rng, watermark=wm)] if marked else []
+        return concat(parts + [model.sample(n - marked, rng=rng)])
 
     def measure(self, seed: int, model, samples) -> tuple[dict, dict]:
         self.evaluator.gen0 = self.gen0[seed]
@@ -166,6 +167,13 @@ class _Job:
             sign_text_shard(self.folder.sample_path(policy, seed, g, True), origin="synthetic",
                             model_id=model_id(policy, seed, g), generation=g + 1, credentials_dir=self.config.credentials)
 
+    def loop_state(self, seed: int, label: str, outputs: list) -> LoopState:
+        """What the policy of chain (or tree node) ``label`` may draw from and judge with."""
+        c = self.corpus
+        return LoopState(human=c.train, pool=c.pool, vault=getattr(c, "vault", None), outputs=outputs,
+                         holdout=getattr(c, "holdout", None), watermark=self.watermark,
+                         generations=self.config.generations, seed=seed, label=label)
+
     def row(self, policy: str, seed: int, g: int, share: float, metrics: dict) -> dict:
         return {"policy": policy, "seed": seed, "generation": g, "family": self.config.family, "synthetic_share": share, **metrics}
 
@@ -174,9 +182,8 @@ class _Job:
         cfg = self.config
         policy = parse_policy(policy_name)
         last = max(g for g in range(cfg.generations + 1) if (policy.name, seed, g) in done)
-        state = LoopState(human=self.corpus.train, pool=self.corpus.pool, vault=getattr(self.corpus, "vault", None))
         # earlier outputs come back from disk, bit for bit
-        state.outputs = [self.folder.read_samples(policy.name, seed, g, cfg.is_text) for g in range(last + 1)]
+        state = self.loop_state(seed, policy.name, [self.folder.read_samples(policy.name, seed, g, cfg.is_text) for g in range(last + 1)])
         for g in range(last + 1, cfg.generations + 1):
             state.outputs.append(self.step(policy.name, seed, g, policy, state, emit,
                                            parent="gen0" if g == 1 else policy.name))
@@ -194,7 +201,7 @@ class _Job:
         samples = self.sample(model, self.config.samples or n_items(self.corpus.train), rng)
         metrics, per_item = self.measure(seed, model, samples)
         self.save(label, seed, g, samples, per_item)
-        emit({**self.row(label, seed, g, ts.synthetic_share, metrics), **(extra or {})},
+        emit({**self.row(label, seed, g, ts.synthetic_share, metrics), **ts.stats, **(extra or {})},
              Event("generation", seed=seed, policy=label, generation=g, seconds=time.perf_counter() - t0,
                    sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples),
                    ancestors=ancestors))
@@ -217,8 +224,7 @@ class _Job:
                 if (child, seed, d) in done:
                     samples = self.folder.read_samples(child, seed, d, cfg.is_text)
                 else:
-                    state = LoopState(human=self.corpus.train, pool=self.corpus.pool,
-                                      vault=getattr(self.corpus, "vault", None), outputs=outputs)
+                    state = self.loop_state(seed, child, outputs)
                     samples = self.step(child, seed, d, policy, state, emit,
                                         extra={"parent": label, "branch_policy": policy.name}, ancestors=path,
                                         parent="gen0" if label == "root" else label)

@@ -1,0 +1,178 @@
+"""Defences in the loop: policies that wrap another policy and change the set it built.
+
+Each holds the policy before it (``inner``) and does one thing to its training set; the grammar
+that composes them (``web:0.1-0.9+filter:watermark:0.01+anchor:0.1``) is in
+:mod:`collapselab.loop.policies`. What they judge items with is in :mod:`collapselab.loop.judges`.
+
+* :class:`Filter` ``filter:DETECTOR:FPR``: drop every item the calibrated detector flags.
+  Row columns: ``detected_share`` (share of the candidates flagged), ``human_flagged_share`` and
+  ``synthetic_flagged_share`` (the false- and true-positive rates it really had, from the origins).
+* :class:`Curate` ``curate:REWARD:KEEP``: best-of-k selection: keep the ``round(KEEP n)``
+  candidates with the highest reward (ties: the earlier item), in their original order.
+  Column ``curated_synthetic_share``: the synthetic share among the candidates before selection.
+* :class:`Anchored` ``anchor:F``: replace a share ``F`` of the set (``round(F n)`` items chosen at
+  random) with human items drawn afresh: from the vault snapshot (origin -3) if the run has one,
+  else from the human training set (-1). The set keeps its size.
+* :class:`Accumulated` ``accumulate``: the human training set plus the inner policy's set of every
+  generation 1..g. Earlier sets are rebuilt with the chain's own per-generation stream
+  (``LoopState.rng('data', h)``), so each generation's part is the same set every time it is
+  built, and a resumed run rebuilds exactly what it had.
+
+A filter or curation shrinks the training set (that is its cost); ``train_items_used`` records
+the size that reached training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from collapselab.data import n_items, take
+from collapselab.errors import UserError
+from collapselab.loop.judges import DETECTORS, REWARDS, calibrated_detector, reward_scores
+from collapselab.loop.policies import Anchor, LoopState, Policy, TrainingSet, bad_spec, join, parse_fraction
+
+DEFAULT_FPR = 0.01
+DEFAULT_KEEP = 0.5
+
+
+def _share(mask: np.ndarray) -> float:
+    return float(mask.mean()) if len(mask) else float("nan")
+
+
+def _subset(ts: TrainingSet, idx: np.ndarray, stats: dict) -> TrainingSet:
+    return TrainingSet(take(ts.data, idx), ts.origin[idx], {**ts.stats, **stats, "train_items_used": float(len(idx))})
+
+
+@dataclass(frozen=True)
+class _Wrapper:
+    inner: Policy
+    needs: ClassVar[frozenset] = frozenset()  # what this defence itself requires (see Policy.requires)
+
+    @property
+    def name(self) -> str:
+        return f"{self.inner.name}+{self.part}"
+
+    @property
+    def requires(self) -> frozenset:
+        return self.inner.requires | self.needs
+
+    def human_pool_needed(self, generations: int, n: int) -> int:
+        return self.inner.human_pool_needed(generations, n)
+
+
+@dataclass(frozen=True)
+class Filter(_Wrapper):
+    detector: str = "watermark"
+    fpr: float = DEFAULT_FPR
+
+    @property
+    def part(self) -> str:
+        return f"filter:{self.detector}:{self.fpr:g}"
+
+    @property
+    def needs(self) -> frozenset:
+        return frozenset({"text", "watermark"} if self.detector == "watermark" else {"text"})
+
+    def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
+        ts = self.inner.training_set(g, state, rng)
+        flagged = calibrated_detector(self.detector, self.fpr, state).flag(ts.data)
+        keep = np.flatnonzero(~flagged)
+        if len(keep) == 0:
+            raise UserError(f"policy {self.name!r}: the filter flagged all {len(flagged)} candidates at generation {g}, "
+                            "so nothing is left to train on. Put human data before the filter (e.g. 'web:0.1-0.9+filter:...') or lower its reach.")
+        synthetic = ts.origin >= 0
+        return _subset(ts, keep, {"detected_share": _share(flagged), "human_flagged_share": _share(flagged[~synthetic]),
+                                  "synthetic_flagged_share": _share(flagged[synthetic])})
+
+
+@dataclass(frozen=True)
+class Curate(_Wrapper):
+    reward: str = "reward"
+    keep: float = DEFAULT_KEEP
+    needs: ClassVar[frozenset] = frozenset({"text"})
+
+    @property
+    def part(self) -> str:
+        return f"curate:{self.reward}:{self.keep:g}"
+
+    def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
+        ts = self.inner.training_set(g, state, rng)
+        scores = reward_scores(self.reward, g, ts.data, state, rng)
+        k = max(1, int(round(self.keep * len(scores))))
+        best = np.sort(np.argsort(-scores, kind="stable")[:k])
+        return _subset(ts, best, {"curated_synthetic_share": _share(ts.origin >= 0)})
+
+
+@dataclass(frozen=True)
+class Anchored(_Wrapper):
+    fraction: float = 0.1
+
+    @property
+    def part(self) -> str:
+        return f"anchor:{self.fraction:g}"
+
+    def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
+        ts = self.inner.training_set(g, state, rng)
+        m = len(ts.origin)
+        human = Anchor(self.fraction)._human(g, state, int(round(self.fraction * m)), rng)
+        kept = np.sort(rng.choice(m, size=m - len(human.origin), replace=False))
+        return join([TrainingSet(take(ts.data, kept), ts.origin[kept]), human], ts.stats)
+
+
+@dataclass(frozen=True)
+class Accumulated(_Wrapper):
+    part: ClassVar[str] = "accumulate"
+
+    def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
+        parts = [TrainingSet(state.human, np.full(n_items(state.human), -1))]
+        for h in range(1, g + 1):
+            key = ("accumulate", self.inner.name, h)
+            if key not in state.cache:
+                state.cache[key] = self.inner.training_set(h, state.upto(h), state.rng("data", h))
+            parts.append(state.cache[key])
+        return join(parts, {**parts[-1].stats, "train_items_used": float(sum(len(p.origin) for p in parts))})
+
+
+EXAMPLES = {"filter": f"web:0.1-0.9+filter:watermark:{DEFAULT_FPR:g}", "curate": f"web:0.1-0.9+curate:reward:{DEFAULT_KEEP:g}",
+            "anchor": "web:0.1-0.9+anchor:0.1", "accumulate": "web:0.1-0.9+accumulate"}
+MAX_ARGS = {"filter": 2, "curate": 1, "anchor": 1, "accumulate": 0}  # curate: besides its optional reward name
+
+
+def _is_number(arg: str) -> bool:
+    try:
+        float(arg)
+    except ValueError:
+        return False
+    return True
+
+
+def _choice(arg: str, choices: tuple, spec: str, what: str, example: str) -> str:
+    if arg not in choices:
+        raise bad_spec(spec, f"unknown {what} {arg!r}" if arg else f"no {what}",
+                       f"Choose {', '.join(choices)}; write e.g. '{example}'.")
+    return arg
+
+
+def parse_defence(part: str, inner: Policy, spec: str) -> Policy:
+    """The defence ``part`` (one '+'-separated piece of ``spec``) wrapped around ``inner``."""
+    name, *args = [a.strip().lower() for a in part.split(":")]
+    if name not in EXAMPLES:
+        where = "a data source and can only come first" if name in ("replace", "fresh", "web") else "not a defence"
+        raise bad_spec(spec, f"{name!r} after '+' is {where}")
+    example = EXAMPLES[name]
+    reward = "reward"
+    if name == "curate" and args and not _is_number(args[0]):
+        reward = _choice(args.pop(0), REWARDS, spec, "reward", example)
+    if len(args) > MAX_ARGS[name]:
+        raise bad_spec(spec, f"too many ':' arguments for {name!r}", f"Write e.g. '{example}'.")
+    if name == "filter":
+        detector = _choice(args[0] if args else "", DETECTORS, spec, "detector", example)
+        return Filter(inner, detector, parse_fraction(args[1], spec, "false-positive rate", example) if len(args) > 1 else DEFAULT_FPR)
+    if name == "curate":
+        return Curate(inner, reward, parse_fraction(args[0], spec, "kept share", example) if args else DEFAULT_KEEP)
+    if name == "anchor":
+        return Anchored(inner, parse_fraction(args[0], spec, "fraction", example) if args else 0.1)
+    return Accumulated(inner)
