@@ -81,8 +81,7 @@ def filter_cmd(
 ) -> None:
     """Split IN into kept and quarantined records by its scores; nothing is dropped silently.
 
-    The scores come from a scan's sidecar (--scores: re-threshold without rescoring), or are
-    computed while reading (--detector length: one pass)."""
+    Scores: a scan's sidecar (--scores), or computed while reading (--detector length, one pass)."""
     from collapselab.pipeline.filter import filter_corpus
 
     _show(filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
