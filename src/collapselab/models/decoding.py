@@ -115,7 +115,8 @@ def _seen(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
 def _choose(logits, generator, temperature, top_k, top_p) -> torch.Tensor:
     if top_k == 1:
         return logits.argmax(dim=1)
-    logits = logits / temperature
+    if temperature != 1.0:
+        logits = logits / temperature
     if 0 < top_k < logits.shape[1]:
         kth = logits.topk(top_k, dim=1).values[:, -1:]
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -124,7 +125,11 @@ def _choose(logits, generator, temperature, top_k, top_p) -> torch.Tensor:
         p = sorted_logits.softmax(dim=1)
         drop = p.cumsum(dim=1) - p >= top_p  # the mass before it already reaches top_p
         logits = logits.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
-    return torch.multinomial(logits.softmax(dim=1), 1, generator=generator).squeeze(1)
+    # inverse CDF, one uniform number per row (torch.multinomial draws one exponential per entry);
+    # the running sum in float64 keeps the share of rare pieces exact
+    cdf = logits.softmax(dim=1).double().cumsum_(dim=1)
+    u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device, dtype=torch.float64) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max_(cdf.shape[1] - 1)
 
 
 def _to_sequences(out: torch.Tensor, lengths: torch.Tensor) -> TokenSequences:
