@@ -52,6 +52,8 @@ def test_samples_are_word_ids_of_the_vocabulary(trained, corpus):
     ll = trained.log_likelihood(s)
     assert ll.shape == (40,) and np.all(np.isfinite(ll)) and np.all(ll < 0)
     assert np.array_equal(trained.n_scored(s), s.lengths + 1)
+    assert len(trained.sample(0, rng=np.random.default_rng(1))) == 0
+    assert trained.log_likelihood(TokenSequences.empty()).shape == (0,)
 
 
 def test_same_seed_same_model_and_samples(corpus):
@@ -115,12 +117,14 @@ def test_kv_cache_and_full_recompute_generate_the_same_tokens(trained):
     assert beam1 == cached  # one beam is greedy
 
 
-def test_greedy_matches_row_by_row_generation(trained):
+def test_greedy_matches_row_by_row_generation(trained, corpus):
     lists = [[5, 6, 7, 8, 9], [10], [11, 12, 13]]
     together = trained.complete(TokenSequences.from_lists(lists), 6, rng=np.random.default_rng(0), top_k=1)
     alone = [trained.complete(TokenSequences.from_lists([p]), 6, rng=np.random.default_rng(9), top_k=1) for p in lists]
     assert together == TokenSequences.concat(alone)
     assert together.lengths.max() <= 6
+    long_prompt = TokenSequences(corpus.train.tokens[:200], np.array([0, 200]))  # past block_size
+    assert len(trained.complete(long_prompt, 4, rng=np.random.default_rng(0)).item(0)) <= 4
 
 
 def test_beam_decoding_continues_training_prompts(trained, corpus):

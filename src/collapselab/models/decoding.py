@@ -57,7 +57,8 @@ class _Window:
 
     def __init__(self, net: GPT, ids: torch.Tensor, valid: torch.Tensor, use_cache: bool) -> None:
         self.net, self.use_cache = net, use_cache
-        self.ids, self.valid = ids, valid
+        block = net.config.block_size  # a longer prompt: the model sees its last block_size pieces
+        self.ids, self.valid = ids[:, -block:], valid[:, -block:]
         self._refill()
 
     def _refill(self) -> None:
@@ -184,7 +185,7 @@ def beam_search(net: GPT, prompts: TokenSequences, *, num_beams: int, max_words:
     ids, valid = left_pad(prompts, device)
     win = _Window(net, ids.repeat_interleave(B, 0), valid.repeat_interleave(B, 0), use_cache)
     V = win.logits.shape[1]
-    seen = _seen(win.ids, V) if repetition_penalty != 1.0 else None
+    seen = _seen(ids.repeat_interleave(B, 0), V) if repetition_penalty != 1.0 else None
     run_score = torch.zeros(n, B, device=device)
     run_score[:, 1:] = NEG  # at first, every beam of a prompt is the same: expand only one
     run_seq = torch.full((n, B, max_tokens), EOS, dtype=torch.long, device=device)

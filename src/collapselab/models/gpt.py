@@ -223,12 +223,14 @@ class GPTModel(WordScores):
     # ------------------------------------------------------------------ scoring
     def token_log_probs(self, data: TokenSequences) -> tuple[np.ndarray, np.ndarray]:
         """Natural-log probability of every scored piece (each item's pieces and its ``</s>``),
-        and the item each belongs to. ``log_likelihood``, ``n_scored`` (words + 1) and
+        and the item each belongs to, in item order. ``log_likelihood``, ``n_scored`` (words + 1) and
         ``perplexity`` (per word) follow from it (:class:`~collapselab.models.scoring.WordScores`)."""
         import torch
         import torch.nn.functional as F
 
         self._check_fitted()
+        if len(data) == 0:
+            return np.zeros(0), np.zeros(0, dtype=np.int64)
         pieces = self.bpe_.encode(data)
         stream = packed(pieces)
         n_t = pieces.lengths + 1  # targets per item
@@ -258,7 +260,9 @@ class GPTModel(WordScores):
                 logp.append(lp.view(len(rows), L).cpu().numpy()[keep])
                 item.append(np.broadcast_to(w_item[rows, None], keep.shape)[keep])
                 i += len(rows)
-        return np.concatenate(logp).astype(np.float64), np.concatenate(item)
+        logp, item = np.concatenate(logp).astype(np.float64), np.concatenate(item)
+        back = np.argsort(item, kind="stable")  # item order (batches ran longest window first)
+        return logp[back], item[back]
 
     # ------------------------------------------------------------------ sampling
     def sample(self, n: int, *, rng: np.random.Generator) -> TokenSequences:
