@@ -38,7 +38,7 @@ PRESETS = {
         "family": "ngram",
         "corpus": "sotu",
         "generations": 10,
-        "train_items": 3000,  # ~3 minutes for the 9 chains on 2 cores (docs/defences.md)
+        "train_items": 3000,  # 2-4 minutes for the 9 chains on 2 shared cores (docs/defences.md)
         "facts": True,
         "watermark_key": "new",
         "watermark_share": 0.5,

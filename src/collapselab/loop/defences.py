@@ -117,7 +117,7 @@ class Anchored(_Wrapper):
     def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
         ts = self.inner.training_set(g, state, rng)
         m = len(ts.origin)
-        human = Anchor(self.fraction)._human(g, state, int(round(self.fraction * m)), rng)
+        human = Anchor(self.fraction).human_items(g, state, int(round(self.fraction * m)), rng)
         kept = np.sort(rng.choice(m, size=m - len(human.origin), replace=False))
         return join([TrainingSet(take(ts.data, kept), ts.origin[kept]), human], ts.stats)
 

@@ -161,7 +161,7 @@ class _HumanShare:
 
     def training_set(self, g, state, rng):
         n = n_items(state.outputs[g - 1])
-        human = self._human(g, state, int(round(self.fraction * n)), rng)
+        human = self.human_items(g, state, int(round(self.fraction * n)), rng)
         return join([human, from_previous(state, g, n - len(human.origin), rng)])
 
     def human_pool_needed(self, generations, n):
@@ -173,7 +173,7 @@ class Anchor(_HumanShare):
 
     kind = "anchor"
 
-    def _human(self, g, state, k, rng) -> TrainingSet:
+    def human_items(self, g, state, k, rng) -> TrainingSet:
         source, origin = (state.human, -1) if state.vault is None else (state.vault, -3)
         idx = np.sort(rng.choice(n_items(source), size=min(k, n_items(source)), replace=False))
         return TrainingSet(take(source, idx), np.full(len(idx), origin))
@@ -182,7 +182,7 @@ class Anchor(_HumanShare):
 class Fresh(_HumanShare):
     kind = "fresh"
 
-    def _human(self, g, state, k, rng) -> TrainingSet:
+    def human_items(self, g, state, k, rng) -> TrainingSet:
         source, origin = (state.pool, -2) if state.vault is None else (state.vault, -3)
         return TrainingSet(take(source, np.arange((g - 1) * k, g * k)), np.full(k, origin))
 
