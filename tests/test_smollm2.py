@@ -182,6 +182,28 @@ def test_sample_is_determined_by_the_seed(pretrained, vocab):
 
 
 @needs_smollm2
+def test_greedy_completion_matches_transformers_generate(pretrained, vocab):
+    """Left padding, positions, the key/value cache and rows leaving the batch early (the second
+    prompt stops at its full stop) change nothing: each row is what ``generate`` writes alone."""
+    import torch
+
+    prompts = vocab.encode([tokenize("the congress"), tokenize("we must protect the rights of every")])
+    got = pretrained.complete(prompts, 6, rng=np.random.default_rng(0), top_k=1)
+    bpe = pretrained._bpe(prompts)
+    want, stopped = [], []
+    for i in range(len(prompts)):
+        x = torch.tensor([bpe.item(i)[:-1].tolist()])
+        with torch.inference_mode():
+            out = pretrained.model_.generate(input_ids=x, attention_mask=torch.ones_like(x), do_sample=False, max_new_tokens=14,
+                                             eos_token_id=pretrained.stop_ids_, pad_token_id=0)
+        text = pretrained.tokenizer_.decode(out[0, x.shape[1]:], skip_special_tokens=True)
+        want.append(tokenize(text)[:6])
+        stopped.append(out.shape[1] - x.shape[1] < 14)
+    assert got == vocab.encode(want) and got.lengths.tolist() == [6, 6]
+    assert stopped == [False, True]  # the rows really did stop at different steps
+
+
+@needs_smollm2
 def test_prompted_sample_starts_with_training_words(vocab, data):
     model = SmolLM2Model(vocab, epochs=0, max_len=3, prompt_len=2, decoding="beam", num_beams=2)
     out = model.fit(data, rng=np.random.default_rng(0)).sample(2, rng=np.random.default_rng(3))
