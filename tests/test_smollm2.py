@@ -89,6 +89,14 @@ def test_missing_package_is_one_user_error(monkeypatch):
     assert INSTALL in str(e.value)
 
 
+@needs_smollm2
+def test_unwritable_cache_is_one_user_error(monkeypatch, tmp_path):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("COLLAPSELAB_CACHE", str(tmp_path / "file"))  # a file where a folder must go
+    with pytest.raises(UserError, match="COLLAPSELAB_CACHE"):
+        smollm2.pretrained_folder()
+
+
 def test_text_reads_back_to_the_same_words(vocab, data):
     texts = smollm2.to_text(vocab, data)
     assert texts[4] == "In 1861, the war cost $1,064,381 (more than planned)."

@@ -104,14 +104,18 @@ def pretrained_folder() -> Path:
 
     The conversion is written into a temporary folder beside the cache and renamed into place,
     so a killed conversion leaves nothing half-written and a concurrent one is harmless."""
+    source = package_folder()
     target = cache_folder()
     if (target / "model.safetensors").is_file():
         return target
-    source = package_folder()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    except OSError as e:
+        raise UserError(f"family smollm2: cannot write the weights cache in {target.parent} ({e.strerror}). "
+                        "Set COLLAPSELAB_CACHE to a writable folder.") from None
     try:
         with _quiet():
             tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=GGUF_FILE, local_files_only=True)
@@ -183,8 +187,9 @@ class SmolLM2Model(WordScores):
         item are the prompt (``repetition_penalty`` also applies when sampling).
     max_len: longest generated item (``"sample"``) or continuation (``"beam"``), in words.
     device: ``"cpu"`` or ``"cuda"``.
-    init: ``"gen0"`` or ``"previous"``: which model generation ``g >= 1`` starts from; the engine
-        reads it and passes ``init_from``, the model only records it.
+    init: ``"gen0"``, ``"previous"`` or ``"scratch"``: which model generation ``g >= 1`` starts
+        from (``"scratch"``: the pretrained weights); the engine reads it and passes ``init_from``,
+        the model only records it.
     """
 
     def __init__(self, vocab: Vocabulary, *, epochs: float = 1, batch_size: int = 8, lr: float = 5e-5,
