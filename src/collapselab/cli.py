@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -280,7 +281,7 @@ def main() -> None:
     try:
         rc = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
     except UserError as e:
-        err_console.print(f"[bold red]error:[/bold red] {e}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)
     except typer.TyperException as e:  # click's usage errors (typer vendors click)
         hint = f" See `{e.ctx.command_path} --help`." if getattr(e, "ctx", None) else ""

@@ -130,6 +130,12 @@ class VAEParams(_ImageNeuralParams):
 
 
 class DDPMParams(_ImageNeuralParams):
+    timesteps: Optional[int] = Field(None, ge=2)
+    schedule: Optional[Literal["cosine", "linear"]] = None
+    hidden: Optional[int] = Field(None, ge=1)
+    layers: Optional[int] = Field(None, ge=1)
+    ema: Optional[float] = Field(None, ge=0, lt=1)
+
     @classmethod
     def model_class(cls):
         from collapselab.models.ddpm import DDPMModel
