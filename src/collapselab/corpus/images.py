@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from collapselab.corpus.numeric import read_npy
 from collapselab.errors import UserError
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -156,12 +157,7 @@ def _png_folder(folder: Path) -> np.ndarray:
 
 
 def _npy(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise UserError(f"{path}: no such file. Pass an existing .npy array with --corpus.")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not a readable .npy array ({e}). Save it with numpy.save.") from None
+    x = read_npy(path)
     shape = x.shape
     if x.ndim == 4 and shape[-1] == 1:
         x = x[..., 0]

@@ -48,15 +48,20 @@ def build_numeric_corpus(source: str, *, n_train: int, dim: int, n_pool: int, n_
     return NumericCorpus(source, x[:n_train], x[n_train : n_train + n_pool], x[n_train + n_pool :], w, mu, cov)
 
 
+def read_npy(path: Path) -> np.ndarray:
+    """A user's ``.npy`` array (never pickled objects), or one clear error naming the file."""
+    if not path.is_file():
+        raise UserError(f"{path}: no such file. Pass an existing .npy array with --corpus.")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as e:
+        raise UserError(f"{path}: not a readable .npy array ({e}). Save it with numpy.save.") from None
+
+
 def _from_file(path: Path, n_train: int, split_seed: int) -> NumericCorpus:
     if path.suffix.lower() != ".npy":
         raise UserError(f"{path}: the gaussian and gmm families read 'normal', 'mixture' or a .npy array of shape (n, d); got {path.suffix or 'no suffix'}.")
-    if not path.exists():
-        raise UserError(f"{path}: no such file. Pass an existing .npy array with --corpus.")
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as e:
-        raise UserError(f"{path}: not a readable .npy array ({e}). Save it with numpy.save.") from None
+    x = read_npy(path)
     if x.ndim == 1:
         x = x[:, None]
     if x.ndim != 2 or x.shape[0] < 3 or not np.issubdtype(x.dtype, np.number) or not np.isfinite(x).all():

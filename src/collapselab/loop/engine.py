@@ -90,11 +90,15 @@ class _Job:
 
         from collapselab.atomic import atomic_write
 
+        def dump(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                pickle.dump(model, f, protocol=pickle.HIGHEST_PROTOCOL)
+
         self._models = getattr(self, "_models", {})
         self._models[(label, seed)] = model
         path = self.folder.checkpoint_path(label, seed, g)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, lambda tmp: pickle.dump(model, open(tmp, "wb"), protocol=pickle.HIGHEST_PROTOCOL))
+        atomic_write(path, dump)
 
     def parent_model(self, label: str, seed: int):
         if label == "gen0":

@@ -47,6 +47,7 @@ from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.tokenize import Vocabulary
 from collapselab.errors import UserError
 from collapselab.models.bpe import EOS_PIECE, WordBPE
+from collapselab.models.prompting import check_decoding, training_prompts
 from collapselab.models.scoring import WordScores
 
 GEN_BYTES = 256 * 2**20  # key/value cache of one generation chunk
@@ -72,14 +73,6 @@ def join(a: TokenSequences, b: TokenSequences) -> TokenSequences:
     tokens[offsets[:-1][a.item_index()] + _within(a)] = a.tokens
     tokens[(offsets[:-1] + a.lengths)[b.item_index()] + _within(b)] = b.tokens
     return TokenSequences(tokens, offsets)
-
-
-def heads(data: TokenSequences, rows: np.ndarray, k: int) -> TokenSequences:
-    """The first ``k`` tokens of items ``rows``."""
-    lengths = np.minimum(data.lengths[rows], k)
-    offsets = _offsets(lengths)
-    within = np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
-    return TokenSequences(data.tokens[np.repeat(data.offsets[rows], lengths) + within], offsets)
 
 
 def packed(pieces: TokenSequences) -> np.ndarray:
@@ -149,11 +142,7 @@ class GPTModel(WordScores):
         if self.n_embd % self.n_head:
             raise UserError(f"gpt: n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head}). "
                             "Change model.n_embd or model.n_head.")
-        if self.decoding not in ("sample", "beam"):
-            raise UserError(f"gpt: decoding {self.decoding!r} is not 'sample' or 'beam'. Set model.decoding.")
-        if self.decoding == "beam" and self.prompt_len < 1:
-            raise UserError("gpt: decoding 'beam' continues prompts taken from the training data, and "
-                            "prompt_len is 0 (every item would be the same). Set model.prompt_len, e.g. 8.")
+        check_decoding("gpt", self.decoding, self.prompt_len)
 
     def fit(self, data: TokenSequences, *, rng: np.random.Generator, init_from: "GPTModel | None" = None) -> "GPTModel":
         import torch
@@ -274,10 +263,7 @@ class GPTModel(WordScores):
         if self.decoding == "sample":
             starts = TokenSequences(np.full(n, EOS_PIECE, dtype=np.int32), np.arange(n + 1))
             return self.bpe_.decode(self._generate(starts, self.max_len, torch_generator(rng, self.device_)))
-        data = self.train_data_
-        eligible = np.flatnonzero(data.lengths > self.prompt_len)
-        eligible = eligible if len(eligible) else np.arange(len(data))
-        prompts = heads(data, eligible[rng.integers(len(eligible), size=n)], self.prompt_len)
+        prompts = training_prompts(self.train_data_, n, self.prompt_len, rng)
         pieces = self._generate(self._start(prompts), self.max_len, None, beam=True)
         return join(prompts, self.bpe_.decode(pieces))
 

@@ -39,6 +39,7 @@ import pandas as pd
 
 from collapselab.corpus import ngrams
 from collapselab.corpus.sequences import TokenSequences
+from collapselab.models.scoring import WordScores
 
 BOS, EOS, UNK = 0, 1, 2
 
@@ -127,7 +128,7 @@ def _estimate_discount(counts: np.ndarray) -> float:
     return float(np.clip(n1 / (n1 + 2 * n2), 0.05, 0.95))
 
 
-class NGramModel:
+class NGramModel(WordScores):
     """Word-level interpolated Kneser-Ney n-gram model (see the module docstring).
 
     Parameters
@@ -245,20 +246,6 @@ class NGramModel:
             mixed = np.maximum(c - L.discount, 0.0) / total + L.discount * L.ctx_types[ci] / total * p
             p = np.where(found, mixed, p)
         return np.log(p), t_item
-
-    def log_likelihood(self, data: TokenSequences) -> np.ndarray:
-        """Sum of natural-log token probabilities per item (``</s>`` included)."""
-        logp, item = self.token_log_probs(data)
-        return np.bincount(item, weights=logp, minlength=len(data))
-
-    @staticmethod
-    def n_scored(data: TokenSequences) -> np.ndarray:
-        """Tokens scored per item by :meth:`log_likelihood` (the item plus its ``</s>``)."""
-        return data.lengths + 1
-
-    def perplexity(self, data: TokenSequences) -> float:
-        logp, _ = self.token_log_probs(data)
-        return float(np.exp(-logp.mean()))
 
     # ------------------------------------------------------------------ sampling
     def _level_sampler(self, L: _Level) -> _LevelSampler:

@@ -51,7 +51,8 @@ import numpy as np
 from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.tokenize import SENTENCE_END, Vocabulary, sentences, tokenize
 from collapselab.errors import UserError
-from collapselab.models.gpt import heads, join
+from collapselab.models.gpt import join
+from collapselab.models.prompting import check_decoding, training_prompts
 from collapselab.models.scoring import WordScores
 
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -214,11 +215,7 @@ class SmolLM2Model(WordScores):
 
     # ------------------------------------------------------------------ fitting
     def _check_params(self) -> None:
-        if self.decoding not in ("sample", "beam"):
-            raise UserError(f"smollm2: decoding {self.decoding!r} is not 'sample' or 'beam'. Set model.decoding.")
-        if self.decoding == "beam" and self.prompt_len < 1:
-            raise UserError("smollm2: decoding 'beam' continues prompts taken from the training data, and "
-                            "prompt_len is 0 (every item would be the same). Set model.prompt_len, e.g. 8.")
+        check_decoding("smollm2", self.decoding, self.prompt_len)
 
     def train_bytes(self, n_params: int, config) -> int:
         """Rough memory needed to train: float32 weights, gradients and two AdamW moments, plus per
@@ -327,10 +324,7 @@ class SmolLM2Model(WordScores):
         self._check_params()
         if self.decoding == "sample":
             return self._generate(TokenSequences.from_lists([[]] * n), self.max_len, rng)
-        data = self.train_data_
-        eligible = np.flatnonzero(data.lengths > self.prompt_len)
-        eligible = eligible if len(eligible) else np.arange(len(data))
-        prompts = heads(data, eligible[rng.integers(len(eligible), size=n)], self.prompt_len)
+        prompts = training_prompts(self.train_data_, n, self.prompt_len, rng)
         return join(prompts, self._generate(prompts, self.max_len, rng, beam=True))
 
     def complete(self, prompts: TokenSequences, n_new: int, *, rng: np.random.Generator,
