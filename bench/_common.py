@@ -132,3 +132,38 @@ def write_section(path: Path, name: str, markdown: str) -> Path:
         new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
     atomic_write_text(path, new)
     return path
+
+
+# The reproductions (repro_*.py): a kept run folder per experiment, resumed or reused on a rerun.
+
+def seeds_arg(text: str) -> list[int]:
+    if "-" in text:
+        lo, hi = text.split("-")
+        return list(range(int(lo), int(hi) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def run_or_load(config: dict, out: Path, jobs: int):
+    """Run ``config`` into ``out`` and return the :class:`collapselab.Run`; resume the run when
+    ``out`` holds it unfinished; only load it when it is finished."""
+    import collapselab as cl
+
+    if (out / "config.yaml").exists():
+        run = cl.load_run(out)
+        have = run.config.model_dump()
+        same = all(have.get(k) == v for k, v in config.items() if k != "model") and \
+            all(have["model"].get(k) == v for k, v in config.get("model", {}).items())
+        if not same:
+            raise SystemExit(f"{out}: holds a run with other settings; pass another --out or delete it")
+        if run.complete:
+            print(f"{out}: finished run with these settings; rebuilding the tables only")
+            return run
+        print(f"{out}: resuming the unfinished run")
+        return cl.run_experiment(out=out, resume=True, jobs=jobs, on_event=progress)
+    return cl.run_experiment(config, out=out, jobs=jobs, on_event=progress)
+
+
+def progress(ev) -> None:
+    if ev.kind == "generation":
+        print(f"  {ev.policy:>10} seed {ev.seed} gen {ev.generation:>2}: {ev.seconds:.0f} s", flush=True)
+

@@ -107,6 +107,7 @@ def run(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 0 or 0,1,2 or 0-4 (default 0)."),
     samples: Optional[int] = typer.Option(None, "--samples", help="Items each generation produces (default: as many as generation 0's training set)."),
     train_items: Optional[int] = typer.Option(None, "--train-items", help="Human items generation 0 learns from (text default: 20000 sentences)."),
+    holdout_items: Optional[int] = typer.Option(None, "--holdout-items", help="Held-out human items every generation is scored on (text default 5000 sentences, smollm2 500; images 300)."),
     order: Optional[int] = typer.Option(None, "--order", help="ngram: order (default 3)."),
     temperature: Optional[float] = typer.Option(None, "--temperature", help="text families: sampling temperature (default 1)."),
     top_k: Optional[int] = typer.Option(None, "--top-k", help="text families: keep the k likeliest candidates (default 0 = off)."),
@@ -150,12 +151,12 @@ def run(
         cfg = load_config(
             config, defaults=preset_config(preset) if preset else None, watermark_share=watermark_share,
             corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
-            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, dim=dim, model=model, tree=tree, facts=facts,
+            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, holdout_items=holdout_items, dim=dim, model=model, tree=tree, facts=facts,
             watermark_key=str(watermark_key) if watermark_key else None,
             vault=str(vault) if vault else None, vault_snapshot=vault_snapshot,
             credentials=str(credentials) if credentials else None,
         )
-    elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items)):
+    elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items, holdout_items)):
         err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")
 
     with Progress(

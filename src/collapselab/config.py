@@ -150,6 +150,7 @@ DEFAULT_CORPUS = {"ngram": "sotu", "gpt": "sotu", "smollm2": "sotu", "gaussian":
                   "vae": "digits", "ddpm": "digits"}
 DEFAULT_TRAIN_ITEMS = {"ngram": 20000, "gpt": 5000, "smollm2": 300, "gaussian": 100, "gmm": 1000,
                        "image": 500}
+DEFAULT_HOLDOUT_ITEMS = {"smollm2": 500, "image": 300}  # others: 5000 sentences of text (a 135 M model scores ~6/s on a CPU)
 DEFAULT_DIVERSITY = {"text": "vocab_size", "numeric": "variance_ratio", "image": "recall"}
 DEFAULT_POLICIES = ["replace", "accumulate", "anchor:0.1", "fresh:0.1"]
 
@@ -169,6 +170,7 @@ class ExperimentConfig(BaseModel):
     samples: Optional[int] = Field(None, ge=2, description="items each generation produces (None: as many as generation 0's training set)")
     dim: int = Field(1, ge=1, le=256, description="dimension of the built-in 'normal' data")
     holdout_fraction: float = Field(0.1, gt=0, lt=1)
+    holdout_items: Optional[int] = Field(None, ge=1, description="held-out human items every generation is scored on (None: family default; text 5000 sentences, smollm2 500, images 300)")
     split_seed: int = Field(0, description="seed of the train/held-out split, shared by all run seeds")
     rare_max_count: int = Field(10, ge=1, description="a 'rare word' occurs at most this often in the human training set")
     diversity_metric: Optional[str] = Field(None, description="metric shown as 'output diversity' in the table (None: family default)")
@@ -217,6 +219,8 @@ class ExperimentConfig(BaseModel):
         self.model = params.model_dump()
         if self.train_items is None:
             self.train_items = DEFAULT_TRAIN_ITEMS["image" if self.is_image else self.family]
+        if self.holdout_items is None and self.kind != "numeric":
+            self.holdout_items = DEFAULT_HOLDOUT_ITEMS.get("image" if self.is_image else self.family, 5000)
         if self.diversity_metric is None:
             self.diversity_metric = DEFAULT_DIVERSITY[self.kind]
         if self.tree and len(self.policies) ** self.generations > 4096:

@@ -8,9 +8,6 @@ from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.text_corpus import TextCorpus, attach_vault, build_text_corpus, sotu_documents
 
 
-IMAGE_HOLDOUT = 300  # real images every generation is compared with (FID, precision/recall)
-
-
 def load_corpus(config):
     """The corpus an :class:`~collapselab.config.ExperimentConfig` names, split and ready: a
     TextCorpus, an ImageCorpus or a NumericCorpus."""
@@ -25,6 +22,7 @@ def load_corpus(config):
             name=config.corpus,
             n_train=config.train_items,
             holdout_fraction=config.holdout_fraction,
+            max_holdout_items=config.holdout_items,
             split_seed=config.split_seed,
             max_len=config.model["max_len"],
         )
@@ -39,7 +37,7 @@ def load_corpus(config):
         from collapselab.corpus.images import build_image_corpus
 
         return build_image_corpus(config.corpus, n_train=config.train_items, n_pool=pool_needed,
-                                  n_holdout=IMAGE_HOLDOUT, split_seed=config.split_seed)
+                                  n_holdout=config.holdout_items, split_seed=config.split_seed)
     return build_numeric_corpus(
         config.corpus,
         n_train=config.train_items,
