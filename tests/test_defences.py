@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 import collapselab as cl
+from collapselab.config import make_config
 from collapselab.corpus.sequences import TokenSequences
 from collapselab.errors import UserError
 from collapselab.loop.defences import Accumulated, Anchored, Curate, Filter
@@ -191,10 +192,10 @@ def test_bad_composed_specs_are_one_line_user_errors(spec):
 
 def test_config_names_missing_key_and_non_text_families(shared_text_folder):
     with pytest.raises(UserError, match=r"policies.*watermark key.*--watermark-key"):
-        cl.config.make_config({"corpus": str(shared_text_folder), "policies": ["web+filter:watermark"]})
+        make_config({"corpus": str(shared_text_folder), "policies": ["web+filter:watermark"]})
     with pytest.raises(UserError, match=r"policies.*judges text.*gaussian"):
-        cl.config.make_config({"family": "gaussian", "policies": ["web+curate"]})
-    cfg = cl.config.make_config({"family": "gaussian", "policies": ["web:0.2-0.6+anchor:0.1+accumulate"]})
+        make_config({"family": "gaussian", "policies": ["web+curate"]})
+    cfg = make_config({"family": "gaussian", "policies": ["web:0.2-0.6+anchor:0.1+accumulate"]})
     assert cfg.policies == ["web:0.2-0.6+anchor:0.1+accumulate"]  # the web itself works for any family
 
 
@@ -206,7 +207,7 @@ def judged(shared_text_folder):
     from collapselab.models.ngram import NGramModel
     from collapselab.provenance.watermark import Watermark
 
-    cfg = cl.config.make_config({"corpus": str(shared_text_folder), "train_items": 200})
+    cfg = make_config({"corpus": str(shared_text_folder), "train_items": 200})
     corpus = load_corpus(cfg)
     wm = Watermark(bytes([2]) * 32)  # a fixed key: the same green lists every run
     model = NGramModel(3, vocab_size=len(corpus.vocab)).fit(corpus.train)
