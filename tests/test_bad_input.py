@@ -175,6 +175,8 @@ CASES = [
     Case("seeds-negative", ["--seeds=-1", "--corpus", "tiny.txt", "--train-items", "100", "-g", "1", "-p", "replace", "-j", "1"], ["seed"], _tiny_corpus),
     Case("train-items-too-small", ["--train-items", "1"], ["train"]),
     Case("top-p-zero", ["--top-p", "0"], ["top"]),
+    Case("beam-without-prompt", ["--family", "gpt", "--decoding", "beam", "--prompt-len", "0"], ["prompt_len", "beam"]),
+    Case("holdout-items-zero", ["--holdout-items", "0"], ["--holdout-items", "greater than or equal to 1"]),
     Case("fresh-pool-too-small", ["--corpus", "tiny.txt", "--train-items", "190", "-p", "fresh:0.5", "-g", "3"], ["fresh:0.5", "tiny.txt"], _tiny_corpus),
     # config files
     Case("malformed-yaml", ["bad.yaml"], ["bad.yaml", "line 4"], _bad_yaml),

@@ -170,3 +170,14 @@ def test_bad_configs_are_user_errors(corpus):
         GPTModel(corpus.vocab, n_layer=48, n_embd=16384, n_head=16).fit(corpus.train, rng=np.random.default_rng(0))
     with pytest.raises(UserError, match="multiple of n_head"):
         GPTModel(corpus.vocab, n_embd=30, n_head=4).fit(corpus.train, rng=np.random.default_rng(0))
+
+
+def test_beam_decoding_gets_a_prompt_length_from_the_config():
+    from collapselab.config import BEAM_PROMPT_LEN, make_config
+
+    assert make_config({"family": "gpt", "model": {"decoding": "beam"}}).model["prompt_len"] == BEAM_PROMPT_LEN
+    assert make_config({"family": "gpt", "model": {"decoding": "beam", "prompt_len": 3}}).model["prompt_len"] == 3
+    assert make_config({"family": "gpt"}).model["prompt_len"] == 0  # sampling needs none
+    with pytest.raises(UserError, match="prompt_len"):
+        make_config({"family": "gpt", "model": {"decoding": "beam", "prompt_len": 0}})
+

@@ -37,4 +37,4 @@ def test_image_holdout():
 
 def test_bad_value_is_a_user_error():
     with pytest.raises(UserError, match="holdout_items"):
-        make_config({"family": "ngram", "holdout_items": 0})
+        make_config({"family": "ngram", "holdout_items": 0})  # named in the message

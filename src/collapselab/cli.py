@@ -117,6 +117,9 @@ def run(
     epochs: Optional[float] = typer.Option(None, "--epochs", help="gpt/smollm2/vae/ddpm: passes over each generation's training set."),
     init: Optional[str] = typer.Option(None, "--init", help="gpt/smollm2: generation g fine-tunes from gen0 (default, the Nature paper), previous, or scratch."),
     decoding: Optional[str] = typer.Option(None, "--decoding", help="gpt/smollm2: sample (default) or beam (prompted beam search, the Nature paper)."),
+    prompt_len: Optional[int] = typer.Option(None, "--prompt-len", help="gpt/smollm2 with --decoding beam: words of a training item each item continues (default 8)."),
+    num_beams: Optional[int] = typer.Option(None, "--num-beams", help="gpt/smollm2 with --decoding beam: beams (default 5)."),
+    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="gpt/smollm2: divide repeated pieces' logits by this (default 1 = off; the paper tried 2)."),
     device: Optional[str] = typer.Option(None, "--device", help="gpt/smollm2/vae/ddpm: cpu (default) or cuda."),
     facts: Optional[bool] = typer.Option(None, "--facts/--no-facts", help="Plant invented facts (1..32 copies each) in the human training set and report fact recall and hallucination rate per frequency bucket every generation (docs/facts.md)."),
     tree: Optional[bool] = typer.Option(None, "--tree/--chains", help="Grow a derivative tree (every model spawns one child per policy) instead of one chain per policy."),
@@ -142,7 +145,8 @@ def run(
     from collapselab.loop.engine import default_jobs
 
     model = {k: v for k, v in dict(order=order, temperature=temperature, top_k=top_k, top_p=top_p, estimator=estimator, bias=bias,
-                                   epochs=epochs, init=init, decoding=decoding, device=device).items() if v is not None}
+                                   epochs=epochs, init=init, decoding=decoding, prompt_len=prompt_len, num_beams=num_beams,
+                                   repetition_penalty=repetition_penalty, device=device).items() if v is not None}
     policies = [p for item in policy for p in item.split(",") if p.strip()] if policy else None
     cfg = None
     if not resume:

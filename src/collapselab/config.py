@@ -74,6 +74,9 @@ class _ModelDefaults(BaseModel):
         return self
 
 
+BEAM_PROMPT_LEN = 8  # words of a training item each beam-searched item continues, when not set
+
+
 class _TextNeuralParams(_ModelDefaults):
     epochs: Optional[float] = Field(None, ge=0, description="passes over each generation's training set")
     batch_size: Optional[int] = Field(None, ge=1)
@@ -88,6 +91,18 @@ class _TextNeuralParams(_ModelDefaults):
     prompt_len: Optional[int] = Field(None, ge=0, description="beam decoding: words of a training item given as the prompt")
     max_len: int = Field(100, ge=1, description="longest sentence, in words")
     init: Literal["gen0", "previous", "scratch"] = Field("gen0", description="generation g >= 1 fine-tunes from generation 0's weights (the Nature paper), the previous generation's, or trains from scratch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _beam_prompt(cls, data: Any) -> Any:
+        """Beam search continues prompts: ``decoding: beam`` without a ``prompt_len`` takes 8 words."""
+        if isinstance(data, dict) and data.get("decoding") == "beam":
+            if data.get("prompt_len") is None:
+                return {**data, "prompt_len": BEAM_PROMPT_LEN}
+            if data["prompt_len"] == 0:
+                raise ValueError("prompt_len: decoding 'beam' continues prompts taken from the training data and needs "
+                                 f"prompt_len >= 1 (words of a training item; default {BEAM_PROMPT_LEN})")
+        return data
 
 
 class GPTParams(_TextNeuralParams):
