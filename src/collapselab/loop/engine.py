@@ -31,6 +31,7 @@ from collapselab.loop.provenance import RunLedger, content_hash
 from collapselab.loop.streams import generation_rng
 from collapselab.models import make_model
 from collapselab.runfolder import RunFolder
+from collapselab.workers import exit_with_parent
 
 
 GRID_IMAGES = 100  # images per generation in the PNG grid
@@ -247,6 +248,8 @@ def _init_worker(job: _Job, q) -> None:
     if "torch" in sys.modules:  # unpickling a neural generation 0 brought torch in
         sys.modules["torch"].set_num_threads(1)
     _JOB, _QUEUE = job, q
+    exit_with_parent()
+
 
 
 def _chain_worker(args) -> None:

@@ -142,7 +142,9 @@ class Pool:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"))
+            from collapselab.workers import exit_with_parent
+
+            self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"), initializer=exit_with_parent)
         futures = [self._pool.submit(fn, t) for t in tasks]
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
