@@ -78,8 +78,8 @@ def hist_table(run: cl.Run, gens: list[int]) -> str:
 def verdict(gen0: float, final: dict) -> str:
     r, a = final["replace"].mean(), final["anchor:0.1"].mean()
     if r > gen0 and a < r:
-        return (f"The direction matches the paper: with no human data, perplexity on human text rises {r / gen0:.2f}-fold; "
-                f"with 10% kept it rises {a / gen0:.2f}-fold, {'far ' if (a - gen0) < 0.5 * (r - gen0) else ''}closer to generation 0.")
+        return (f"The direction matches the paper: with no human data, perplexity on human text rises from {gen0:.0f} to {r:.0f}; "
+                f"with 10% kept, to {a:.0f}, {'far ' if (a - gen0) < 0.5 * (r - gen0) else ''}closer to generation 0.")
     return (f"This run does NOT show the paper's direction (generation 0 {gen0:.0f}, replace {r:.0f}, anchor {a:.0f}): "
             "check the settings before trusting it.")
 

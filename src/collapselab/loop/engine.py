@@ -335,3 +335,7 @@ def _run_parallel(job: _Job, chains, done, jobs: int, accept: Callable) -> None:
             except queue_mod.Empty:
                 break
         result.get()  # re-raise a worker's exception here
+        pool.close()  # let the workers finish and release their locks (terminate() would leak them)
+        pool.join()
+    q.close()
+    q.join_thread()
