@@ -8,8 +8,9 @@ generation (mean ± sd), and the distribution of each generation's per-sample pe
 generation 0 (the paper's Fig. 1b histograms). Writes the "gpt" section of docs/results.md and
 the histogram figure docs/figures/repro_gpt_hist.png.
 
-    python bench/repro_gpt.py                    # 3 seeds x 2 policies x 10 generations: ~35 min on 2 cores
-    python bench/repro_gpt.py --decoding beam    # the paper's 5-beam prompted continuations: as long
+    python bench/repro_gpt.py                    # 3 seeds x 2 policies x 10 generations: 35-60 min on 2 cores
+    python bench/repro_gpt.py --decoding beam --train-items 2000 --generations 5   # the paper's 5-beam
+                                                 # prompted continuations: ~20 min (beam output is long)
     python bench/repro_gpt.py --train-items 1000 --generations 3 --seeds 0-1   # a quick look
 
 The run folder (bench/out/repro_gpt/ by default) is kept: rerunning the script with the same
@@ -102,7 +103,8 @@ DECODING = {
     "sample": ({}, "sampling at temperature 1, one sentence per item"),
     "beam": ({"decoding": "beam", "num_beams": 5, "prompt_len": 8, "max_len": 40},
              "the paper's recipe: 5-way beam search continuing an 8-word prompt taken from a random item of the generation's "
-             "own training set, for at most 40 words"),
+             "own training set, for at most 40 words (`max_len` 40 also cuts the human sentences at 40 words, so generation 0 "
+             "differs from the sampling run's)"),
 }
 
 
@@ -140,12 +142,14 @@ def main(argv: list[str] | None = None) -> int:
     s, mp = run.summary["corpus"], run.config.model
     final = {p: m[(m.policy == p) & (m.generation == G)]["ppl_holdout"] for p in POLICIES}
     gen0 = m[m.generation == 0]["ppl_holdout"]
-    flags = ("" if args.seeds == [0, 1, 2] else " --seeds " + ",".join(map(str, args.seeds))) + (" --decoding beam" if beam else "")
+    flags = (" --decoding beam" if beam else "") + ("" if args.seeds == [0, 1, 2] else " --seeds " + ",".join(map(str, args.seeds)))
+    flags += (f" --train-items {args.train_items}" if args.train_items else "") + (f" --generations {G}" if G != 10 else "")
+    took = run.summary.get("seconds")
     items = "items (prompt + continuation)" if beam else "sentences"
     doc = f"""## Reproduction 1{'b' if beam else ''}: the Nature paper's language model, with `gpt`{', beam search' if beam else ''}
 
-Produced by `python bench/repro_gpt.py{flags}` ({time.strftime('%Y-%m-%d')}; this invocation took {time.perf_counter() - t0:.0f} s;
-from scratch, about 35 minutes on this 2-core machine). Every number below is computed from that run's folder.
+Produced by `python bench/repro_gpt.py{flags}` ({time.strftime('%Y-%m-%d')}; the run took {took / 60:.0f} min on this 2-core machine,
+shared with other runs; rebuilding the tables from its folder takes {time.perf_counter() - t0:.0f} s). Every number below is computed from that run.
 
 Setup: `gpt` ({mp['n_layer']} layers, {mp['n_head']} heads, width {mp['n_embd']}, {mp['bpe_vocab']:,} BPE pieces, context {mp['block_size']}),
 {mp['epochs']:g} epochs per generation; generation g writes its {s['train_items']:,} {items} by {how}. Generation 0 trains on
