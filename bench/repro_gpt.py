@@ -115,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-items", type=int, default=None, help="sentences per generation (default: the gpt default, 5000)")
     ap.add_argument("--decoding", choices=list(DECODING), default="sample",
                     help="sample (default) or beam (the paper's 5-beam prompted continuations); each has its own section and run folder")
+    ap.add_argument("--family", choices=["gpt", "smollm2"], default="gpt",
+                    help="gpt (default) or smollm2 (the pretrained 135 M model; small slices on a CPU)")
+    ap.add_argument("--holdout-items", type=int, default=None, help="held-out sentences scored each generation (default: the family's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--jobs", type=int, default=2, help="chains run side by side (default 2)")
     ap.add_argument("--out", type=Path, default=None, help="run folder (default bench/out/repro_gpt[_beam]; kept, a rerun resumes it)")
@@ -122,13 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     beam = args.decoding == "beam"
-    suffix = "_beam" if beam else ""
+    suffix = ("" if args.family == "gpt" else f"_{args.family}") + ("_beam" if beam else "")
     out = args.out or OUT_DIR / f"repro_gpt{suffix}"
     knobs, how = DECODING[args.decoding]
-    config = {"family": "gpt", "policies": POLICIES, "seeds": args.seeds, "generations": args.generations,
+    config = {"family": args.family, "policies": POLICIES, "seeds": args.seeds, "generations": args.generations,
               "model": {"device": args.device, **knobs}}
     if args.train_items:
         config["train_items"] = args.train_items
+    if args.holdout_items:
+        config["holdout_items"] = args.holdout_items
     t0 = time.perf_counter()
     run = run_or_load(config, out, args.jobs)
     m = run.metrics
@@ -144,15 +149,21 @@ def main(argv: list[str] | None = None) -> int:
     gen0 = m[m.generation == 0]["ppl_holdout"]
     flags = (" --decoding beam" if beam else "") + ("" if args.seeds == [0, 1, 2] else " --seeds " + ",".join(map(str, args.seeds)))
     flags += (f" --train-items {args.train_items}" if args.train_items else "") + (f" --generations {G}" if G != 10 else "")
+    flags = (f" --family {args.family}" if args.family != "gpt" else "") + flags
+    flags += f" --holdout-items {args.holdout_items}" if args.holdout_items else ""
+    model = (f"`gpt` ({mp['n_layer']} layers, {mp['n_head']} heads, width {mp['n_embd']}, {mp['bpe_vocab']:,} BPE pieces, context {mp['block_size']})"
+             if args.family == "gpt" else f"`smollm2` (SmolLM2-135M-Instruct, pretrained, offline; learning rate {mp['lr']:g}, context {mp['block_size']})")
+    scale = ("a 0.6 M-parameter model trained in a minute, not a 125 M pretrained one, so the absolute level is not comparable"
+             if args.family == "gpt" else "a 135 M pretrained model like the paper's OPT-125m, on a far smaller slice")
     took = run.summary.get("seconds")
     items = "items (prompt + continuation)" if beam else "sentences"
-    doc = f"""## Reproduction 1{'b' if beam else ''}: the Nature paper's language model, with `gpt`{', beam search' if beam else ''}
+    doc = f"""## Reproduction 1{'b' if beam else ''}{'' if args.family == 'gpt' else ' (' + args.family + ')'}: the Nature paper's language model, with `{args.family}`{', beam search' if beam else ''}
 
 Produced by `python bench/repro_gpt.py{flags}` ({time.strftime('%Y-%m-%d')}; the run took {took / 60:.0f} min on this 2-core machine,
 shared with other runs; rebuilding the tables from its folder takes {time.perf_counter() - t0:.0f} s). Every number below is computed from that run.
 
-Setup: `gpt` ({mp['n_layer']} layers, {mp['n_head']} heads, width {mp['n_embd']}, {mp['bpe_vocab']:,} BPE pieces, context {mp['block_size']}),
-{mp['epochs']:g} epochs per generation; generation g writes its {s['train_items']:,} {items} by {how}. Generation 0 trains on
+Setup: {model},
+{mp['epochs']:g} epoch(s) per generation; generation g writes its {s['train_items']:,} {items} by {how}. Generation 0 trains on
 {s['train_items']:,} State of the Union sentences ({s['train_tokens']:,} words); each later generation fine-tunes **from generation
 0's weights** on what its predecessor wrote (`replace`, the paper's 0% original data) or on 90% of that plus 10% drawn
 afresh from the human training set (`anchor:0.1`, the paper's 10%). Held-out perplexity is per word on
@@ -179,15 +190,14 @@ set), generate with 5-way beam search, and report that with no original data lat
 perplexity points", while keeping 10% of the original data gives "only minor degradation"; the histograms of
 per-sample perplexity under generation 0 gain a peak of very probable samples and a long tail of improbable ones.
 
-Ours: generation 0 reaches {gen0.mean():.0f} per word (a 0.6 M-parameter model trained in a minute, not a 125 M
-pretrained one, so the absolute level is not comparable); at generation {G} `replace` stands at
+Ours: generation 0 reaches {gen0.mean():.0f} per word ({scale}); at generation {G} `replace` stands at
 {final['replace'].mean():.0f} ± {final['replace'].std(ddof=1):.0f} and `anchor:0.1` at {final['anchor:0.1'].mean():.0f} ± {final['anchor:0.1'].std(ddof=1):.0f}.
 {verdict(gen0.mean(), final)} The histogram: {shape_verdict(run, G)}
 Other differences: the paper picks each generation's best checkpoint on validation data, we train a fixed number of
 epochs; {'its prompts are blocks of the original training data, ours items of the generation' + "'" + 's own training set.' if beam else 'it beam-searches, this run samples (`--decoding beam` gives the beam variant, section 1b).'}
 """
     if not args.no_docs:
-        write_section(ROOT / "docs" / "results.md", f"gpt{suffix.replace('_', '-')}", doc)
+        write_section(ROOT / "docs" / "results.md", f"{args.family}{'-beam' if beam else ''}", doc)
     print(doc)
     return 0
 
