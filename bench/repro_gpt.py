@@ -163,7 +163,7 @@ Produced by `python bench/repro_gpt.py{flags}` ({time.strftime('%Y-%m-%d')}; the
 shared with other runs; rebuilding the tables from its folder takes {time.perf_counter() - t0:.0f} s). Every number below is computed from that run.
 
 Setup: {model},
-{mp['epochs']:g} epoch(s) per generation; generation g writes its {s['train_items']:,} {items} by {how}. Generation 0 trains on
+{mp['epochs']:g} epoch{'' if mp['epochs'] == 1 else 's'} per generation; generation g writes its {s['train_items']:,} {items} by {how}. Generation 0 trains on
 {s['train_items']:,} State of the Union sentences ({s['train_tokens']:,} words); each later generation fine-tunes **from generation
 0's weights** on what its predecessor wrote (`replace`, the paper's 0% original data) or on 90% of that plus 10% drawn
 afresh from the human training set (`anchor:0.1`, the paper's 10%). Held-out perplexity is per word on
