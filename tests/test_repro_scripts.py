@@ -59,3 +59,17 @@ def test_repro_images_runs_end_to_end(tmp_path, capsys):
     # other settings in the same folder: refused, not mixed
     with pytest.raises(SystemExit, match="other settings"):
         repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "3", "--jobs", "1", "--out", str(tmp_path), "--no-docs"])
+
+
+def test_text_verdict_follows_the_numbers():
+    repro = load("repro_gpt")
+
+    def frame(replace, anchor):
+        return pd.DataFrame([{"policy": p, "seed": 0, "generation": g, "ppl_holdout": v}
+                             for p, vals in (("replace", replace), ("anchor:0.1", anchor)) for g, v in enumerate(vals)])
+
+    assert "matches the paper" in repro.verdict(frame([100, 150, 300], [100, 110, 120]), 2)
+    dip = repro.verdict(frame([72, 64, 70], [72, 59, 61]), 2)  # a pretrained model gains first, then degrades
+    assert "Generation 1 scores below generation 0" in dip and "64 → 70" in dip
+    assert "does NOT show" in repro.verdict(frame([100, 90, 80], [100, 95, 90]), 2)
+    assert "does NOT show" in repro.verdict(frame([100, 150, 200], [100, 180, 300]), 2)  # the anchor doing worse
