@@ -137,10 +137,16 @@ def write_section(path: Path, name: str, markdown: str) -> Path:
 # The reproductions (repro_*.py): a kept run folder per experiment, resumed or reused on a rerun.
 
 def seeds_arg(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
+    """``--seeds`` for argparse, parsed as ``collapselab run --seeds`` parses it (0-2, 0,3)."""
+    import argparse
+
+    from collapselab.cli import _parse_seeds
+    from collapselab.errors import UserError
+
+    try:
+        return _parse_seeds(text)
+    except UserError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def run_or_load(config: dict, out: Path, jobs: int):

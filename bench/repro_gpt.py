@@ -39,9 +39,7 @@ LABEL = {"replace": "0% human data (replace)", "anchor:0.1": "10% human data (an
 
 def per_sample(run: cl.Run, policy: str, gen: int) -> np.ndarray:
     """Per-sample perplexity under generation 0 of generation ``gen``'s output, pooled over seeds."""
-    vals = [pd.read_parquet(run.folder.sample_path(policy, s, gen, True), columns=["ppl_under_gen0"])["ppl_under_gen0"].to_numpy()
-            for s in run.config.seeds]
-    return np.concatenate(vals)
+    return np.concatenate([run.folder.read_sample_column(policy, s, gen, "ppl_under_gen0") for s in run.config.seeds])
 
 
 def ppl_table(m: pd.DataFrame, gens: list[int]) -> str:

@@ -165,7 +165,7 @@ DEFAULT_CORPUS = {"ngram": "sotu", "gpt": "sotu", "smollm2": "sotu", "gaussian":
                   "vae": "digits", "ddpm": "digits"}
 DEFAULT_TRAIN_ITEMS = {"ngram": 20000, "gpt": 5000, "smollm2": 300, "gaussian": 100, "gmm": 1000,
                        "image": 500}
-DEFAULT_HOLDOUT_ITEMS = {"smollm2": 500, "image": 300}  # others: 5000 sentences of text (a 135 M model scores ~6/s on a CPU)
+DEFAULT_HOLDOUT_ITEMS = {"ngram": 5000, "gpt": 5000, "smollm2": 500, "image": 300}  # smollm2 scores ~6 sentences/s on a CPU
 DEFAULT_DIVERSITY = {"text": "vocab_size", "numeric": "variance_ratio", "image": "recall"}
 DEFAULT_POLICIES = ["replace", "accumulate", "anchor:0.1", "fresh:0.1"]
 
@@ -235,7 +235,7 @@ class ExperimentConfig(BaseModel):
         if self.train_items is None:
             self.train_items = DEFAULT_TRAIN_ITEMS["image" if self.is_image else self.family]
         if self.holdout_items is None and self.kind != "numeric":
-            self.holdout_items = DEFAULT_HOLDOUT_ITEMS.get("image" if self.is_image else self.family, 5000)
+            self.holdout_items = DEFAULT_HOLDOUT_ITEMS["image" if self.is_image else self.family]
         if self.diversity_metric is None:
             self.diversity_metric = DEFAULT_DIVERSITY[self.kind]
         if self.tree and len(self.policies) ** self.generations > 4096:

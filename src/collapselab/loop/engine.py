@@ -251,7 +251,6 @@ def _init_worker(job: _Job, q) -> None:
     exit_with_parent()
 
 
-
 def _chain_worker(args) -> None:
     seed, policy, done = args
     _JOB.run_chain(seed, policy, done, lambda row, ev: _QUEUE.put((row, ev)))
