@@ -115,3 +115,16 @@ def interrupt_after(k: int):
                 raise KeyboardInterrupt
 
     return on_event
+
+
+def fixed_key_file(path: Path, byte: int = 3) -> Path:
+    """A watermark key file (0600) with a fixed key: the same green lists, so the same numbers, every run.
+
+    Tests that make statistical assertions on watermark scores use this rather than
+    ``new_key_file``, whose random key makes each run draw different green lists.
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write((bytes([byte]) * 32).hex() + "\n")
+    return path

@@ -25,7 +25,7 @@ from collapselab.loop.judges import PreferenceReward, calibrated_detector
 from collapselab.loop.policies import Accumulate, LoopState, Replace, parse_policy
 from collapselab.loop.web import Web
 from collapselab.presets import COLUMNS, DEFENCES, mitigation_matrix
-from conftest import assert_same_metrics, cli
+from conftest import assert_same_metrics, cli, fixed_key_file
 from test_policies import GEN, HUMAN, N_HUMAN, POOL, check_origin, items_of, tagged
 
 N, G = 100, 4
@@ -246,12 +246,7 @@ POLICIES = [f"{WEB}+filter:classifier:0.01+accumulate", f"{WEB}+curate:reward:0.
 
 @pytest.fixture(scope="module")
 def key(tmp_path_factory):
-    """A fixed key file (0600): the same green lists, so the same numbers, every test run."""
-    path = tmp_path_factory.mktemp("runkey") / "wm.key"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write((bytes([3]) * 32).hex() + "\n")
-    return path
+    return fixed_key_file(tmp_path_factory.mktemp("runkey") / "wm.key")
 
 
 def run_config(corpus, key, **kw) -> dict:

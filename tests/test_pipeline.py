@@ -18,6 +18,7 @@ import pytest
 
 from collapselab.errors import UserError
 from collapselab.pipeline import filter_corpus, mix_corpus, scan_corpus
+from conftest import fixed_key_file
 
 N_HUMAN, N_MARKED = 700, 300
 
@@ -32,13 +33,13 @@ def data(tmp_path_factory):
     from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
     from collapselab.detect.base import chunk
     from collapselab.models.ngram import NGramModel
-    from collapselab.provenance.keys import load_key, new_key_file
+    from collapselab.provenance.keys import load_key
     from collapselab.provenance.watermark import Watermark
 
     d = tmp_path_factory.mktemp("pipeline")
     corpus = build_text_corpus(sotu_documents(), name="sotu", n_train=3000, split_seed=0)
     gen = NGramModel(3, vocab_size=len(corpus.vocab)).fit(corpus.train)
-    key_file = new_key_file(d / "wm.key")
+    key_file = fixed_key_file(d / "wm.key")
     wm = Watermark(load_key(key_file))
     rng = np.random.default_rng(0)
     human = corpus.vocab.decode(chunk(corpus.holdout.take(np.arange(5 * N_HUMAN)), 5))

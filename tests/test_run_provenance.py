@@ -9,7 +9,7 @@ import pytest
 import collapselab as cl
 from collapselab.loop.provenance import content_hash, model_id
 from collapselab.provenance.ledger import Ledger, verify
-from conftest import interrupt_after, write_text_folder
+from conftest import fixed_key_file, interrupt_after, write_text_folder
 
 POLICIES = ["replace", "accumulate", "fresh:0.1"]
 
@@ -105,10 +105,10 @@ def test_key_files_are_private_and_never_printed(tmp_path):
 
 
 def test_watermarked_run_carries_the_key_through_generations(corpus, tmp_path):
-    from collapselab.provenance.keys import load_key, new_key_file
+    from collapselab.provenance.keys import load_key
     from collapselab.provenance.watermark import Watermark
 
-    key = new_key_file(tmp_path / "k")
+    key = fixed_key_file(tmp_path / "k")
     cfg = {**_config(corpus), "policies": ["replace"], "watermark_key": str(key)}
     run = cl.run_experiment(cfg, out=tmp_path / "wm", jobs=1)
     m = run.metrics.sort_values("generation")
