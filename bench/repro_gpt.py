@@ -11,6 +11,9 @@ the histogram figure docs/figures/repro_gpt_hist.png.
     python bench/repro_gpt.py                    # 3 seeds x 2 policies x 10 generations: 35-60 min on 2 cores
     python bench/repro_gpt.py --decoding beam --train-items 2000 --generations 5   # the paper's 5-beam
                                                  # prompted continuations: ~20 min (beam output is long)
+    python bench/repro_gpt.py --decoding beam --train-items 2000 --generations 5 --repetition-penalty 2
+                                                 # the paper's ablation: the same beam run with repetition
+                                                 # penalty 2, compared with the run without it
     python bench/repro_gpt.py --train-items 1000 --generations 3 --seeds 0-1   # a quick look
 
 The run folder (bench/out/repro_gpt/ by default) is kept: rerunning the script with the same
@@ -105,6 +108,28 @@ def shape_verdict(run: cl.Run, G: int) -> str:
     return "; ".join(out) + "."
 
 
+def penalty_verdict(m: pd.DataFrame, b: pd.DataFrame | None, penalty: float, G: int) -> str:
+    """The paper's ablation, checked: repetition penalty 2 "causes the perplexity to double". Held-out
+    perplexity of this run against the same run without the penalty, generation by generation."""
+    if b is None:
+        return ("No run without the penalty and with the same settings was found to compare with; run the same command "
+                "without `--repetition-penalty` first (its folder is the default one), then rerun this one.")
+    G = min(G, int(b.generation.max()))
+    lines = ["| policy | generation | held-out ppl, penalty " + f"{penalty:g}" + " | without | ratio |", "| --- | ---: | ---: | ---: | ---: |"]
+    ratio = {}
+    for p in POLICIES:
+        for g in sorted({1, G}):
+            a = m[(m.policy == p) & (m.generation == g)].set_index("seed")["ppl_holdout"]
+            c = b[(b.policy == p) & (b.generation == g)].set_index("seed")["ppl_holdout"]
+            ratio[p, g] = (a / c).dropna().mean()
+            lines.append(f"| {p} | {g} | {a.mean():.0f} ± {a.std(ddof=1):.0f} | {c.mean():.0f} ± {c.std(ddof=1):.0f} | {ratio[p, g]:.2f}× |")
+    r = ratio["replace", G]
+    said = ("matches the paper's doubling" if 1.5 <= r <= 3 else "is more than the paper's doubling" if r > 3
+            else "raises perplexity, less than the paper's doubling" if r > 1.1 else "does NOT show the paper's rise")
+    return ("\n".join(lines) + f"\n\nWith no human data, the penalty multiplies generation {G}'s held-out perplexity by "
+            f"{r:.2f} (mean of per-seed ratios): this {said}.")
+
+
 DECODING = {
     "sample": ({}, "sampling at temperature 1, one sentence per item"),
     "beam": ({"decoding": "beam", "num_beams": 5, "prompt_len": 8, "max_len": 40},
@@ -112,6 +137,20 @@ DECODING = {
              "own training set, for at most 40 words (`max_len` 40 also cuts the human sentences at 40 words, so generation 0 "
              "differs from the sampling run's)"),
 }
+
+
+def same_run_without(path: Path, run: cl.Run) -> cl.Run | None:
+    """The finished run in ``path`` when its settings are ``run``'s but for the repetition penalty; else None."""
+    if not (path / "config.yaml").exists():
+        return None
+    base = cl.load_run(path)
+    if not base.complete:
+        return None
+    a, b = run.config.model_dump(), base.config.model_dump()
+    a["model"] = {k: v for k, v in a["model"].items() if k != "repetition_penalty"}
+    b["model"] = {k: v for k, v in b["model"].items() if k != "repetition_penalty"}
+    same = a == b and base.config.model.get("repetition_penalty") in (None, 1.0)
+    return base if same else None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="sample (default) or beam (the paper's 5-beam prompted continuations); each has its own section and run folder")
     ap.add_argument("--family", choices=["gpt", "smollm2"], default="gpt",
                     help="gpt (default) or smollm2 (the pretrained 135 M model; small slices on a CPU)")
+    ap.add_argument("--repetition-penalty", type=float, default=1.0,
+                    help="divide repeated pieces' logits by this (default 1 = off; the paper's ablation used 2); its own section and run folder")
+    ap.add_argument("--without", type=Path, default=None,
+                    help="with --repetition-penalty: the finished run without it to compare with (default: that command's default folder)")
     ap.add_argument("--holdout-items", type=int, default=None, help="held-out sentences scored each generation (default: the family's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--jobs", type=int, default=2, help="chains run side by side (default 2)")
@@ -131,9 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     beam = args.decoding == "beam"
+    rp = args.repetition_penalty
+    if rp < 1:
+        ap.error(f"--repetition-penalty must be at least 1 (got {rp:g})")
     suffix = ("" if args.family == "gpt" else f"_{args.family}") + ("_beam" if beam else "")
+    plain_out = args.without or OUT_DIR / f"repro_gpt{suffix}"  # the same run without the penalty, for the ablation
+    suffix += f"_rp{rp:g}" if rp != 1 else ""
     out = args.out or OUT_DIR / f"repro_gpt{suffix}"
     knobs, how = DECODING[args.decoding]
+    if rp != 1:
+        knobs, how = {**knobs, "repetition_penalty": rp}, how + f", with repetition penalty {rp:g}"
     config = {"family": args.family, "policies": POLICIES, "seeds": args.seeds, "generations": args.generations,
               "model": {"device": args.device, **knobs}}
     if args.train_items:
@@ -157,13 +207,25 @@ def main(argv: list[str] | None = None) -> int:
     flags += (f" --train-items {args.train_items}" if args.train_items else "") + (f" --generations {G}" if G != 10 else "")
     flags = (f" --family {args.family}" if args.family != "gpt" else "") + flags
     flags += f" --holdout-items {args.holdout_items}" if args.holdout_items else ""
+    flags += f" --repetition-penalty {rp:g}" if rp != 1 else ""
     model = (f"`gpt` ({mp['n_layer']} layers, {mp['n_head']} heads, width {mp['n_embd']}, {mp['bpe_vocab']:,} BPE pieces, context {mp['block_size']})"
              if args.family == "gpt" else f"`smollm2` (SmolLM2-135M-Instruct, pretrained, offline; learning rate {mp['lr']:g}, context {mp['block_size']})")
     scale = ("a 0.6 M-parameter model trained in a minute, not a 125 M pretrained one, so the absolute level is not comparable"
              if args.family == "gpt" else "a 135 M pretrained model like the paper's OPT-125m, on a far smaller slice")
     took = run.summary.get("seconds")
     items = "items (prompt + continuation)" if beam else "sentences"
-    doc = f"""## Reproduction 1{'b' if beam else ''}{'' if args.family == 'gpt' else ' (' + args.family + ')'}: the Nature paper's language model, with `{args.family}`{', beam search' if beam else ''}
+    ablation = ""
+    if rp != 1:
+        base = same_run_without(plain_out, run)
+        ablation = f"""
+### The repetition-penalty ablation
+
+Shumailov et al. report that generating with repetition penalty 2 "causes the perplexity to double". Against the same
+run without the penalty (`{plain_out.resolve().relative_to(ROOT) if plain_out.resolve().is_relative_to(ROOT) else plain_out}`):
+
+{penalty_verdict(m, None if base is None else base.metrics, rp, G)}
+"""
+    doc = f"""## Reproduction 1{'b' if beam else ''}{'' if args.family == 'gpt' else ' (' + args.family + ')'}: the Nature paper's language model, with `{args.family}`{', beam search' if beam else ''}{f', repetition penalty {rp:g}' if rp != 1 else ''}
 
 Produced by `python bench/repro_gpt.py{flags}` ({time.strftime('%Y-%m-%d')}; the run took {took / 60:.0f} min on this 2-core machine,
 shared with other runs; rebuilding the tables from its folder takes {time.perf_counter() - t0:.0f} s). Every number below is computed from that run.
@@ -201,9 +263,9 @@ Ours: generation 0 reaches {gen0.mean():.0f} per word ({scale}); at generation {
 {verdict(m, G)} The histogram: {shape_verdict(run, G)}
 Other differences: the paper picks each generation's best checkpoint on validation data, we train a fixed number of
 epochs; {'its prompts are blocks of the original training data, ours items of the generation' + "'" + 's own training set.' if beam else 'it beam-searches, this run samples (`--decoding beam` gives the beam variant, section 1b).'}
-"""
+{ablation}"""
     if not args.no_docs:
-        write_section(ROOT / "docs" / "results.md", f"{args.family}{'-beam' if beam else ''}", doc)
+        write_section(ROOT / "docs" / "results.md", f"{args.family}{'-beam' if beam else ''}{f'-rp{rp:g}' if rp != 1 else ''}", doc)
     print(doc)
     return 0
 

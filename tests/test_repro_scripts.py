@@ -73,3 +73,20 @@ def test_text_verdict_follows_the_numbers():
     assert "Generation 1 scores below generation 0" in dip and "64 → 70" in dip
     assert "does NOT show" in repro.verdict(frame([100, 90, 80], [100, 95, 90]), 2)
     assert "does NOT show" in repro.verdict(frame([100, 150, 200], [100, 180, 300]), 2)  # the anchor doing worse
+
+
+def test_repetition_penalty_verdict_follows_the_numbers():
+    repro = load("repro_gpt")
+
+    def frame(replace, anchor):
+        return pd.DataFrame([{"policy": p, "seed": s, "generation": g, "ppl_holdout": v * (1 + s / 100)}
+                             for p, vals in (("replace", replace), ("anchor:0.1", anchor)) for s in (0, 1) for g, v in enumerate(vals)])
+
+    without = frame([100, 150, 300], [100, 110, 120])
+    doubled = repro.penalty_verdict(frame([100, 320, 620], [100, 200, 230]), without, 2.0, 2)
+    assert "2.07" in doubled and "matches the paper's doubling" in doubled and "| replace | 2 | 623 ± 4 | 302 ± 2 | 2.07× |" in doubled
+    assert "does NOT show" in repro.penalty_verdict(frame([100, 150, 290], [100, 110, 120]), without, 2.0, 2)
+    assert "more than the paper's doubling" in repro.penalty_verdict(frame([100, 600, 1200], [100, 110, 120]), without, 2.0, 2)
+    assert "No run without the penalty" in repro.penalty_verdict(without, None, 2.0, 2)
+    # a baseline with fewer generations: compared at its last one
+    assert "| replace | 1 | 322 ± 2 | 151 ± 1 |" in repro.penalty_verdict(frame([100, 320, 620], [100, 200, 230]), without[without.generation < 2], 2.0, 2)
