@@ -125,7 +125,9 @@ def penalty_verdict(m: pd.DataFrame, b: pd.DataFrame | None, penalty: float, G: 
             lines.append(f"| {p} | {g} | {a.mean():.0f} ± {a.std(ddof=1):.0f} | {c.mean():.0f} ± {c.std(ddof=1):.0f} | {ratio[p, g]:.2f}× |")
     r = ratio["replace", G]
     said = ("matches the paper's doubling" if 1.5 <= r <= 3 else "is more than the paper's doubling" if r > 3
-            else "raises perplexity, less than the paper's doubling" if r > 1.1 else "does NOT show the paper's rise")
+            else "raises perplexity, less than the paper's doubling" if r > 1.1
+            else "does NOT show the paper's rise: the penalty lowers held-out perplexity" if r < 0.9
+            else "does NOT show the paper's rise: about the same perplexity")
     return ("\n".join(lines) + f"\n\nWith no human data, the penalty multiplies generation {G}'s held-out perplexity by "
             f"{r:.2f} (mean of per-seed ratios): this {said}.")
 
@@ -137,6 +139,16 @@ DECODING = {
              "own training set, for at most 40 words (`max_len` 40 also cuts the human sentences at 40 words, so generation 0 "
              "differs from the sampling run's)"),
 }
+
+
+def peak_line(run: cl.Run, base: cl.Run, G: int) -> str:
+    """The low-perplexity peak with and without the penalty: shares of generation G's items below generation 0's 10th percentile."""
+    G = min(G, base.config.generations)
+    cells = []
+    for p in POLICIES:
+        shares = [np.mean(per_sample(r, p, G) < np.percentile(per_sample(r, p, 0), 10)) for r in (run, base)]
+        cells.append(f"`{p}` {shares[0]:.0%} with the penalty, {shares[1]:.0%} without")
+    return f"The low-perplexity peak (generation {G}'s items below generation 0's 10th percentile): " + "; ".join(cells) + "."
 
 
 def same_run_without(path: Path, run: cl.Run) -> cl.Run | None:
@@ -190,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         config["train_items"] = args.train_items
     if args.holdout_items:
         config["holdout_items"] = args.holdout_items
-    t0 = time.perf_counter()
     run = run_or_load(config, out, args.jobs)
+    t0 = time.perf_counter()
     m = run.metrics
     G = run.config.generations
     gens = sorted({0, 1, 2, 3, 5, G} & set(range(G + 1)))
@@ -224,8 +236,9 @@ Shumailov et al. report that generating with repetition penalty 2 "causes the pe
 run without the penalty (`{plain_out.resolve().relative_to(ROOT) if plain_out.resolve().is_relative_to(ROOT) else plain_out}`):
 
 {penalty_verdict(m, None if base is None else base.metrics, rp, G)}
+{'' if base is None else peak_line(run, base, G)}
 """
-    doc = f"""## Reproduction 1{'b' if beam else ''}{'' if args.family == 'gpt' else ' (' + args.family + ')'}: the Nature paper's language model, with `{args.family}`{', beam search' if beam else ''}{f', repetition penalty {rp:g}' if rp != 1 else ''}
+    doc = f"""## Reproduction 1{'c' if rp != 1 else 'b' if beam else ''}{'' if args.family == 'gpt' else ' (' + args.family + ')'}: the Nature paper's language model, with `{args.family}`{', beam search' if beam else ''}{f', repetition penalty {rp:g}' if rp != 1 else ''}
 
 Produced by `python bench/repro_gpt.py{flags}` ({time.strftime('%Y-%m-%d')}; the run took {took / 60:.0f} min on this 2-core machine,
 shared with other runs; rebuilding the tables from its folder takes {time.perf_counter() - t0:.0f} s). Every number below is computed from that run.

@@ -85,7 +85,9 @@ def test_repetition_penalty_verdict_follows_the_numbers():
     without = frame([100, 150, 300], [100, 110, 120])
     doubled = repro.penalty_verdict(frame([100, 320, 620], [100, 200, 230]), without, 2.0, 2)
     assert "2.07" in doubled and "matches the paper's doubling" in doubled and "| replace | 2 | 623 ± 4 | 302 ± 2 | 2.07× |" in doubled
-    assert "does NOT show" in repro.penalty_verdict(frame([100, 150, 290], [100, 110, 120]), without, 2.0, 2)
+    same = repro.penalty_verdict(frame([100, 150, 290], [100, 110, 120]), without, 2.0, 2)
+    assert "does NOT show" in same and "about the same" in same
+    assert "the penalty lowers" in repro.penalty_verdict(frame([100, 120, 150], [100, 110, 120]), without, 2.0, 2)
     assert "more than the paper's doubling" in repro.penalty_verdict(frame([100, 600, 1200], [100, 110, 120]), without, 2.0, 2)
     assert "No run without the penalty" in repro.penalty_verdict(without, None, 2.0, 2)
     # a baseline with fewer generations: compared at its last one
