@@ -172,6 +172,28 @@ def test_bad_configs_are_user_errors(corpus):
         GPTModel(corpus.vocab, n_embd=30, n_head=4).fit(corpus.train, rng=np.random.default_rng(0))
 
 
+def test_a_refused_run_leaves_no_run_folder(shared_text_folder, tmp_path, monkeypatch):
+    """A model too big for the machine is refused at generation 0's fit, after the folder was made:
+    the folder goes, so no unfinished run is left for `--resume` to pick up; `--device cuda` on a
+    machine without a GPU is refused before any folder is made."""
+    import collapselab as cl
+
+    monkeypatch.chdir(tmp_path)
+    too_big = {"family": "gpt", "corpus": str(shared_text_folder), "generations": 1, "train_items": 100,
+               "model": {**TINY, "n_layer": 48, "n_embd": 16384, "n_head": 16}}
+    with pytest.raises(UserError, match="GiB"):
+        cl.run_experiment(too_big)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    (tmp_path / "mine").mkdir()  # an empty folder the user named: emptied again, kept
+    with pytest.raises(UserError, match="GiB"):
+        cl.run_experiment(too_big, out=tmp_path / "mine")
+    assert (tmp_path / "mine").is_dir() and not any((tmp_path / "mine").iterdir())
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="no CUDA GPU"):
+            cl.run_experiment({**too_big, "model": {**TINY, "device": "cuda"}}, out=tmp_path / "gpu")
+        assert not (tmp_path / "gpu").exists()
+
+
 def test_beam_decoding_gets_a_prompt_length_from_the_config():
     from collapselab.config import BEAM_PROMPT_LEN, make_config
 

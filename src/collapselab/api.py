@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import platform
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -187,9 +188,33 @@ def run_experiment(
         from collapselab.provenance.credentials import check_credentials
 
         check_credentials(config.credentials)
+    device = config.model.get("device", "cpu")
+    if device != "cpu":  # --device cuda without a GPU fails here, before any folder is written
+        from collapselab.models.torch_utils import resolve_device
+
+        resolve_device(device)
     corpus = load_corpus(config)  # bad input fails here, before any folder is written
     _check_corpus(config, corpus)
+    existed = folder.path.exists()
     folder.path.mkdir(parents=True, exist_ok=True)
+    try:
+        return _run_in(folder, config, corpus, key_id, jobs, on_event, started)
+    except UserError:
+        if not resume and not folder.metrics_path.exists():  # refused before any generation (a model too big
+            _empty(folder.path, remove=not existed)         # for the machine): leave no unfinished run behind
+        raise
+
+
+def _empty(path: Path, remove: bool) -> None:
+    """Delete what a refused run wrote into ``path`` (and ``path`` itself when the run made it)."""
+    for child in path.iterdir():
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    if remove:
+        path.rmdir()
+
+
+def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, on_event, started: float) -> Run:
+    """The run proper, once the input is checked and the folder made: the loop, the plots, the summary."""
     if config.watermark_key == NEW_KEY:
         config, key_id = _new_run_key(config, folder)
     folder.write_config(config.model_dump(mode="json"))
