@@ -100,6 +100,30 @@ def test_records_come_in_bounded_batches_and_memory_is_flat(tmp_path, monkeypatc
     assert peaks[1] < big.stat().st_size / 2
 
 
+# ----------------------------------------------------------------------------- --shard-size
+def test_shard_size_takes_bytes_or_units(corpus, tmp_path):
+    import typer
+
+    from collapselab.pipeline.pipeline_cli import parse_size
+
+    assert [parse_size(x) for x in ("268435456", "64MiB", "64M", "64 mib", "500MB", "1.5GiB", "2kB", 7)] == \
+        [268435456, 64 << 20, 64 << 20, 64 << 20, 500 * 10**6, 3 << 29, 2000, 7]
+    for bad in ("64Q", "0MB", "-1", "MB", "1e9", ""):
+        with pytest.raises(typer.BadParameter, match="not a size"):
+            parse_size(bad)
+    # through the command line: a unit gives the same shards as the bytes it stands for
+    for size, tag in ((f"{SHARD // 1024}KiB", "unit"), (str(SHARD), "bytes")):
+        proc = subprocess.run(CLI + ["scan", str(corpus["jsonl"]), "--detector", "length", "--out", str(tmp_path / tag / "s.parquet"),
+                                     "--jobs", "1", "--shard-size", size], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+    shards = [json.loads((tmp_path / t / "s.parquet.json").read_text())["inputs"][0]["shards"] for t in ("unit", "bytes")]
+    assert shards[0] == shards[1] and len(shards[0]) > 10
+    proc = subprocess.run(CLI + ["scan", str(corpus["jsonl"]), "--detector", "length", "--out", str(tmp_path / "x.parquet"),
+                                 "--shard-size", "64Q"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not a size" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.parquet").exists()
+
+
 # ----------------------------------------------------------------------------- any --jobs
 def test_same_outputs_whatever_jobs_and_shard_size(corpus, tmp_path):
     inp, docs = corpus["jsonl"], corpus["docs"]

@@ -283,8 +283,13 @@ def ledger_head(target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A
 
 def main() -> None:
     """Entry point: every user error, ours or a usage error, is one line on stderr and exit 2."""
+    run_app(app)
+
+
+def run_app(typer_app: typer.Typer) -> None:
+    """Run ``typer_app`` with the CLI's error handling (also ``python -m collapselab.pipeline.pipeline_cli``)."""
     try:
-        rc = app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
+        rc = typer_app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
     except UserError as e:
         err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(e.exit_code)

@@ -3,24 +3,37 @@
 Each command is one call of :mod:`collapselab.pipeline`. :func:`register` adds the three commands
 to the main app (``collapselab.cli``); ``pipeline_app`` holds the same commands on their own, and
 ``python -m collapselab.pipeline.pipeline_cli`` runs it with the main CLI's error handling
-(UserError: one line on stderr, exit 2).
+(a UserError or a usage error: one line on stderr, exit 2).
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import re
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from collapselab.errors import UserError
 from collapselab.pipeline.shards import SHARD_BYTES
 
 ON_ERROR_HELP = "What a malformed JSONL line does: 'fail' stops with its file and line (default), 'skip' skips it with a count."
 JOBS_HELP = "Local processes working on shards at once (default: one per core). The output is the same whatever it is."
-SHARD_HELP = "Bytes of plain JSONL per shard (the unit of parallel work and of resuming); .gz and Parquet files are one shard each."
+SHARD_HELP = ("Plain JSONL per shard (the unit of parallel work and of resuming), in bytes or with a unit: 64MiB, 500MB, 1GiB; "
+              ".gz and Parquet files are one shard each.")
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10**3, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
+
+
+def parse_size(text: str | int) -> int:
+    """A size in bytes from ``268435456``, ``256MiB``, ``256M`` (binary), ``500MB`` (decimal) or ``1.5 GiB``."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = m and m.group(2).lower()
+    if not m or unit not in _UNITS or int(float(m.group(1)) * _UNITS[unit]) < 1:
+        raise typer.BadParameter(f"{text!r} is not a size: give bytes (268435456) or a number and a unit (64MiB, 500MB, 1GiB)")
+    return int(float(m.group(1)) * _UNITS[unit])
 
 
 def scan_cmd(
@@ -47,7 +60,7 @@ def scan_cmd(
     batch_size: int = typer.Option(10_000, "--batch-size", help="Records per batch (memory is flat in the file size)."),
     force: bool = typer.Option(False, "--force", help="Rescan even if a finished sidecar matches the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP),
-    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", help=SHARD_HELP),
+    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help=SHARD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Score every document into a sidecar Parquet and estimate the synthetic share (95% CI).
@@ -76,7 +89,7 @@ def filter_cmd(
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP + " Skipped lines go to quarantine."),
     force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " With --scores it works on the scan's shards."),
-    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", help="With --detector: " + SHARD_HELP),
+    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help="With --detector: " + SHARD_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Split IN into kept and quarantined records by its scores; nothing is dropped silently.
@@ -129,22 +142,9 @@ register(pipeline_app)
 
 
 def main() -> None:
-    try:
-        rc = pipeline_app(standalone_mode=False)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
+    from collapselab.cli import run_app  # the main CLI's error handling (it imports this module)
 
-        if isinstance(e, click.ClickException):
-            print(f"error: {e.format_message()}", file=sys.stderr)
-            sys.exit(e.exit_code)
-        raise
-    if isinstance(rc, int) and rc:
-        sys.exit(rc)
+    run_app(pipeline_app)
 
 
 if __name__ == "__main__":
