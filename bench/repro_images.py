@@ -14,6 +14,8 @@ Writes the "images" section of docs/results.md and one figure per family
 
     python bench/repro_images.py                       # gmm and vae: ~8 min on 2 cores
     python bench/repro_images.py --families ddpm --device cuda   # the diffusion model, on a GPU
+    python bench/repro_images.py --generations 30 --no-bias      # the loops over a longer horizon: does
+                                                 # fixed real data only delay collapse? (~16 min)
 
 Run folders are kept under bench/out/repro_images/ (a rerun resumes or reuses them).
 """
@@ -145,14 +147,20 @@ def figure(run_dir: Path, family: str, seed: int, gens: list[int], out: Path) ->
     return out
 
 
-def family_section(family: str, loops: pd.DataFrame, biased: dict[float, pd.DataFrame], train_items: int,
-                   holdout_items: int | None, fig: Path | None, produced_by: str) -> str:
+def family_section(family: str, loops: pd.DataFrame, biased: dict[float, pd.DataFrame] | None, train_items: int,
+                   holdout_items: int | None, fig: Path | None, produced_by: str, heading: str = "") -> str:
     seeds = sorted(loops.seed.unique())
     G = int(loops.generation.max())
     gens = sorted({0, 1, 2, 3, 5, G} & set(range(G + 1)))
     held = f"{holdout_items} held-out real ones" if holdout_items else "the held-out real images"
     picture = f"\n![{family} samples by generation](figures/{fig.name})\n" if fig else ""
-    return f"""### `{family}`
+    bias = "" if biased is None else f"""**Sampling bias, fully synthetic loop.**
+
+{bias_table(biased, gens)}
+
+{chr(10).join(bias_findings(biased, G))}
+"""
+    return f"""### `{family}`{heading}
 
 {produced_by}. {train_items} real images train generation 0; every generation trains on {train_items} images and is
 compared with {held} (FID in the features of a classifier trained once on the real images; precision and recall
@@ -164,12 +172,7 @@ with k = 5). Mean ± sd over seeds {', '.join(map(str, seeds))}.
 
 {chr(10).join(loop_findings(loops, G))}
 
-**Sampling bias, fully synthetic loop.**
-
-{bias_table(biased, gens)}
-
-{chr(10).join(bias_findings(biased, G))}
-{picture}"""
+{bias}{picture}"""
 
 
 INTRO = """## Reproduction 2: MAD's self-consuming image loops, on digits
@@ -204,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="rebuild the tables from metrics copied from another machine (DIR/<family>-<corpus>-loops.parquet, "
                          "-bias0.7.parquet, -bias0.5.parquet, and repro_images_<family>.png), running nothing")
     ap.add_argument("--where", default=None, help="with --metrics-from: the machine the runs ran on, for the text")
+    ap.add_argument("--no-bias", action="store_true", help="only the three loops, no sampling-bias runs")
     ap.add_argument("--no-docs", action="store_true", help="print the tables without writing docs/results.md")
     args = ap.parse_args(argv)
 
@@ -211,6 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     G = args.generations
     fig_dir = args.out if args.no_docs else ROOT / "docs" / "figures"
     flags = f" --families {{family}}" + ("" if args.device == "cpu" else f" --device {args.device}")
+    flags += ("" if G == 10 else f" --generations {G}") + (" --no-bias" if args.no_bias else "")
+    suffix = "" if G == 10 else f"-g{G}"  # another horizon: its own run folders, figure and section
+    heading = "" if G == 10 else f", {G} generations"
     sections = {}
     for family in args.families.split(","):
         tag = f"{family}-{args.corpus}"
@@ -218,32 +225,33 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_from:
             src = args.metrics_from
             loops = pd.read_parquet(src / f"{tag}-loops.parquet")
-            biased = {b: loops[loops.policy == "replace"] if b == 1.0 else pd.read_parquet(src / f"{tag}-bias{b:g}.parquet") for b in BIASES}
+            biased = None if args.no_bias else {b: loops[loops.policy == "replace"] if b == 1.0
+                                                else pd.read_parquet(src / f"{tag}-bias{b:g}.parquet") for b in BIASES}
             fig = None
             if (src / f"repro_images_{family}.png").exists():
-                fig = fig_dir / f"repro_images_{family}.png"
+                fig = fig_dir / f"repro_images_{family}{suffix}.png"
                 fig.parent.mkdir(parents=True, exist_ok=True)
                 fig.write_bytes((src / f"repro_images_{family}.png").read_bytes())
             produced = f"Computed by {command} on {args.where or 'another machine'}; tables rebuilt here from its metrics with `--metrics-from`"
-            sections[family] = family_section(family, loops, biased, args.train_items, None, fig, produced)
+            sections[family] = family_section(family, loops, biased, args.train_items, None, fig, produced, heading)
             continue
         base = {"family": family, "corpus": args.corpus, "seeds": args.seeds, "generations": G, "train_items": args.train_items}
         model = {} if family == "gmm" else {"device": args.device, **({"epochs": args.epochs} if args.epochs else {})}
         print(f"{family}: the three loops")
-        run = run_or_load({**base, "policies": list(LOOPS), "model": model}, args.out / f"{tag}-loops", args.jobs)
-        loops, biased = run.metrics, {}
-        for b in BIASES:
+        run = run_or_load({**base, "policies": list(LOOPS), "model": model}, args.out / f"{tag}-loops{suffix}", args.jobs)
+        loops, biased = run.metrics, (None if args.no_bias else {})
+        for b in [] if args.no_bias else BIASES:
             print(f"{family}: replace, bias {b:g}")
             biased[b] = loops[loops.policy == "replace"] if b == 1.0 else run_or_load(
-                {**base, "policies": ["replace"], "model": {**model, "bias": b}}, args.out / f"{tag}-bias{b:g}", args.jobs).metrics
-        fig = figure(run.path, family, args.seeds[0], sorted({0, 1, min(3, G), G}), fig_dir / f"repro_images_{family}.png")
+                {**base, "policies": ["replace"], "model": {**model, "bias": b}}, args.out / f"{tag}-bias{b:g}{suffix}", args.jobs).metrics
+        fig = figure(run.path, family, args.seeds[0], sorted({0, 1, min(3, G), G}), fig_dir / f"repro_images_{family}{suffix}.png")
         s = run.summary["corpus"]
         produced = f"Computed by {command} ({time.strftime('%Y-%m-%d')}, this machine)"
-        sections[family] = family_section(family, loops, biased, s["train_items"], s["holdout_items"], fig, produced)
+        sections[family] = family_section(family, loops, biased, s["train_items"], s["holdout_items"], fig, produced, heading)
     if not args.no_docs:
         write_section(ROOT / "docs" / "results.md", "images", INTRO)
         for family, md in sections.items():
-            write_section(ROOT / "docs" / "results.md", f"images-{family}", md)
+            write_section(ROOT / "docs" / "results.md", f"images-{family}{suffix}", md)
     print(INTRO + "\n\n" + "\n".join(sections.values()))
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -48,17 +48,25 @@ def test_repro_images_runs_end_to_end(tmp_path, capsys):
     assert repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "2", "--jobs", "1",
                        "--out", str(tmp_path), "--no-docs"]) == 0
     text = capsys.readouterr().out
-    assert "### `gmm`" in text and "| 2 |" in text and "Mean ± sd over seeds 0, 1" in text
-    assert (tmp_path / "repro_images_gmm.png").stat().st_size > 1000
+    assert "### `gmm`, 2 generations" in text and "| 2 |" in text and "Mean ± sd over seeds 0, 1" in text
+    assert "**Sampling bias" in text and "--generations 2`" in text
+    assert (tmp_path / "repro_images_gmm-g2.png").stat().st_size > 1000  # another horizon than 10: its own figure and folders
+    assert {p.name for p in tmp_path.iterdir() if p.is_dir()} == {"gmm-digits-loops-g2", "gmm-digits-bias0.7-g2", "gmm-digits-bias0.5-g2"}
     # a rerun reuses the finished runs (no new generation lines) and prints the same tables
     assert repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "2", "--jobs", "1",
                        "--out", str(tmp_path), "--no-docs"]) == 0
     again = capsys.readouterr().out
     assert "rebuilding the tables only" in again
     assert again.split("### `gmm`")[1].split("![")[0] == text.split("### `gmm`")[1].split("![")[0]
+    # --no-bias: the loops only, from the same (reused) run
+    assert repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "2", "--jobs", "1", "--no-bias",
+                       "--out", str(tmp_path), "--no-docs"]) == 0
+    loops_only = capsys.readouterr().out
+    assert "rebuilding the tables only" in loops_only and "**Sampling bias" not in loops_only and "--no-bias`" in loops_only
     # other settings in the same folder: refused, not mixed
     with pytest.raises(SystemExit, match="other settings"):
-        repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "3", "--jobs", "1", "--out", str(tmp_path), "--no-docs"])
+        repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "2", "--train-items", "400", "--jobs", "1",
+                    "--out", str(tmp_path), "--no-docs"])
 
 
 def test_text_verdict_follows_the_numbers():
