@@ -34,6 +34,14 @@ def test_image_verdicts_follow_the_numbers():
     # a run where the "defences" collapse as fast as replace must not be reported as holding
     bad = repro.loop_findings(_frame({"replace": collapse, "anchor:0.2": collapse, "fresh:0.2": collapse}), 4)
     assert "does not hold" in bad[1] and "does not hold" in bad[2]
+    # the fully synthetic loop already at its collapsed plateau: fresh data still counts as bounded when it stays put
+    plateau = [(10, 0.9, 0.9), (80, 0.1, 0.9), (100, 0.0, 0.9), (101, 0.0, 0.9), (101, 0.0, 0.9)]
+    slight = [(10, 0.9, 0.9), (15, 0.8, 0.9), (16, 0.8, 0.9), (16.5, 0.8, 0.9), (17, 0.8, 0.9)]  # +1 on 17
+    flat = repro.loop_findings(_frame({"replace": plateau, "anchor:0.2": slight, "fresh:0.2": slight}), 4)
+    assert "does not hold" not in flat[2]
+    rising = [(10, 0.9, 0.9), (15, 0.8, 0.9), (20, 0.8, 0.9), (30, 0.7, 0.9), (40, 0.6, 0.9)]
+    still = repro.loop_findings(_frame({"replace": plateau, "anchor:0.2": rising, "fresh:0.2": rising}), 4)
+    assert "does not hold" in still[2]  # a fresh loop still drifting (+20 on 40) is not bounded
 
     biased = [(12, 0.7, 0.95), (30, 0.1, 0.96), (50, 0.0, 0.97), (60, 0.0, 0.97), (70, 0.0, 0.97)]
     lines = repro.bias_findings({1.0: _frame({"replace": collapse}), 0.5: _frame({"replace": biased})}, 4)
