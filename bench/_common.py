@@ -127,7 +127,8 @@ def write_section(path: Path, name: str, markdown: str) -> Path:
     old = path.read_text(encoding="utf-8") if path.exists() else ""
     if begin in old and end in old:
         head, rest = old.split(begin, 1)
-        new = head + block + rest.split(end, 1)[1].lstrip("\n")
+        after = rest.split(end, 1)[1].lstrip("\n")
+        new = head + block + ("\n" + after if after else "")  # one blank line before the next section
     else:
         new = old + ("\n" if old and not old.endswith("\n\n") else "") + block
     atomic_write_text(path, new)

@@ -115,7 +115,7 @@ def penalty_verdict(m: pd.DataFrame, b: pd.DataFrame | None, penalty: float, G: 
         return ("No run without the penalty and with the same settings was found to compare with; run the same command "
                 "without `--repetition-penalty` first (its folder is the default one), then rerun this one.")
     G = min(G, int(b.generation.max()))
-    lines = ["| policy | generation | held-out ppl, penalty " + f"{penalty:g}" + " | without | ratio |", "| --- | ---: | ---: | ---: | ---: |"]
+    lines = [f"| policy | generation | held-out ppl, penalty {penalty:g} | without | ratio |", "| --- | ---: | ---: | ---: | ---: |"]
     ratio = {}
     for p in POLICIES:
         for g in sorted({1, G}):
@@ -158,10 +158,11 @@ def same_run_without(path: Path, run: cl.Run) -> cl.Run | None:
     base = cl.load_run(path)
     if not base.complete:
         return None
-    a, b = run.config.model_dump(), base.config.model_dump()
-    a["model"] = {k: v for k, v in a["model"].items() if k != "repetition_penalty"}
-    b["model"] = {k: v for k, v in b["model"].items() if k != "repetition_penalty"}
-    same = a == b and base.config.model.get("repetition_penalty") in (None, 1.0)
+    def settings(r: cl.Run) -> dict:
+        d = r.config.model_dump()
+        return {**d, "model": {k: v for k, v in d["model"].items() if k != "repetition_penalty"}}
+
+    same = settings(run) == settings(base) and base.config.model.get("repetition_penalty") in (None, 1.0)
     return base if same else None
 
 

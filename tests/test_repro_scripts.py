@@ -108,3 +108,18 @@ def test_repetition_penalty_verdict_follows_the_numbers():
     assert "No run without the penalty" in repro.penalty_verdict(without, None, 2.0, 2)
     # a baseline with fewer generations: compared at its last one
     assert "| replace | 1 | 322 ± 2 | 151 ± 1 |" in repro.penalty_verdict(frame([100, 320, 620], [100, 200, 230]), without[without.generation < 2], 2.0, 2)
+
+
+def test_write_section_replaces_its_own_part_only(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    from _common import write_section
+
+    page = tmp_path / "results.md"
+    for name in ("a", "b", "c"):
+        write_section(page, name, f"## {name}\n\nfirst {name}")
+    write_section(page, "b", "## b\n\nsecond b")
+    text = page.read_text()
+    assert text == ("<!-- begin a -->\n## a\n\nfirst a\n<!-- end a -->\n\n<!-- begin b -->\n## b\n\nsecond b\n<!-- end b -->\n\n"
+                    "<!-- begin c -->\n## c\n\nfirst c\n<!-- end c -->\n")
+    write_section(page, "c", "## c\n\nsecond c")  # the last section: no blank line added after it
+    assert page.read_text().endswith("second c\n<!-- end c -->\n") and page.read_text().count("first a") == 1
