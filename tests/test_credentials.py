@@ -286,6 +286,9 @@ def test_changed_line_of_a_shard_is_invalid(creds, tmp_path):
     assert rc == 1 and "invalid" in out
 
 
+# a flipped byte in a certificate's serial can make it non-positive: cryptography warns while parsing
+# it (and will raise ValueError in a later release, which verify already reports as malformed)
+@pytest.mark.filterwarnings("ignore:Parsed a serial number which wasn't positive")
 def test_every_single_byte_flip_of_a_sidecar_is_detected(creds, tmp_path):
     shard = _jsonl(tmp_path / "s.jsonl", n=3)
     side = cred.sign_text_shard(shard, origin="synthetic", model_id="m", generation=1, credentials_dir=creds)
