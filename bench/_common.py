@@ -150,6 +150,11 @@ def seeds_arg(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def mean_sd(values, fmt: str = ".0f") -> str:
+    """``mean ± sd`` over seeds (sample sd); the mean alone for a single value."""
+    return f"{values.mean():{fmt}} ± {values.std(ddof=1):{fmt}}" if len(values) > 1 else f"{values.mean():{fmt}}"
+
+
 def run_or_load(config: dict, out: Path, jobs: int):
     """Run ``config`` into ``out`` and return the :class:`collapselab.Run`; resume the run when
     ``out`` holds it unfinished; only load it when it is finished."""

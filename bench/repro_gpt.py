@@ -33,7 +33,7 @@ import pandas as pd
 import collapselab as cl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, mean_sd, run_or_load, seeds_arg, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ["replace", "anchor:0.1"]
@@ -54,7 +54,7 @@ def ppl_table(m: pd.DataFrame, gens: list[int]) -> str:
         cells, rel = [], []
         for p in POLICIES:
             v = m[(m.policy == p) & (m.generation == g)].set_index("seed")["ppl_holdout"]
-            cells.append(f"{v.mean():.0f} ± {v.std(ddof=1):.0f}")
+            cells.append(mean_sd(v))
             r = (v / base[p]).dropna()
             rel.append(f"{r.mean():.2f}×")
         lines.append(f"| {g} | " + " | ".join(cells) + " | " + " | ".join(rel) + " |")
@@ -122,7 +122,7 @@ def penalty_verdict(m: pd.DataFrame, b: pd.DataFrame | None, penalty: float, G: 
             a = m[(m.policy == p) & (m.generation == g)].set_index("seed")["ppl_holdout"]
             c = b[(b.policy == p) & (b.generation == g)].set_index("seed")["ppl_holdout"]
             ratio[p, g] = (a / c).dropna().mean()
-            lines.append(f"| {p} | {g} | {a.mean():.0f} ± {a.std(ddof=1):.0f} | {c.mean():.0f} ± {c.std(ddof=1):.0f} | {ratio[p, g]:.2f}× |")
+            lines.append(f"| {p} | {g} | {mean_sd(a)} | {mean_sd(c)} | {ratio[p, g]:.2f}× |")
     r = ratio["replace", G]
     said = ("matches the paper's doubling" if 1.5 <= r <= 3 else "is more than the paper's doubling" if r > 3
             else "raises perplexity, less than the paper's doubling" if r > 1.1
@@ -273,7 +273,7 @@ perplexity points", while keeping 10% of the original data gives "only minor deg
 per-sample perplexity under generation 0 gain a peak of very probable samples and a long tail of improbable ones.
 
 Ours: generation 0 reaches {gen0.mean():.0f} per word ({scale}); at generation {G} `replace` stands at
-{final['replace'].mean():.0f} ± {final['replace'].std(ddof=1):.0f} and `anchor:0.1` at {final['anchor:0.1'].mean():.0f} ± {final['anchor:0.1'].std(ddof=1):.0f}.
+{mean_sd(final['replace'])} and `anchor:0.1` at {mean_sd(final['anchor:0.1'])}.
 {verdict(m, G)} The histogram: {shape_verdict(run, G)}
 Other differences: the paper picks each generation's best checkpoint on validation data, we train a fixed number of
 epochs; {'its prompts are blocks of the original training data, ours items of the generation' + "'" + 's own training set.' if beam else 'it beam-searches, this run samples (`--decoding beam` gives the beam variant, section 1b).'}

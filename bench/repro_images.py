@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, mean_sd, run_or_load, seeds_arg, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPS = {"replace": "fully synthetic", "anchor:0.2": "fixed real 20%", "fresh:0.2": "fresh real 20%"}
@@ -40,8 +40,7 @@ BIASES = [1.0, 0.7, 0.5]  # MAD's values: 0.7 (StyleGAN truncation), 0.5 (DDPM g
 
 
 def cell(df: pd.DataFrame, metric: str, fmt: str) -> str:
-    v = df[metric]
-    return f"{v.mean():{fmt}} ± {v.std(ddof=1):{fmt}}" if len(v) > 1 else f"{v.mean():{fmt}}"
+    return mean_sd(df[metric], fmt)
 
 
 def loops_table(m: pd.DataFrame, gens: list[int]) -> str:
@@ -223,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     G = args.generations
     fig_dir = args.out if args.no_docs else ROOT / "docs" / "figures"
-    flags = f" --families {{family}}" + ("" if args.device == "cpu" else f" --device {args.device}")
+    flags = " --families {family}" + ("" if args.device == "cpu" else f" --device {args.device}")
     flags += ("" if G == 10 else f" --generations {G}") + ("" if args.train_items == 500 else f" --train-items {args.train_items}")
     flags += " --no-bias" if args.no_bias else ""
     suffix = "" if G == 10 else f"-g{G}"  # another horizon: its own run folders, figure and section

@@ -30,10 +30,10 @@ def parse_size(text: str | int) -> int:
     if isinstance(text, int):
         return text
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
-    unit = m and m.group(2).lower()
-    if not m or unit not in _UNITS or int(float(m.group(1)) * _UNITS[unit]) < 1:
+    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()]) if m and m.group(2).lower() in _UNITS else 0
+    if size < 1:
         raise typer.BadParameter(f"{text!r} is not a size: give bytes (268435456) or a number and a unit (64MiB, 500MB, 1GiB)")
-    return int(float(m.group(1)) * _UNITS[unit])
+    return size
 
 
 def scan_cmd(
