@@ -141,7 +141,7 @@ def seeds_arg(text: str) -> list[int]:
     """``--seeds`` for argparse, parsed as ``collapselab run --seeds`` parses it (0-2, 0,3)."""
     import argparse
 
-    from collapselab.cli import _parse_seeds
+    from collapselab.cli.run import _parse_seeds
     from collapselab.errors import UserError
 
     try:

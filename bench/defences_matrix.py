@@ -87,7 +87,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="0-2")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "defences-matrix")
     args = ap.parse_args()
-    from collapselab.cli import _parse_seeds
+    from collapselab.cli.run import _parse_seeds
 
     t0 = time.perf_counter()
     cfg = preset_config("defences") | {"seeds": _parse_seeds(args.seeds)}
