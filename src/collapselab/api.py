@@ -17,7 +17,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from collapselab.config import ExperimentConfig, load_config, make_config
+from collapselab.atomic import check_writable_dir
+from collapselab.config import NEURAL_FAMILIES, ExperimentConfig, load_config, make_config
 from collapselab.corpus import load_corpus
 from collapselab.data import n_items
 from collapselab.errors import UserError
@@ -26,7 +27,7 @@ from collapselab.loop.policies import parse_policy
 from collapselab.loop.provenance import RunLedger, content_hash
 from collapselab.metrics.suite import NumericEvaluator, TextEvaluator
 from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
-from collapselab.runfolder import RunFolder, new_run_id
+from collapselab.runfolder import RunFolder, RunLock, new_run_id
 
 DEFAULT_RUNS_DIR = Path("runs")
 NEW_KEY = "new"  # watermark_key: make the run its own key
@@ -175,6 +176,8 @@ def run_experiment(
             DEFAULT_RUNS_DIR.mkdir(exist_ok=True)
             out = DEFAULT_RUNS_DIR / new_run_id(config.family, DEFAULT_RUNS_DIR)
         folder = RunFolder(out)
+        if folder.path.exists() and not folder.path.is_dir():
+            raise UserError(f"{folder.path}: --out is a file; give a folder for the run (it is created).")
         if folder.path.exists() and any(folder.path.iterdir()):
             raise UserError(f"{folder.path}: the folder exists and is not empty. Choose another --out, or add --resume to finish it.")
 
@@ -188,20 +191,38 @@ def run_experiment(
         from collapselab.provenance.credentials import check_credentials
 
         check_credentials(config.credentials)
+    if config.family in NEURAL_FAMILIES or config.is_image:  # torch is the [neural] extra, not the core
+        from collapselab.extras import require_torch
+
+        require_torch(f"--family {config.family}" + (f" on images ({config.corpus})" if config.is_image else ""))
     device = config.model.get("device", "cpu")
     if device != "cpu":  # --device cuda without a GPU fails here, before any folder is written
         from collapselab.models.torch_utils import resolve_device
 
         resolve_device(device)
+    check_writable_dir(folder.path.parent, "run")  # a parent that is a file or read-only fails before the corpus loads
     corpus = load_corpus(config)  # bad input fails here, before any folder is written
     _check_corpus(config, corpus)
+    requested = None
+    if config.train_items and n_items(corpus.train) < config.train_items:
+        requested, used = config.train_items, n_items(corpus.train)
+        config = config.model_copy(update={"train_items": used})  # config.yaml records what was used
+        if on_event is not None:
+            on_event(Event("note", message=f"--train-items {requested}: the corpus {config.corpus} has only {used} "
+                                           f"training items, so the run uses {used} (recorded in config.yaml; "
+                                           f"summary.json keeps the {requested} asked for)."))
     existed = folder.path.exists()
     folder.path.mkdir(parents=True, exist_ok=True)
     try:
-        return _run_in(folder, config, corpus, key_id, jobs, on_event, started)
+        with RunLock(folder.path):
+            return _run_in(folder, config, corpus, key_id, jobs, on_event, started, requested)
     except UserError:
         if not resume and not folder.metrics_path.exists():  # refused before any generation (a model too big
             _empty(folder.path, remove=not existed)         # for the machine): leave no unfinished run behind
+        raise
+    except OSError:  # the disk said no before the first generation: no half-made run folder either
+        if not resume and not folder.metrics_path.exists():
+            _empty(folder.path, remove=not existed)
         raise
 
 
@@ -213,7 +234,8 @@ def _empty(path: Path, remove: bool) -> None:
         path.rmdir()
 
 
-def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, on_event, started: float) -> Run:
+def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, on_event, started: float,
+            requested: int | None = None) -> Run:
     """The run proper, once the input is checked and the folder made: the loop, the plots, the summary."""
     if config.watermark_key == NEW_KEY:
         config, key_id = _new_run_key(config, folder)
@@ -244,6 +266,7 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
         "corpus": {
             "name": config.corpus,
             "train_items": n_items(corpus.train),
+            **({"train_items_requested": requested} if requested is not None else {}),
             "pool_items": n_items(corpus.pool),
             "holdout_items": n_items(corpus.holdout),
             **({"vault": corpus.vault_ref} if getattr(corpus, "vault_ref", None) else {}),

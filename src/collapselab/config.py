@@ -19,6 +19,7 @@ FAMILIES = ("ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm")
 TEXT_FAMILIES = ("ngram", "gpt", "smollm2")
 NEURAL_TEXT_FAMILIES = ("gpt", "smollm2")  # fine-tuned from an earlier generation's weights (``init``)
 IMAGE_FAMILIES = ("vae", "ddpm")  # plus gmm on an image corpus
+NEURAL_FAMILIES = ("gpt", "smollm2", "vae", "ddpm")  # need PyTorch: the [neural] extra (image corpora too)
 
 
 class NGramParams(BaseModel):

@@ -21,6 +21,7 @@ Every file is written to a temporary name and renamed, so a killed run leaves on
 from __future__ import annotations
 
 import json
+import os
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -98,7 +99,17 @@ class RunFolder:
     def read_config(self) -> dict:
         if not self.config_path.exists():
             raise UserError(f"{self.path}: not a Collapse Lab run folder (no config.yaml). Pass the folder that `collapselab run` printed.")
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        try:
+            config = yaml.safe_load(self.config_path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise UserError(f"{self.config_path}: not readable YAML{at}; the run folder is damaged. "
+                            "Restore config.yaml from a copy, or run the experiment again.") from None
+        if not isinstance(config, dict):
+            raise UserError(f"{self.config_path}: not a run config (a YAML mapping); the run folder is damaged. "
+                            "Restore config.yaml from a copy, or run the experiment again.")
+        return config
 
     # ---------------------------------------------------------------- metrics
     def write_metrics(self, rows: list[dict]) -> None:
@@ -110,7 +121,11 @@ class RunFolder:
     def read_metrics(self) -> pd.DataFrame:
         if not self.metrics_path.exists():
             return pd.DataFrame(columns=KEY_COLUMNS)
-        return pd.read_parquet(self.metrics_path)
+        try:
+            return pd.read_parquet(self.metrics_path)
+        except (pa.ArrowException, OSError, ValueError) as e:
+            raise UserError(f"{self.metrics_path}: unreadable Parquet ({str(e).splitlines()[0][:120]}); the file is truncated "
+                            "or damaged. Restore it from a copy, or run the experiment again.") from None
 
     # ---------------------------------------------------------------- samples
     def write_samples(self, policy, seed, generation, data, *, decode=None, extra=None) -> None:
@@ -151,4 +166,45 @@ class RunFolder:
     def read_summary(self) -> dict:
         if not self.summary_path.exists():
             return {}
-        return json.loads(self.summary_path.read_text(encoding="utf-8"))
+        try:
+            return json.loads(self.summary_path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            raise UserError(f"{self.summary_path}: not valid JSON; the file is damaged. "
+                            "Delete it and run `collapselab run --resume --out` on the folder to write it again.") from None
+
+
+class RunLock:
+    """One process at a time in a run folder: an exclusive ``flock`` on ``.lock``, released on exit.
+
+    A second ``run --resume`` of the same folder fails at once, naming the process that holds it,
+    instead of crashing later on the other's temporary files. The kernel drops the lock when the
+    holder dies, so a killed run never leaves the folder locked."""
+
+    NAME = ".lock"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path) / self.NAME
+        self.fd: int | None = None
+
+    def __enter__(self) -> "RunLock":
+        import fcntl
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"{self.path.parent}: the run folder is in use by {holder}. Wait for it to finish, "
+                            "or stop it, then run again.") from None
+        os.ftruncate(fd, 0)
+        stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        os.pwrite(fd, f"process {os.getpid()} (started {stamp})\n".encode(), 0)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:  # the file stays (unlinking it would let two processes lock two inodes)
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # closing drops the lock
+            self.fd = None

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
-from collapselab.cli.common import console, err_console
+from collapselab.cli.common import JSON_HELP, QUIET_HELP, console, err_console, print_json, progress_bar
 from collapselab.errors import UserError
 
 def _parse_seeds(text: str | None) -> list[int] | None:
@@ -112,14 +112,15 @@ def run(
     tree: Optional[bool] = typer.Option(None, "--tree/--chains", help="Grow a derivative tree (every model spawns one child per policy) instead of one chain per policy."),
     dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
     vault: Optional[Path] = typer.Option(None, "--vault", help="A sealed vault (`collapselab vault`): anchor and fresh draw their human items from it."),
-    vault_snapshot: Optional[str] = typer.Option(None, "--vault-snapshot", help="The vault snapshot to draw from (default: the newest)."),
+    vault_snapshot: Optional[str] = typer.Option(None, "--snapshot", "--vault-snapshot", help="With --vault: the snapshot to draw from (default: the newest). (old spelling --vault-snapshot: deprecated)"),
     credentials: Optional[Path] = typer.Option(None, "--credentials", help="Sign each generation's sample shard with these credentials (`collapselab credentials init DIR`)."),
     watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`), or 'new' for a fresh key in the run folder."),
     watermark_share: Optional[float] = typer.Option(None, "--watermark-share", help="Share of each generation's samples that carry the watermark (default 1)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Processes running policy chains side by side (default: one per core). Results do not depend on it."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP + " Implies --quiet."),
 ) -> None:
     """Run the self-consuming loop and print the article's table.
 
@@ -150,27 +151,25 @@ def run(
     elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items, holdout_items)):
         err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")
 
-    with Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err_console, disable=quiet, transient=False,
-    ) as progress:
-        task = progress.add_task("loading corpus", total=None)
-
+    with progress_bar("loading corpus", quiet=quiet or as_json) as update:
         def on_event(e) -> None:
             if e.kind == "start":
-                progress.update(task, total=e.total, completed=e.generation, description="training")
+                update(total=e.total, completed=e.generation, description="training")
             elif e.kind == "generation":
                 what = "generation 0 (human data)" if e.policy == "all" else f"{e.policy} gen {e.generation}"
-                progress.update(task, advance=1, description=f"seed {e.seed} · {what} ({e.seconds:.1f}s)")
+                update(advance=1, description=f"seed {e.seed} · {what} ({e.seconds:.1f}s)")
             elif e.kind == "done":
-                progress.update(task, description="plots and summary")
+                update(description="plots and summary")
+            elif e.kind == "note":
+                err_console.print(f"[yellow]note:[/yellow] {escape(e.message)}", highlight=False, soft_wrap=True)
 
         try:
             result = run_experiment(cfg, out=out, resume=resume, jobs=jobs or default_jobs(len(cfg.seeds) * len(cfg.policies) if cfg else 4), on_event=on_event)
         except KeyboardInterrupt:
-            progress.stop()
             err_console.print("[yellow]interrupted: finished generations are saved; continue with `collapselab run --resume`.[/yellow]")
             raise typer.Exit(130)
+    if as_json:
+        return print_json(run_record(result))
     if result.config.preset == "defences":
         print_matrix(result)
     else:
@@ -179,7 +178,24 @@ def run(
     console.print(f"\nRun folder: [bold]{result.path}[/bold]  ({s.get('seconds', 0):.1f}s) — metrics.parquet, samples/, plots/, summary.json")
 
 
-def report(run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`.")) -> None:
+def run_record(r) -> dict:
+    """What ``run --json`` and ``report --json`` print: the folder, the settings, the table, the last
+    generation's metrics and the summary."""
+    from collapselab.report.table import table_records
+
+    c = r.config
+    return {"run": str(r.path), "complete": r.complete, "family": c.family, "corpus": c.corpus,
+            "policies": c.policies, "seeds": c.seeds, "generations": c.generations,
+            "diversity_metric": c.diversity_metric, "caption": r.caption(),
+            "table": table_records(r.table()) if not c.tree else None,
+            "metrics": r.metrics.to_dict("records"), "summary": r.summary}
+
+
+def report(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`."),
+    plots: bool = typer.Option(True, "--plots/--no-plots", help="Re-draw the PNG plots into RUN/plots (skipped, with a note, when the folder is read-only)."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Re-print a run's table and re-draw its plots from the folder alone."""
     from collapselab.api import load_run
 
@@ -188,19 +204,38 @@ def report(run_dir: Path = typer.Argument(..., help="A run folder made by `colla
         raise UserError(f"{run_dir}: the run has no finished generation yet. Continue it with `collapselab run --resume --out {run_dir}`.")
     if not r.complete:
         err_console.print(f"[yellow]{run_dir}: unfinished run; showing the generations it finished. Continue it with `collapselab run --resume --out {run_dir}`.[/yellow]")
-    print_table(r)
-    paths = r.plot()
-    console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
+    if as_json:
+        print_json(run_record(r))
+    else:
+        print_table(r)
+    if not plots:
+        return
+    try:
+        paths = r.plot()
+    except OSError as e:  # a read-only or full run folder: the table is printed, the old plots stay as they were
+        from collapselab.oserrors import describe
+
+        err_console.print(f"[yellow]note: plots not re-drawn ({escape(describe(e))}); the table above is complete.[/yellow]",
+                          highlight=False, soft_wrap=True)
+        return
+    if not as_json:
+        console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
 
 
-def lineage(run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`.")) -> None:
+def lineage(
+    run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Print the run's model lineage from its ledger: who learned from whose output, and how deep.
 
     A model's synthetic depth is the longest chain of model-made data behind it."""
     from collapselab.report.lineage import lineage as read_lineage
     from collapselab.report.lineage import render
 
-    console.print(render(read_lineage(run_dir / "ledger.sqlite"), str(run_dir)))
+    nodes = read_lineage(run_dir / "ledger.sqlite")
+    if as_json:
+        return print_json({"run": str(run_dir), "models": list(nodes.values())})
+    console.print(render(nodes, str(run_dir)))
 
 
 def register(app: typer.Typer) -> None:

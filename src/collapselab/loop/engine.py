@@ -39,7 +39,7 @@ GRID_IMAGES = 100  # images per generation in the PNG grid
 
 @dataclass
 class Event:
-    """A progress report: ``kind`` is 'start', 'generation' or 'done'."""
+    """A progress report: ``kind`` is 'start', 'generation', 'done' or 'note' (``message`` for the user)."""
 
     kind: str
     seed: int = 0
@@ -50,6 +50,7 @@ class Event:
     sources: tuple = ()  # origins of the training items (see policies.TrainingSet)
     ancestors: tuple = ()  # tree runs: the label of the model at each depth above this one
     output_hash: str = ""  # content hash of what the generation produced
+    message: str = ""  # 'note': something the user should know (a setting the run had to change)
 
 
 def total_steps(config: ExperimentConfig) -> int:

@@ -12,6 +12,7 @@ import secrets
 import stat
 from pathlib import Path
 
+from collapselab.atomic import check_output_file
 from collapselab.errors import UserError
 
 MIN_KEY_BYTES = 16
@@ -20,13 +21,19 @@ MIN_KEY_BYTES = 16
 def new_key_file(path: str | Path) -> Path:
     """Write a fresh 256-bit key to ``path`` (mode 0600); refuses to overwrite."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_output_file(path, "key")
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise UserError(f"{path}: exists already; a key is never overwritten. Choose another path.") from None
-    with os.fdopen(fd, "w") as f:
-        f.write(secrets.token_bytes(32).hex() + "\n")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_bytes(32).hex() + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:  # a full disk: no half-written key left to be mistaken for a whole one
+        path.unlink(missing_ok=True)
+        raise
     return path
 
 
@@ -34,8 +41,10 @@ def load_key(path: str | Path) -> bytes:
     path = Path(path)
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise UserError(f"{path}: no such key file. Create one with `collapselab keys new {path}`.") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise UserError(f"{path}: is a folder, not a key file. Name the key file itself (made by `collapselab keys new FILE`).")
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise UserError(f"{path}: the key file is readable by others (mode {stat.S_IMODE(st.st_mode):o}). Run `chmod 600 {path}`.")
     text = path.read_bytes().strip()
