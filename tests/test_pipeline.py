@@ -250,5 +250,5 @@ def test_scan_with_the_perplexity_detector(data, tmp_path):
     f = filter_corpus(human, scores=tmp_path / "p.parquet", out=tmp_path / "k.jsonl", quarantine=tmp_path / "q.jsonl",
                       threshold=r.threshold + 1e-12)
     assert f.kept + f.quarantined == 700
-    with pytest.raises(UserError, match="needs --reference-vault"):
+    with pytest.raises(UserError, match="needs --vault"):
         scan_corpus([human], vocab=data["vocab"], out=tmp_path / "x.parquet", detector="perplexity")

@@ -39,7 +39,7 @@ def check_writable_dir(folder: str | os.PathLike, what: str = "output") -> Path:
     folder = Path(folder)
     for p in [folder, *folder.parents]:
         if p.exists() and not p.is_dir():
-            raise UserError(f"{folder}: cannot be the {what} folder, {p} is a file. Choose another path.")
+            raise UserError(f"{folder}: cannot hold the {what}: {p} is a file, not a folder. Choose another path.")
         if p.exists():
             break
     try:
@@ -47,9 +47,10 @@ def check_writable_dir(folder: str | os.PathLike, what: str = "output") -> Path:
     except OSError as e:
         from collapselab.oserrors import describe
 
-        raise UserError(describe(e, f"cannot create the {what} folder {folder}")) from None
+        raise UserError(describe(e, f"cannot create the folder for the {what}")) from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"{folder}: the {what} folder is not writable (permission denied). Choose another folder or fix its permissions.")
+        raise UserError(f"{folder}: not writable, so it cannot hold the {what} (permission denied). "
+                        "Choose another folder or fix its permissions.")
     return folder
 
 
@@ -58,7 +59,7 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     file, or its folder is not writable. Creates the folder, as the write would."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{path}: the {what} path is a folder; give a file name, e.g. {path / 'out.jsonl'}.")
+        raise UserError(f"{path}: the {what} is a folder; give a file name, e.g. {path / ('out' + (path.suffix or '.jsonl'))}.")
     check_writable_dir(path.parent if str(path.parent) else Path("."), what)
     return path
 

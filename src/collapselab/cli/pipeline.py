@@ -8,13 +8,14 @@ to the main app (``collapselab.cli``); ``pipeline_app`` holds the same commands 
 
 from __future__ import annotations
 
-import json
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from collapselab.cli.common import JSON_HELP, QUIET_HELP, print_json, progress_bar
 from collapselab.pipeline.shards import SHARD_BYTES
 
 ON_ERROR_HELP = "What a malformed JSONL line does: 'fail' stops with its file and line (default), 'skip' skips it with a count."
@@ -39,10 +40,10 @@ def parse_size(text: str | int) -> int:
 def scan_cmd(
     inputs: List[Path] = typer.Argument(..., metavar="IN...", help="JSONL (.jsonl, .jsonl.gz) or Parquet files; never modified."),
     out: Path = typer.Option(..., "--out", "-o", help="The sidecar Parquet to write (one row per document); OUT.json is its manifest."),
-    key: Optional[Path] = typer.Option(None, "--key", help="The watermark key file (0600, see `collapselab keys new`); for --detector watermark."),
+    key: Optional[Path] = typer.Option(None, "--watermark-key", "--key", help="The watermark key file (0600, see `collapselab keys new`); for --detector watermark. (old spelling --key: deprecated)"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help="The generator's vocabulary file (one word a line, Vocabulary.save); for watermark and perplexity."),
-    detector: str = typer.Option("watermark", "--detector", "--detectors", help="'watermark' (needs --key, no training), 'perplexity' (needs --reference-vault) or 'length' (characters, for quality rules)."),
-    reference_vault: Optional[Path] = typer.Option(None, "--reference-vault", help="perplexity: vault whose snapshot fits (half) and calibrates (half) the reference n-gram."),
+    detector: str = typer.Option("watermark", "--detector", "--detectors", help="'watermark' (needs --watermark-key, no training), 'perplexity' (needs --vault) or 'length' (characters, for quality rules)."),
+    reference_vault: Optional[Path] = typer.Option(None, "--vault", "--reference-vault", help="perplexity: the vault whose snapshot fits (half) and calibrates (half) the reference n-gram. (old spelling --reference-vault: deprecated)"),
     snapshot: Optional[str] = typer.Option(None, "--snapshot", help="perplexity: the vault snapshot (default: the latest)."),
     fpr_target: float = typer.Option(0.01, "--fpr-target", help="perplexity: the threshold flags this share of held-out vault text."),
     order: int = typer.Option(3, "--order", help="perplexity: the reference n-gram's order."),
@@ -61,7 +62,8 @@ def scan_cmd(
     force: bool = typer.Option(False, "--force", help="Rescan even if a finished sidecar matches the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP),
     shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help=SHARD_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Score every document into a sidecar Parquet and estimate the synthetic share (95% CI).
 
@@ -69,11 +71,12 @@ def scan_cmd(
     share is printed beside it. The input is never modified."""
     from collapselab.pipeline.scan import scan_corpus
 
-    r = scan_corpus(inputs, key=key, vocab=vocab, out=out, detector=detector, text_field=text_field, on_error=on_error,
-                    z_threshold=z_threshold, gamma=gamma, context_width=context_width, tpr=tpr, n_tpr=n_tpr, fpr=fpr,
-                    n_fpr=n_fpr, tpr_from=tpr_from, batch_size=batch_size, force=force,
-                    reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
-                    direction=direction, jobs=jobs, shard_bytes=shard_size)
+    with _progress("scan", quiet or as_json) as progress:
+        r = scan_corpus(inputs, key=key, vocab=vocab, out=out, detector=detector, text_field=text_field, on_error=on_error,
+                        z_threshold=z_threshold, gamma=gamma, context_width=context_width, tpr=tpr, n_tpr=n_tpr, fpr=fpr,
+                        n_fpr=n_fpr, tpr_from=tpr_from, batch_size=batch_size, force=force,
+                        reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
+                        direction=direction, jobs=jobs, shard_bytes=shard_size, progress=progress)
     _show(r, as_json)
 
 
@@ -90,16 +93,19 @@ def filter_cmd(
     force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " With --scores it works on the scan's shards."),
     shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help="With --detector: " + SHARD_HELP),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Split IN into kept and quarantined records by its scores; nothing is dropped silently.
 
     Scores: a scan's sidecar (--scores), or computed while reading (--detector length, one pass)."""
     from collapselab.pipeline.filter import filter_corpus
 
-    _show(filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
-                        on_error=on_error, force=force, jobs=jobs, detector=detector, text_field=text_field,
-                        shard_bytes=shard_size), as_json)
+    with _progress("filter", quiet or as_json) as progress:
+        r = filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
+                          on_error=on_error, force=force, jobs=jobs, detector=detector, text_field=text_field,
+                          shard_bytes=shard_size, progress=progress)
+    _show(r, as_json)
 
 
 def mix_cmd(
@@ -113,18 +119,31 @@ def mix_cmd(
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
     force: bool = typer.Option(False, "--force", help="Redo even if a finished output matches the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " It counts the inputs' shards; the writing pass is one."),
-    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
     """Write a training set holding at least --min-human verified human documents from the vault."""
     from collapselab.pipeline.mix import mix_corpus
 
-    _show(mix_corpus(inputs, vault=vault, snapshot=snapshot, min_human=min_human, out=out, seed=seed,
-                     text_field=text_field, on_error=on_error, force=force, jobs=jobs), as_json)
+    with _progress("mix", quiet or as_json) as progress:
+        r = mix_corpus(inputs, vault=vault, snapshot=snapshot, min_human=min_human, out=out, seed=seed,
+                       text_field=text_field, on_error=on_error, force=force, jobs=jobs, progress=progress)
+    _show(r, as_json)
+
+
+@contextmanager
+def _progress(command: str, quiet: bool):
+    """A progress bar over a command's shards (on a terminal, without --quiet), as the API's ``progress``."""
+    with progress_bar(command, quiet=quiet) as update:
+        def progress(done: int, total: int, what: str) -> None:
+            update(completed=done, total=total, description=f"{command}: {what} shards")
+
+        yield progress
 
 
 def _show(result, as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), default=str))
+        print_json(result.to_dict())
     else:
         typer.echo(("(finished output found for these inputs: skipped) " if result.skipped else "") + result.summary())
 

@@ -41,12 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-from collapselab.atomic import AtomicFile, atomic_write_json
+from collapselab.atomic import AtomicFile, atomic_write_json, check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
 from collapselab.pipeline.io import (BATCH, Found, JsonlWriter, LineReader, MalformedLine, ParquetWriter, check_on_error,
-                                     fail_message, file_sha256, kind_of, parse_lines, parse_slowly, read_manifest,
-                                     shard_records)
+                                     fail_message, file_sha256, kind_of, open_parquet, parquet_batches, parse_lines,
+                                     parse_slowly, read_manifest, shard_records)
 from collapselab.pipeline.scan import FORMAT as SCAN, VERSION as SCAN_VERSION, LengthScorer
 
 FORMAT = "collapselab-filter"
@@ -131,11 +131,9 @@ class _Rows:
     """The sidecar rows of one shard, taken in line order a block at a time."""
 
     def __init__(self, job: _Job) -> None:
-        import pyarrow.parquet as pq
-
         cols = ["line", "id", "score"] + (["p_value"] if job.fpr is not None else [])
-        pf = pq.ParquetFile(job.scores)
-        self._it = iter(pf.iter_batches(batch_size=BATCH, columns=cols, row_groups=job.row_groups)
+        pf = open_parquet(job.scores)
+        self._it = iter(parquet_batches(pf, job.scores, batch_size=BATCH, columns=cols, row_groups=job.row_groups)
                         if job.row_groups else [])
         self._buf = None
         self.fpr = job.fpr
@@ -312,9 +310,8 @@ def _malformed(job: _Job, lines: list[bytes], first: int, bad_idx: list[int]) ->
 
 def _filter_parquet(job: _Job, paths: list[Path]) -> dict:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    pf = pq.ParquetFile(job.shard.file)
+    pf = open_parquet(job.shard.file)
     rows = _Rows(job) if job.scorer is None else None
     found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
     first = 1
@@ -346,10 +343,10 @@ def _filter_parquet(job: _Job, paths: list[Path]) -> dict:
 def _parquet_rows(job: _Job, pf):
     """The file's record batches, each with its records as read by the scan (when scoring here)."""
     if job.scorer is None:
-        for rb in pf.iter_batches(batch_size=BATCH):
+        for rb in parquet_batches(pf, job.shard.file, batch_size=BATCH):
             yield rb, None
         return
-    batches = pf.iter_batches(batch_size=BATCH)
+    batches = parquet_batches(pf, job.shard.file, batch_size=BATCH)
     for b in shard_records(job.shard, text_field=job.text_field, on_error=job.on_error, batch_size=BATCH, found=Found()):
         yield next(batches), b
 
@@ -390,9 +387,7 @@ def _copy(r, w) -> None:
 
 def _row_groups(scores: Path, first_row: int, rows: list[int]) -> list[list[int]]:
     """The sidecar row groups of each shard (the scan writes every shard into whole row groups)."""
-    import pyarrow.parquet as pq
-
-    md = pq.ParquetFile(scores).metadata
+    md = open_parquet(scores).metadata
     starts = np.cumsum([0] + [md.row_group(i).num_rows for i in range(md.num_row_groups)])
     out, lo = [], first_row
     for n in rows:
@@ -407,11 +402,13 @@ def _row_groups(scores: Path, first_row: int, rows: list[int]) -> list[list[int]
 def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = None, out: str | os.PathLike,
                   quarantine: str | os.PathLike, fpr: float | None = None, threshold: float | None = None,
                   on_error: str = "fail", force: bool = False, jobs: int | None = None, detector: str | None = None,
-                  text_field: str = "text", shard_bytes: int = sh.SHARD_BYTES) -> FilterResult:
+                  text_field: str = "text", shard_bytes: int = sh.SHARD_BYTES,
+                  progress: sh.Progress | None = None) -> FilterResult:
     """Split ``inp`` into ``out`` and ``quarantine`` by the scores in ``scores``, or by the scores of
     ``detector`` computed while reading (see the module)."""
     check_on_error(on_error)
     jobs = sh.check_jobs(jobs)
+    sh.check_shard_bytes(shard_bytes)
     inp, out, quarantine = Path(inp), Path(out), Path(quarantine)
     if (scores is None) == (detector is None):
         raise UserError("filter: give exactly one of --scores (a scan's sidecar) or --detector length (score while reading).")
@@ -435,6 +432,8 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
     if str(out).lower().endswith(".gz") != str(quarantine).lower().endswith(".gz"):
         raise UserError("filter: --out and --quarantine must both be .gz or neither.")
     reasons = Path(str(quarantine) + ".reasons.jsonl")
+    for path, flag in ((out, "--out"), (quarantine, "--quarantine"), (reasons, "--quarantine's reasons file")):
+        check_output_file(path, flag)  # a bad --quarantine fails here, before a record is written
     rule = f"score >= {threshold:g}" if threshold is not None else f"p_value <= {fpr:g}"
     if scores is not None:
         scores = Path(scores)
@@ -472,12 +471,19 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
         bases = np.cumsum([0] + [r["lines"] for r in rec["shards"]]).tolist()
         tasks = [_Job(s, r, b, g, rec["path"], str(scores), None, **common)
                  for s, r, b, g in zip(shards, rec["shards"], bases, groups)]
-        marks = sh.run(_filter_shard, tasks, jobs)
+        marks = sh.run(_filter_shard, tasks, jobs, sh.ticker(progress, len(tasks), "filtering"))
     else:
         marks = _score_and_filter(shards, jobs, dict(scanned=None, row_groups=[], name=str(inp), scores=None,
-                                                     scorer=LengthScorer(), **common))
-    for i, dest in enumerate(outputs):
-        _concat([parts / list(m["outputs"])[i] for m in marks], dest)
+                                                     scorer=LengthScorer(), **common),
+                                  sh.ticker(progress, len(shards), "filtering"))
+    manifest_path.unlink(missing_ok=True)  # from here on no manifest vouches for outputs being rewritten
+    try:
+        for i, dest in enumerate(outputs):
+            _concat([parts / list(m["outputs"])[i] for m in marks], dest)
+    except BaseException:  # a kept file without its quarantine would drop records silently: none of them stays
+        for dest in outputs:
+            dest.unlink(missing_ok=True)
+        raise
     count = {k: sum(m[k] for m in marks) for k in ("records", "kept", "flagged", "malformed")}
     assert count["kept"] + count["flagged"] + count["malformed"] == count["records"]
     result = FilterResult(str(inp), str(out), str(quarantine), str(reasons), count["records"], count["kept"],
@@ -490,7 +496,7 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
     return result
 
 
-def _score_and_filter(shards: list[sh.Shard], jobs: int, job: dict) -> list[dict]:
+def _score_and_filter(shards: list[sh.Shard], jobs: int, job: dict, on_done=None) -> list[dict]:
     """Filter shards scoring as they are read: in order in this process (each shard's first line
     number is known once the shards before it are done), else after counting every shard's lines."""
     if jobs == 1 or len(shards) == 1:
@@ -498,10 +504,12 @@ def _score_and_filter(shards: list[sh.Shard], jobs: int, job: dict) -> list[dict
         for s in shards:
             marks.append(_filter_shard(_Job(s, line_base=base, **job)))
             base += marks[-1]["lines"]
+            if on_done:
+                on_done()
         return marks
     with sh.Pool(jobs) as pool:
         bases = np.cumsum([0] + pool.map(_count_lines, shards)).tolist()
-        return pool.map(_filter_shard, [_Job(s, line_base=b, **job) for s, b in zip(shards, bases)])
+        return pool.map(_filter_shard, [_Job(s, line_base=b, **job) for s, b in zip(shards, bases)], on_done)
 
 
 def _count_lines(shard: sh.Shard) -> int:

@@ -299,20 +299,43 @@ def shard_records(shard, *, text_field: str, on_error: str, batch_size: int = BA
     found.sha256, found.lines = reader.sha256, reader.lines
 
 
-def _parquet_records(path: str, text_field: str, on_error: str, batch_size: int, found: Found,
-                     whole_rows: bool) -> Iterator[Batch]:
+def open_parquet(path: str | os.PathLike):
+    """``pyarrow.parquet.ParquetFile(path)``, or one UserError naming the file when it is not Parquet,
+    truncated or damaged."""
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        return pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises ArrowInvalid and friends
-        raise UserError(f"{path}: not a readable Parquet file ({e}).") from None
+        raise UserError(f"{path}: not a readable Parquet file, truncated or damaged ({str(e).splitlines()[0]}). "
+                        "Check the file, or write it again.") from None
+
+
+def parquet_batches(pf, path: str | os.PathLike, **kw) -> Iterator:
+    """``pf.iter_batches(**kw)``, with a damaged page reported as one UserError naming the file."""
+    import pyarrow as pa
+
+    it = pf.iter_batches(**kw)
+    while True:
+        try:
+            rb = next(it)
+        except StopIteration:
+            return
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(f"{path}: a damaged Parquet page ({str(e).splitlines()[0]}); the file is truncated or "
+                            "corrupt. Check the file, or write it again.") from None
+        yield rb
+
+
+def _parquet_records(path: str, text_field: str, on_error: str, batch_size: int, found: Found,
+                     whole_rows: bool) -> Iterator[Batch]:
+    pf = open_parquet(path)
     names = pf.schema_arrow.names
     if text_field not in names:
         raise UserError(f"{path}: no column {text_field!r}; pass --text-field with one of {names}.")
     cols = None if whole_rows else [text_field] + (["id"] if "id" in names and text_field != "id" else [])
     n = 0
-    for rb in pf.iter_batches(batch_size=batch_size, columns=cols):
+    for rb in parquet_batches(pf, path, batch_size=batch_size, columns=cols):
         texts = rb.column(text_field).to_pylist()
         ids = rb.column("id").to_pylist() if "id" in rb.schema.names else [None] * len(texts)
         ok = [i for i, t in enumerate(texts) if isinstance(t, str)]
@@ -350,9 +373,13 @@ class JsonlWriter:
         self.count += count
 
     def close(self, ok: bool = True) -> None:
-        if self.f is not self._raw:
-            self.f.close()
-        self._raw.close()
+        try:
+            if self.f is not self._raw:
+                self.f.close()
+            self._raw.close()
+        except BaseException:  # the last flush failed (a full disk): no temporary file left behind
+            self.out.abort()
+            raise
         self.out.commit() if ok else self.out.abort()
 
     def __enter__(self) -> "JsonlWriter":
@@ -379,7 +406,11 @@ class ParquetWriter:
             self.count += rb.num_rows
 
     def close(self, ok: bool = True) -> None:
-        self.w.close()
+        try:
+            self.w.close()
+        except BaseException:  # the footer could not be written (a full disk): no temporary file left behind
+            self.out.abort()
+            raise
         self.out.commit() if ok else self.out.abort()
 
     def __enter__(self) -> "ParquetWriter":

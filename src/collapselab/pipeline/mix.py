@@ -33,7 +33,7 @@ from typing import Sequence
 
 import numpy as np
 
-from collapselab.atomic import atomic_write_json
+from collapselab.atomic import atomic_write_json, check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
 from collapselab.pipeline.io import (MAX_EXAMPLES, Found, JsonlWriter, check_on_error, dumps_line, file_sha256, inputs_record,
@@ -87,7 +87,7 @@ def human_needed(n_input: int, min_human: float) -> int:
 
 def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, out: str | os.PathLike,
                snapshot: str | None = None, seed: int = 0, text_field: str = "text", on_error: str = "fail",
-               force: bool = False, jobs: int | None = None) -> MixResult:
+               force: bool = False, jobs: int | None = None, progress: sh.Progress | None = None) -> MixResult:
     """Write the mixed training set ``out`` and its manifest ``out.json`` (see the module)."""
     from collapselab.provenance.vault import Vault
 
@@ -100,11 +100,14 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
     out = Path(out)
     if not (str(out).endswith(".jsonl") or str(out).endswith(".jsonl.gz")):
         raise UserError(f"{out}: mix writes JSONL; name the output *.jsonl or *.jsonl.gz.")
+    if seed < 0:
+        raise UserError(f"--seed {seed}: a seed is a whole number >= 0, e.g. --seed 0.")
     for p in inputs:
         if not Path(p).is_file():
             raise UserError(f"{p}: no such file.")
         if Path(p).resolve() == out.resolve():
             raise UserError(f"{out}: is one of the inputs; pick another --out.")
+    check_output_file(out, "--out")  # a folder, a path under a file, an unwritable folder: before any work
     v = vault if isinstance(vault, Vault) else Vault(vault)
     snapshot = snapshot or v.latest_snapshot()
     snap = v.snapshot(snapshot)  # signature, count and Merkle root checked
@@ -120,8 +123,13 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
 
     # pass 1: count the records, shard by shard
     shards = sh.plan(inputs)
-    counts = sh.run(_count, [(s, text_field, on_error) for s in shards], jobs)
+    counts = sh.run(_count, [(s, text_field, on_error) for s in shards], jobs, sh.ticker(progress, len(shards), "counting"))
     n_in = sum(c[0] for c in counts)
+    if n_in == 0:  # an empty mix would claim a human share it does not have
+        skipped = sum(c[1] for c in counts)
+        raise UserError(f"{', '.join(map(str, inputs))}: no record to mix"
+                        + (f" ({skipped} malformed lines skipped)" if skipped else " (the input is empty)")
+                        + f"; nothing written. Check the files and --text-field {text_field!r}.")
     h = human_needed(n_in, min_human)
     if h > snap.count:
         raise UserError(f"--min-human {min_human}: {n_in} input records need {h} human documents, but snapshot "
@@ -141,12 +149,15 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
                 w.write(dumps_line({"id": f"vault:{hx}", text_field: text, "source": f"vault:{snap.name}", "vault_sha256": hx}))
                 r, t, hi = r - 1, t - 1, hi + 1
 
+        tick = sh.ticker(progress, len(shards), "writing")
         for s in shards:
             for b in shard_records(s, text_field=text_field, on_error="skip", found=Found(), whole_rows=True):
                 for rec in b.raw:
                     human_slots()
                     w.write(dumps_line(rec) if isinstance(rec, dict) else rec + b"\n")
                     t -= 1
+            if tick:
+                tick()
         human_slots()
         assert r == 0 and t == 0
     total = h + n_in
@@ -159,8 +170,20 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
         per_file[s.file][0] += c[0]
         per_file[s.file][1] += c[1]
         base += c[3]
-    result = MixResult(str(out), str(manifest_path), n_in, h, total, (h / total) if total else 0.0, min_human,
+    result = MixResult(str(out), str(manifest_path), n_in, h, total, h / total, min_human,
                        snap.name, snap.merkle_root, sum(c[1] for c in counts), out_hash, False, examples[:MAX_EXAMPLES])
+    if result.human_share < min_human:  # cannot happen by human_needed; never print a guarantee that fails
+        out.unlink(missing_ok=True)
+        raise RuntimeError(f"mix: human share {result.human_share} below {min_human}")
+    try:
+        _write_manifest(manifest_path, params, ins, per_file, v, snap, h, digest, n_in, total, result, out, out_hash)
+    except BaseException:  # a training set no manifest vouches for is not left to look finished
+        out.unlink(missing_ok=True)
+        raise
+    return result
+
+
+def _write_manifest(manifest_path, params, ins, per_file, v, snap, h, digest, n_in, total, result, out, out_hash) -> None:
     atomic_write_json(manifest_path, {
         "format": FORMAT, "params": params,
         "sources": [{**rec, "records": per_file[rec["path"]][0], "malformed_skipped": per_file[rec["path"]][1]}
@@ -169,4 +192,3 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
         "counts": {"input": n_in, "human": h, "total": total, "human_share": result.human_share},
         "output": {"path": str(out), "sha256": out_hash},
         "result": {k: v_ for k, v_ in result.to_dict().items() if k != "skipped"}})
-    return result

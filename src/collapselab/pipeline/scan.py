@@ -55,7 +55,7 @@ from typing import Sequence
 
 import numpy as np
 
-from collapselab.atomic import AtomicFile, atomic_write_json
+from collapselab.atomic import AtomicFile, atomic_write_json, check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
 from collapselab.pipeline.io import (BATCH, MAX_EXAMPLES, Found, check_on_error, file_sha256, inputs_record,
@@ -111,10 +111,14 @@ class ScanResult:
             f", first {self.malformed_lines[0]['file']}:{self.malformed_lines[0]['line']}" if self.malformed_lines else "")
         if self.rule == "none":
             return f"{self.documents} documents scored into {self.out} ({bad}); the length detector flags nothing."
+        if self.estimate is None or self.estimate != self.estimate:  # None (from JSON) or NaN: TPR <= FPR
+            share = (f"Estimated synthetic share: not estimable, the detector's TPR {self.tpr:.3f} does not exceed "
+                     f"its FPR {self.fpr:.2e}")
+        else:
+            share = (f"Estimated synthetic share: {self.estimate:.2%} (95% CI {self.low:.2%}-{self.high:.2%}), "
+                     f"corrected with FPR {self.fpr:.2e} ({self.fpr_source}) and TPR {self.tpr:.3f} ({self.tpr_source})")
         return (f"{self.documents} documents scanned ({bad}); "
-                f"flagged ({self.rule}): {self.flagged} ({self.flagged_share:.2%}). "
-                f"Estimated synthetic share: {self.estimate:.2%} (95% CI {self.low:.2%}-{self.high:.2%}), "
-                f"corrected with FPR {self.fpr:.2e} ({self.fpr_source}) and TPR {self.tpr:.3f} ({self.tpr_source}).")
+                f"flagged ({self.rule}): {self.flagged} ({self.flagged_share:.2%}). {share}.")
 
 
 def _tokenizer(vocab):
@@ -185,7 +189,7 @@ class _PerplexityScorer:
         self.merkle_root = v.snapshot(self.snapshot).merkle_root
         texts = v.texts(self.snapshot)
         if len(texts) < 20:
-            raise UserError(f"--reference-vault: snapshot {self.snapshot!r} holds {len(texts)} documents; the perplexity "
+            raise UserError(f"--vault: snapshot {self.snapshot!r} holds {len(texts)} documents; the perplexity "
                             "detector needs at least 20 (half fit the reference, half calibrate the threshold).")
         self.tokenizer = _tokenizer(vocab)
         self.direction = float(direction)
@@ -224,6 +228,19 @@ class LengthScorer:
         return np.zeros(len(cols["score"]), dtype=bool)
 
 
+def _check_rates(*, tpr, n_tpr, fpr, n_fpr, fpr_target) -> None:
+    """The detector's rates are probabilities: a TPR in (0, 1], an FPR in [0, 1), counts >= 1."""
+    if tpr is not None and not 0 < tpr <= 1:
+        raise UserError(f"--tpr {tpr:g}: a true-positive rate lies in (0, 1], e.g. 0.9.")
+    if fpr is not None and not 0 <= fpr < 1:
+        raise UserError(f"--fpr {fpr:g}: a false-positive rate lies in [0, 1), e.g. 0.01.")
+    if not 0 < fpr_target < 1:
+        raise UserError(f"--fpr-target {fpr_target:g}: a false-positive rate lies in (0, 1), e.g. 0.01.")
+    for flag, n in (("--n-tpr", n_tpr), ("--n-fpr", n_fpr)):
+        if n is not None and n < 1:
+            raise UserError(f"{flag} {n}: the number of documents a rate was measured on is at least 1.")
+
+
 def _load_vocab(vocab):
     from collapselab.corpus.tokenize import Vocabulary
 
@@ -232,7 +249,19 @@ def _load_vocab(vocab):
     p = Path(vocab)
     if not p.is_file():
         raise UserError(f"{p}: no such vocabulary file (one word a line, as `Vocabulary.save` writes it).")
-    return Vocabulary.load(p), file_sha256(p)
+    try:
+        v = Vocabulary.load(p)
+    except UnicodeDecodeError as e:
+        line = p.read_bytes()[: e.start].count(b"\n") + 1
+        raise UserError(f"{p}: line {line} is not UTF-8 text; a vocabulary file holds one word a line, as "
+                        "`Vocabulary.save` writes it (a run folder's vocab.txt).") from None
+    words = v.words.tolist()
+    if len(set(words)) != len(words):
+        seen: set = set()
+        dup = next(w for w in words if w in seen or seen.add(w))
+        raise UserError(f"{p}: the word {dup!r} is listed twice; a vocabulary file holds each word once "
+                        "(a run folder's vocab.txt).")
+    return v, file_sha256(p)
 
 
 def _load_key(key) -> bytes:
@@ -368,21 +397,22 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
                 fpr: float | None = None, n_fpr: int | None = None, tpr_from: Sequence[str | os.PathLike] = (),
                 batch_size: int = BATCH, force: bool = False, reference_vault=None, snapshot: str | None = None,
                 fpr_target: float = 0.01, order: int = 3, direction: float = 1.0, jobs: int | None = None,
-                shard_bytes: int = sh.SHARD_BYTES) -> ScanResult:
+                shard_bytes: int = sh.SHARD_BYTES, progress: sh.Progress | None = None) -> ScanResult:
     """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module)."""
     from collapselab.detect.calibration import rogan_gladen
 
     if detector not in DETECTORS:
-        raise UserError(f"--detector {detector!r}: use 'watermark' (with --key), 'perplexity' (with --reference-vault) "
+        raise UserError(f"--detector {detector!r}: use 'watermark' (with --watermark-key), 'perplexity' (with --vault) "
                         "or 'length'.")
     if detector == "watermark" and key is None:
-        raise UserError("--detector watermark needs --key KEYFILE.")
+        raise UserError("--detector watermark needs --watermark-key KEYFILE.")
     if detector != "length" and vocab is None:
         raise UserError(f"--detector {detector} needs --vocab VOCABFILE (the generator's vocabulary).")
     if detector == "perplexity" and reference_vault is None:
-        raise UserError("--detector perplexity needs --reference-vault DIR (human text to fit and calibrate on).")
+        raise UserError("--detector perplexity needs --vault DIR (human text to fit and calibrate on).")
     check_on_error(on_error)
     jobs = sh.check_jobs(jobs)
+    sh.check_shard_bytes(shard_bytes)
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be at least 1.")
     if not inputs:
@@ -392,9 +422,11 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
             raise UserError(f"{p}: no such file.")
     if tpr is not None and tpr_from:
         raise UserError("give either --tpr or --tpr-from, not both.")
+    _check_rates(tpr=tpr, n_tpr=n_tpr, fpr=fpr, n_fpr=n_fpr, fpr_target=fpr_target)
     out = Path(out)
     if out.resolve() in {Path(p).resolve() for p in inputs}:
         raise UserError(f"{out}: is one of the inputs; the input is never modified. Pick another --out.")
+    check_output_file(out, "--out")  # a folder, a path under a file, an unwritable folder: before any work
     if detector == "watermark":
         vocab_obj, vocab_hash = _load_vocab(vocab)
         scorer = _WatermarkScorer(_load_key(key), vocab_obj, gamma=gamma, context_width=context_width, z_threshold=z_threshold)
@@ -424,10 +456,18 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
     parts.mkdir(parents=True, exist_ok=True)
     digest = sh.settings_digest({"format": FORMAT, "version": VERSION, **params})
     job = dict(scorer=scorer, text_field=text_field, on_error=on_error, batch_size=batch_size, digest=digest)
-    marks = sh.run(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], jobs)
+    marks = sh.run(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], jobs,
+                   sh.ticker(progress, len(shards), "scanning"))
     rows = _merge(shards, marks, parts, out)
 
     docs = sum(m["documents"] for m in marks)
+    if docs == 0:  # nothing to estimate a share of: say so rather than print nan%, and keep no empty sidecar
+        out.unlink(missing_ok=True)
+        shutil.rmtree(parts, ignore_errors=True)
+        skipped = sum(m["malformed"] for m in marks)
+        raise UserError(f"{', '.join(map(str, inputs))}: no document to scan"
+                        + (f" ({skipped} malformed lines skipped)" if skipped else " (the input is empty)")
+                        + ". Check the files and --text-field.")
     flagged = sum(m["flagged"] for m in marks)
     malformed = sum(m["malformed"] for m in marks)
     hist: Counter = Counter()
@@ -477,9 +517,13 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         rule = f"z >= {thr:g}" if scorer.exact else f"score > {thr:.6g}"
     result = ScanResult(str(out), docs, malformed, flagged, q, thr, rule, fpr_v, fpr_src, tpr_v, tpr_src,
                         est, lo, hi, False, list(per_file.values()), examples[:MAX_EXAMPLES])
-    atomic_write_json(manifest_path, {"format": FORMAT, "version": VERSION, "inputs": list(inputs_rec.values()),
-                                      "params": params, "output": {"path": str(out), "sha256": file_sha256(out)},
-                                      "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
+    try:
+        atomic_write_json(manifest_path, {"format": FORMAT, "version": VERSION, "inputs": list(inputs_rec.values()),
+                                          "params": params, "output": {"path": str(out), "sha256": file_sha256(out)},
+                                          "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
+    except BaseException:  # a sidecar no manifest vouches for is not left to look finished
+        out.unlink(missing_ok=True)
+        raise
     shutil.rmtree(parts, ignore_errors=True)
     return result
 

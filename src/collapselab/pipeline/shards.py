@@ -31,6 +31,7 @@ from collapselab.errors import UserError
 from collapselab.pipeline.io import kind_of, read_manifest
 
 SHARD_BYTES = 256 << 20
+MIN_SHARD_BYTES = 16 << 10
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,14 @@ def plan(inputs: Sequence[str | os.PathLike], shard_bytes: int = SHARD_BYTES) ->
         for part, lo in enumerate(range(0, max(size, 1), shard_bytes)):
             shards.append(Shard(len(shards), name, part, lo, min(lo + shard_bytes, size), False))
     return shards
+
+
+def check_shard_bytes(shard_bytes: int) -> int:
+    """A user's ``--shard-size``: a tiny one makes a part file per line (slow, thousands of files)."""
+    if shard_bytes < MIN_SHARD_BYTES:
+        raise UserError(f"--shard-size {shard_bytes}: must be at least {MIN_SHARD_BYTES} bytes (16KiB); "
+                        f"the default is {SHARD_BYTES >> 20}MiB.")
+    return shard_bytes
 
 
 def check_jobs(jobs: int | None) -> int:
@@ -132,10 +141,16 @@ class Pool:
         self.jobs = jobs
         self._pool = None
 
-    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any]) -> list:
+    def map(self, fn: Callable[[Any], Any], tasks: Sequence[Any], on_done: Callable[[], None] | None = None) -> list:
+        """``on_done()`` is called once per finished task (a progress bar's tick), in any order."""
         tasks = list(tasks)
+        tick = on_done or (lambda: None)
         if self.jobs <= 1 or len(tasks) <= 1:
-            return [fn(t) for t in tasks]
+            out = []
+            for t in tasks:
+                out.append(fn(t))
+                tick()
+            return out
         from concurrent.futures import FIRST_EXCEPTION, wait
 
         if self._pool is None:
@@ -146,6 +161,8 @@ class Pool:
 
             self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=mp.get_context("spawn"), initializer=exit_with_parent)
         futures = [self._pool.submit(fn, t) for t in tasks]
+        for f in futures:
+            f.add_done_callback(lambda f: f.cancelled() or f.exception() is not None or tick())
         try:
             wait(futures, return_when=FIRST_EXCEPTION)
         finally:
@@ -165,7 +182,24 @@ class Pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int) -> list:
+def run(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, on_done: Callable[[], None] | None = None) -> list:
     """:meth:`Pool.map` with a pool for this one map."""
     with Pool(jobs) as pool:
-        return pool.map(fn, tasks)
+        return pool.map(fn, tasks, on_done)
+
+
+Progress = Callable[[int, int, str], None]  # (shards done, shards in all, what is being done)
+
+
+def ticker(progress: Progress | None, total: int, what: str) -> Callable[[], None] | None:
+    """An ``on_done`` for :func:`run` that reports ``(done, total, what)`` to ``progress``."""
+    if progress is None:
+        return None
+    done = [0]
+    progress(0, total, what)
+
+    def tick() -> None:
+        done[0] += 1
+        progress(done[0], total, what)
+
+    return tick
