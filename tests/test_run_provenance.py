@@ -154,7 +154,9 @@ def test_each_sample_shard_gets_a_signed_sidecar(corpus, tmp_path):
     for g in range(3):
         shard = run.folder.sample_path("replace", 0, g, True)
         result = verify_credentials(shard, trust=creds)
-        assert result.valid and result.trusted and result.generation == g + 1, result.problems
+        # gen0g.parquet is made by generation g's model: its credential says generation g (it said g + 1)
+        assert result.valid and result.trusted and result.generation == g, result.problems
+        assert result.model_id.endswith(f"gen{g}"), result.model_id
     shard = run.folder.sample_path("replace", 0, 1, True)
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 1

@@ -7,11 +7,12 @@ allows. Secret keys are written elsewhere (``provenance/keys.py``), 0600 from th
 
 from __future__ import annotations
 
-import json
 import os
+import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from collapselab.errors import UserError
 
@@ -119,3 +120,19 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     from collapselab.jsonout import dumps
 
     atomic_write_text(path, dumps(obj, indent=2) + "\n")
+
+
+@contextmanager
+def all_or_nothing(*paths: str | os.PathLike) -> Iterator[None]:
+    """Of ``paths``, remove those that did not exist before the block when the block fails
+    (a folder with what is in it), so a failed ``init`` leaves no half-made folder behind."""
+    new = [Path(p) for p in paths if not os.path.lexists(p)]
+    try:
+        yield
+    except BaseException:
+        for p in new:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            elif os.path.lexists(p):
+                p.unlink(missing_ok=True)
+        raise

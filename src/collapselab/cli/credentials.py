@@ -13,7 +13,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from collapselab.cli.common import JSON_HELP, print_json
 from collapselab.errors import UserError
+from collapselab.jsonout import jsonable
 
 credentials_app = typer.Typer(
     help="Content credentials: C2PA manifests on PNG images, signed sidecar manifests on text shards.",
@@ -47,7 +49,7 @@ def sign(
     credentials: Path = typer.Option(..., "--credentials", "-c", help="Folder made by `collapselab credentials init`."),
     model: str = typer.Option(..., "--model", help="Id of the model that produced the content."),
     generation: int = typer.Option(..., "--generation", min=0, help="The model's generation."),
-    origin: str = typer.Option("synthetic", "--origin", help="Text shards: where the text came from (e.g. synthetic, human)."),
+    origin: str = typer.Option("synthetic", "--origin", help="Text shards: where the text came from: human, synthetic or unknown."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Images: where to write the signed PNG (default: replace FILE)."),
 ) -> None:
     """Sign FILE: a PNG gets an embedded C2PA manifest (trained algorithmic media, model, generation);
@@ -72,12 +74,16 @@ def sign(
 def verify(
     file: Path = typer.Argument(..., metavar="FILE", help="A signed .png, or a .jsonl/.txt shard with its FILE.manifest.json."),
     trust: Optional[Path] = typer.Option(None, "--trust", help="Trust anchor: a credentials folder (its root.pem) or a PEM certificate."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check the signature and hashes: prints valid / trusted / invalid with the reasons.
     Exit 0 valid (and trusted when --trust is given), 1 invalid, 2 bad input."""
     from collapselab.provenance.credentials import verify as verify_file
 
     result = verify_file(file, trust=trust)
-    _console.print(str(result), highlight=False, markup=False, soft_wrap=True)
+    if as_json:
+        print_json({"ok": result.ok, "status": result.status, **jsonable(result)})
+    else:
+        _console.print(str(result), highlight=False, markup=False, soft_wrap=True)
     if not result.ok:
         raise typer.Exit(1)

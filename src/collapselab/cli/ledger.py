@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from collapselab.cli.common import console
+from collapselab.cli.common import JSON_HELP, console, print_json
+from collapselab.jsonout import jsonable
 from collapselab.errors import UserError
 
 ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
@@ -25,6 +26,7 @@ def _parse_head(text: str | None) -> tuple[int, str] | None:
 def ledger_verify(
     target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL."),
     head: Optional[str] = typer.Option(None, "--head", help="The head kept from earlier, SEQ:HASH (see `collapselab ledger head`): also detects a cut-off or rewritten ledger."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Recompute the hash chain and Merkle roots; name each changed, removed, reordered or inserted entry.
 
@@ -32,16 +34,24 @@ def ledger_verify(
     from collapselab.provenance.ledger import verify as verify_ledger
 
     result = verify_ledger(target, expected_head=_parse_head(head))
-    console.print(str(result), highlight=False, soft_wrap=True, markup=False)
+    if as_json:
+        print_json({"ok": result.ok, **jsonable(result)})
+    else:
+        console.print(str(result), highlight=False, soft_wrap=True, markup=False)
     if not result.ok:
         raise typer.Exit(1)
 
 
 @ledger_app.command("head")
-def ledger_head(target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL.")) -> None:
+def ledger_head(
+    target: str = typer.Argument(..., metavar="PATH_OR_URL", help="A ledger file (SQLite) or a postgresql:// URL."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Print the newest entry as SEQ:HASH: keep it elsewhere and pass it to `ledger verify --head`."""
     from collapselab.provenance.ledger import Ledger
 
     with Ledger(target, create=False) as ledger:
         seq, digest = ledger.head()
+    if as_json:
+        return print_json({"seq": seq, "hash": digest, "head": f"{seq}:{digest}"})
     console.print(f"{seq}:{digest}", highlight=False, markup=False)

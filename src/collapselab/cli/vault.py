@@ -15,6 +15,7 @@ from typing import List, Optional
 
 import typer
 
+from collapselab.cli.common import JSON_HELP, QUIET_HELP, print_json, progress_bar
 from collapselab.errors import UserError
 
 vault_app = typer.Typer(
@@ -23,7 +24,7 @@ vault_app = typer.Typer(
 )
 
 VAULT_OPT = typer.Option(None, "--vault", "-V", help="The vault folder (default: $COLLAPSELAB_VAULT, else ./vault).")
-KEY_OPT = typer.Option(None, "--key", help="The signing key (default: VAULT/private/ed25519.key).")
+KEY_OPT = typer.Option(None, "--signing-key", "--key", help="The vault's Ed25519 signing key (default: VAULT/private/ed25519.key). (old spelling --key: deprecated)")
 
 
 def _vault_dir(vault: Optional[Path]) -> Path:
@@ -43,7 +44,7 @@ def _echo(text: str) -> None:
 @vault_app.command("init")
 def vault_init(
     directory: Path = typer.Argument(..., metavar="DIR", help="A new or empty folder for the vault."),
-    key: Optional[Path] = typer.Option(None, "--key", help="Where to create the signing key (default: DIR/private/ed25519.key). Keep it somewhere safe."),
+    key: Optional[Path] = typer.Option(None, "--signing-key", "--key", help="Where to create the Ed25519 signing key (default: DIR/private/ed25519.key). Keep it somewhere safe. (old spelling --key: deprecated)"),
 ) -> None:
     """Create a vault and its Ed25519 key pair (the private key file is created mode 0600)."""
     from collapselab.provenance.vault import init_vault
@@ -60,13 +61,20 @@ def vault_add(
     captured_before: str = typer.Option(..., "--captured-before", help="YYYY-MM-DD: the documents existed before this date."),
     vault: Optional[Path] = VAULT_OPT,
     text_field: str = typer.Option("text", "--text-field", help="JSONL field / Parquet column with the text."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Store documents content-addressed (SHA-256), deduplicated, never evicted."""
+    """Store documents content-addressed (SHA-256), deduplicated, never evicted. All or nothing: a
+    malformed document adds none of them."""
     from collapselab.provenance.vault import parse_date
 
     parse_date(captured_before)
     v = _open(vault)
-    r = v.add(paths, source=source, licence=licence, captured_before=captured_before, text_field=text_field)
+    with progress_bar("vault add: reading documents", quiet=quiet or as_json) as update:
+        r = v.add(paths, source=source, licence=licence, captured_before=captured_before, text_field=text_field,
+                  progress=lambda n: update(completed=n, description=f"vault add: {n:,} documents read"))
+    if as_json:
+        return print_json({"vault": str(v.path), "added": r.added, "present": r.present, "documents": r.documents})
     _echo(f"{r.added} added, {r.present} already present ({r.documents} documents read)")
 
 
@@ -86,20 +94,29 @@ def vault_verify(
     snapshot: Optional[str] = typer.Argument(None, help="Check only this snapshot and its objects (default: everything)."),
     vault: Optional[Path] = VAULT_OPT,
     public_key: Optional[Path] = typer.Option(None, "--public-key", help="A trusted copy of the vault's public key, kept elsewhere."),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Re-hash every object, check every snapshot's signature, count and Merkle root. Exit 0 valid, 1 invalid, 2 bad input."""
     report = _open(vault).verify(snapshot, public_key=public_key)
-    _echo(str(report))
+    if as_json:
+        print_json(report)
+    else:
+        _echo(str(report))
     if not report.ok:
         raise typer.Exit(1)
 
 
 @vault_app.command("ls")
-def vault_ls(vault: Optional[Path] = VAULT_OPT) -> None:
+def vault_ls(vault: Optional[Path] = VAULT_OPT, as_json: bool = typer.Option(False, "--json", help=JSON_HELP)) -> None:
     """Snapshots and document counts."""
     v = _open(vault)
     total = len(v.hashes())
     names = v.snapshot_names()
+    if as_json:
+        snaps = [v.snapshot(n, check=False) for n in names]
+        return print_json({"vault": str(v.path), "documents": total, "key_id": v.key_id,
+                           "snapshots": [{"name": s.name, "documents": s.count, "created_at": s.created_at,
+                                          "merkle_root": s.merkle_root} for s in snaps]})
     _echo(f"{v.path}: {total} documents, {len(names)} snapshots (key id {v.key_id})")
     for n in names:
         s = v.snapshot(n, check=False)

@@ -164,14 +164,14 @@ class _Job:
                 from collapselab.loop.provenance import model_id
                 from collapselab.provenance.credentials import sign_png
 
-                sign_png(png, png, model_id=model_id(policy, seed, g), generation=g + 1,
+                sign_png(png, png, model_id=model_id(policy, seed, g), generation=g,  # made by generation g, as its file name says
                          credentials_dir=self.config.credentials)
         if self.config.credentials and self.config.is_text:  # C2PA has no text format: a signed sidecar
             from collapselab.loop.provenance import model_id
             from collapselab.provenance.credentials import sign_text_shard
 
             sign_text_shard(self.folder.sample_path(policy, seed, g, True), origin="synthetic",
-                            model_id=model_id(policy, seed, g), generation=g + 1, credentials_dir=self.config.credentials)
+                            model_id=model_id(policy, seed, g), generation=g, credentials_dir=self.config.credentials)
 
     def loop_state(self, seed: int, label: str, outputs: list) -> LoopState:
         """What the policy of chain (or tree node) ``label`` may draw from and judge with."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from collapselab.atomic import atomic_write, atomic_write_text
+from collapselab.atomic import all_or_nothing, atomic_write, atomic_write_text, check_writable_dir
 from collapselab.errors import UserError
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -122,7 +122,7 @@ def init_credentials(
     existing = [p.name for p in (paths.root_key, paths.leaf_key, paths.root_cert, paths.leaf_cert) if p.exists()]
     if existing and not force:
         raise UserError(f"{paths.folder}: already holds credentials ({', '.join(existing)}); refusing to overwrite them. Use another folder or --force.")
-    paths.folder.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(paths.folder.parent, "credentials folder")
 
     now = _dt.datetime.now(_dt.timezone.utc)
     start = now - _dt.timedelta(minutes=5)
@@ -174,10 +174,14 @@ def init_credentials(
     def key_bytes(k) -> bytes:
         return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
-    _write_private(paths.root_key, key_bytes(root_key))
-    _write_private(paths.leaf_key, key_bytes(leaf_key))
-    for p, data in ((paths.root_cert, pem(root)), (paths.leaf_cert, pem(leaf)), (paths.chain, pem(leaf) + pem(root))):
-        atomic_write(p, lambda tmp, data=data: Path(tmp).write_bytes(data))
+    files = (paths.root_key, paths.leaf_key, paths.root_cert, paths.leaf_cert, paths.chain)
+    with all_or_nothing(paths.folder, *files):  # a failed init (a full disk) leaves no half-made chain
+        paths.folder.mkdir(parents=True, exist_ok=True)
+        _write_private(paths.root_key, key_bytes(root_key))
+        _write_private(paths.leaf_key, key_bytes(leaf_key))
+        # the certificates are public: they follow the umask (atomic_write), only the keys are 0600
+        for p, data in ((paths.root_cert, pem(root)), (paths.leaf_cert, pem(leaf)), (paths.chain, pem(leaf) + pem(root))):
+            atomic_write(p, lambda tmp, data=data: Path(tmp).write_bytes(data))
     return paths
 
 
@@ -511,6 +515,10 @@ def sign_text_shard(
     _check_text_shard(path)
     if generation is not None and (not isinstance(generation, int) or isinstance(generation, bool) or generation < 0):
         raise UserError(f"generation {generation!r}: must be a whole number >= 0.")
+    from collapselab.provenance.ledger import ORIGINS  # the ledger's origins: one vocabulary for both
+
+    if origin not in ORIGINS:
+        raise UserError(f"--origin {origin!r}: must be one of {', '.join(ORIGINS)} (the ledger's origins).")
     signing = _load_signing(credentials_dir)
     data = path.read_bytes()
     from cryptography import x509

@@ -6,7 +6,7 @@ folder::
 
     collapselab-vault.json      marker: this folder is a vault (format, version, key id)
     vault.pub                   the vault's Ed25519 public key (PEM)
-    private/ed25519.key         the signing key (PEM, mode 0600; may live elsewhere, see --key)
+    private/ed25519.key         the signing key (PEM, mode 0600; may live elsewhere, see --signing-key)
     objects/ab/cdef...          one file per distinct text, named by the SHA-256 of its UTF-8 bytes,
                                 written atomically and made read-only (0444); never evicted
     index.jsonl                 append-only: one line per object (hash, source, licence,
@@ -35,11 +35,11 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from collapselab.atomic import atomic_write
+from collapselab.atomic import all_or_nothing, atomic_write, check_output_file, check_writable_dir
 from collapselab.errors import UserError
 from collapselab.provenance import merkle
 
@@ -144,7 +144,7 @@ def _load_private_key(path: Path):
     try:
         st = path.stat()
     except FileNotFoundError:
-        raise UserError(f"{path}: signing key missing. Pass the vault's key with --key.") from None
+        raise UserError(f"{path}: signing key missing. Pass the vault's key with --signing-key.") from None
     if st.st_mode & 0o077:
         raise UserError(f"{path}: the signing key is readable by others (mode {st.st_mode & 0o777:04o}). Run: chmod 600 {path}")
     try:
@@ -169,7 +169,7 @@ def _write_private_key(path: Path, key) -> None:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise UserError(f"{path}: a key file is already there; refusing to overwrite it. Pass another --key path.") from None
+        raise UserError(f"{path}: a key file is already there; refusing to overwrite it. Pass another --signing-key path.") from None
     try:
         os.fchmod(fd, 0o600)  # whatever the umask
         os.write(fd, pem)
@@ -281,19 +281,23 @@ def init_vault(path: str | os.PathLike, *, key: str | os.PathLike | None = None)
         raise UserError(f"{root}: the folder is not empty and not a vault. Pick a new or empty folder for the vault.")
     key_path = Path(key) if key is not None else root / DEFAULT_KEY
     if key_path.exists():
-        raise UserError(f"{key_path}: a key file is already there; refusing to overwrite it. Pass another --key path.")
+        raise UserError(f"{key_path}: a key file is already there; refusing to overwrite it. Pass another --signing-key path.")
+    check_writable_dir(root.parent, "vault")
+    check_output_file(key_path, "signing key")
     private = Ed25519PrivateKey.generate()
     public = private.public_key()
-    root.mkdir(parents=True, exist_ok=True)
-    (root / OBJECTS).mkdir()
-    (root / SNAPSHOTS).mkdir()
-    (root / INDEX).touch()
-    _write_private_key(key_path, private)
-    pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    atomic_write(root / PUBLIC_KEY, lambda tmp: Path(tmp).write_bytes(pem))
-    marker = {"format": FORMAT, "version": VERSION, "created_at": _now(), "key_id": _key_id(_public_raw(public))}
-    # the marker comes last: a folder is a vault only once everything else is in place
-    atomic_write(root / MARKER, lambda tmp: Path(tmp).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8"))
+    made = [root / n for n in (OBJECTS, SNAPSHOTS, INDEX, PUBLIC_KEY, MARKER)]
+    with all_or_nothing(root, *made, key_path):  # a failed init (a full disk) leaves no half-made vault
+        root.mkdir(parents=True, exist_ok=True)
+        (root / OBJECTS).mkdir()
+        (root / SNAPSHOTS).mkdir()
+        (root / INDEX).touch()
+        _write_private_key(key_path, private)
+        pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        atomic_write(root / PUBLIC_KEY, lambda tmp: Path(tmp).write_bytes(pem))
+        marker = {"format": FORMAT, "version": VERSION, "created_at": _now(), "key_id": _key_id(_public_raw(public))}
+        # the marker comes last: a folder is a vault only once everything else is in place
+        atomic_write(root / MARKER, lambda tmp: Path(tmp).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8"))
     return Vault(root, key=key_path)
 
 
@@ -390,8 +394,13 @@ class Vault:
         atomic_write(p, write)
         return True
 
-    def add_texts(self, docs: Iterable[tuple[str, str]], *, source: str, licence: str, captured_before: str | date) -> AddResult:
-        """Store ``(where, text)`` documents; each distinct text becomes one object and one index line."""
+    def add_texts(self, docs: Iterable[tuple[str, str]], *, source: str, licence: str, captured_before: str | date,
+                  progress: Callable[[int], None] | None = None) -> AddResult:
+        """Store ``(where, text)`` documents; each distinct text becomes one object and one index line.
+
+        All or nothing: when reading ``docs`` fails part-way (a malformed line 58, a full disk), the
+        objects and index lines this call wrote are removed again and the error says so.
+        ``progress(n)`` is called with the number of documents read so far, every 1,000 documents."""
         captured = parse_date(captured_before)
         if not str(source).strip():
             raise UserError("--source: empty. Say where the documents come from, e.g. --source 'Project Gutenberg'.")
@@ -400,21 +409,42 @@ class Vault:
         result = AddResult()
         with self._lock():
             known = {r["hash"] for r in self.index()}
-            with open(self.path / INDEX, "a", encoding="utf-8") as index:
-                for where, text in docs:
-                    h = content_hash(text)
-                    if h in known:
-                        result.present += 1
-                        continue
-                    self._store(h, text.encode("utf-8"))  # object first, then its index line
-                    rec = {"hash": h, "source": source, "licence": licence, "captured_before": captured, "added_at": _now(), "where": where}
-                    index.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
-                    known.add(h)
-                    result.added += 1
-                index.flush()
-                if result.added:
-                    os.sync()  # every new object and index line reaches the disk before add() returns
+            index_path = self.path / INDEX
+            size_before = index_path.stat().st_size
+            new: list[str] = []
+            try:
+                with open(index_path, "a", encoding="utf-8") as index:
+                    for n, (where, text) in enumerate(docs, 1):
+                        if progress is not None and n % 1000 == 0:
+                            progress(n)
+                        h = content_hash(text)
+                        if h in known:
+                            result.present += 1
+                            continue
+                        if self._store(h, text.encode("utf-8")):  # object first, then its index line
+                            new.append(h)
+                        rec = {"hash": h, "source": source, "licence": licence, "captured_before": captured, "added_at": _now(), "where": where}
+                        index.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
+                        known.add(h)
+                        result.added += 1
+                    index.flush()
+            except BaseException as e:
+                self._roll_back(index_path, size_before, new)
+                if isinstance(e, UserError):
+                    read = result.added + result.present
+                    raise UserError(f"{e} Nothing was added to the vault ({read} documents read before it were "
+                                    "rolled back); fix the input and add again.") from None
+                raise
+            if result.added:
+                os.sync()  # every new object and index line reaches the disk before add() returns
         return result
+
+    def _roll_back(self, index_path: Path, size: int, objects: list[str]) -> None:
+        """Undo a failed add: the index back to ``size`` bytes, the objects it stored removed."""
+        with open(index_path, "r+b") as f:
+            f.truncate(size)
+        for h in objects:
+            self.object_path(h).unlink(missing_ok=True)
 
     def add(
         self,
@@ -424,8 +454,10 @@ class Vault:
         licence: str,
         captured_before: str | date,
         text_field: str = "text",
+        progress: Callable[[int], None] | None = None,
     ) -> AddResult:
-        """Add every document of ``paths`` (.txt/.jsonl/.parquet files or folders, as ``read_documents`` reads them)."""
+        """Add every document of ``paths`` (.txt/.jsonl/.parquet files or folders, as ``read_documents`` reads them);
+        all of them or, when one is malformed, none."""
         from collapselab.corpus.readers import read_documents
 
         parse_date(captured_before)  # a bad date fails before anything is read or written
@@ -439,7 +471,7 @@ class Vault:
             for p in paths:
                 yield from read_documents(p, text_field=text_field)
 
-        return self.add_texts(docs(), source=source, licence=licence, captured_before=captured_before)
+        return self.add_texts(docs(), source=source, licence=licence, captured_before=captured_before, progress=progress)
 
     # -- snapshots
 
@@ -456,7 +488,7 @@ class Vault:
         key = _load_private_key(self.key_path)
         public = self.public_key()
         if not hmac.compare_digest(_public_raw(key.public_key()), _public_raw(public)):
-            raise UserError(f"{self.key_path}: wrong key, it does not match this vault's public key ({self.key_id}). Pass the vault's key with --key.")
+            raise UserError(f"{self.key_path}: wrong key, it does not match this vault's public key ({self.key_id}). Pass the vault's key with --signing-key.")
         with self._lock():
             target = self.snapshot_path(name)
             if target.exists():
