@@ -283,11 +283,11 @@ def init_vault(path: str | os.PathLike, *, key: str | os.PathLike | None = None)
     if key_path.exists():
         raise UserError(f"{key_path}: a key file is already there; refusing to overwrite it. Pass another --signing-key path.")
     check_writable_dir(root.parent, "vault")
-    check_output_file(key_path, "signing key")
     private = Ed25519PrivateKey.generate()
     public = private.public_key()
     made = [root / n for n in (OBJECTS, SNAPSHOTS, INDEX, PUBLIC_KEY, MARKER)]
-    with all_or_nothing(root, *made, key_path):  # a failed init (a full disk) leaves no half-made vault
+    with all_or_nothing(root, *made, key_path.parent, key_path):  # a failed init (a full disk) leaves no half-made vault
+        check_output_file(key_path, "signing key")
         root.mkdir(parents=True, exist_ok=True)
         (root / OBJECTS).mkdir()
         (root / SNAPSHOTS).mkdir()
