@@ -189,3 +189,51 @@ def test_a_neural_family_without_torch_names_the_extra(tmp_path, run_main, monke
         status, _, err = run_main(["run", "--family", family, *TINY, "--out", family], tmp_path)
         one_error_line(status, err, f"--family {family}", "collapselab[neural]")
         assert not (tmp_path / family).exists()
+
+
+def test_progress_bar_only_on_a_terminal_and_without_quiet(tmp_path, corpus, run_main, monkeypatch):
+    loud = [a for a in TINY if a != "--quiet"]
+    status, out, err = run_main(["run", "--corpus", corpus, *loud, "--out", "pipe"], tmp_path)
+    assert status == 0 and err == "", err  # stderr is not a terminal here: no bar
+    from collapselab.cli import common
+
+    monkeypatch.setattr(common.err_console, "_force_terminal", True)  # now it is one
+    monkeypatch.setattr(common.sys.stderr, "isatty", lambda: True)
+    status, _, err = run_main(["run", "--corpus", corpus, *loud, "--out", "tty"], tmp_path)
+    assert status == 0 and "2/2" in err, err  # the bar, drawn to the end
+    for flag in ("--quiet", "--json"):
+        status, _, err = run_main(["run", "--corpus", corpus, *loud, flag, "--out", f"q{flag}"], tmp_path)
+        assert status == 0 and err == "", (flag, err)
+
+
+def test_full_disk_after_a_generation_keeps_whole_files_and_says_resume(tmp_path, corpus, run_main, monkeypatch):
+    """The disk fills while generation 2's samples are written: the half-written temporary file goes,
+    generation 1 stays, and the one line says how to continue."""
+    import pyarrow.parquet as pq
+
+    from collapselab import runfolder
+
+    real = pq.write_table
+
+    def fills_up(table, where, *a, **k):
+        if "gen02" in str(where):
+            Path(where).write_bytes(b"half a parquet")
+            raise OSError(errno.ENOSPC, "No space left on device", str(where))
+        return real(table, where, *a, **k)
+
+    monkeypatch.setattr(runfolder.pq, "write_table", fills_up)
+    args = ["run", "--corpus", corpus, "--train-items", "100", "-g", "2", "-p", "replace", "-j", "1", "--quiet", "--out", "r"]
+    one_error_line(*run_main(args, tmp_path)[::2], "no space left", "--resume --out r")
+    run = tmp_path / "r"
+    assert not list(run.rglob("*.tmp")) and not (run / "summary.json").exists()
+    import pandas as pd
+
+    assert pd.read_parquet(run / "metrics.parquet")["generation"].max() == 1
+    monkeypatch.setattr(runfolder.pq, "write_table", real)  # space again
+    status, _, err = run_main(["run", "--resume", "--out", "r", "--quiet"], tmp_path)
+    assert status == 0 and (run / "summary.json").exists(), err
+
+
+def test_report_of_a_file(tmp_path, run_main):
+    (tmp_path / "afile").write_text("x")
+    one_error_line(*run_main(["report", "afile"], tmp_path)[::2], "afile: a file, not a run folder")

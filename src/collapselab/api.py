@@ -96,7 +96,8 @@ class Run:
 def load_run(path: str | Path) -> Run:
     path = Path(path)
     if not path.is_dir():
-        raise UserError(f"{path}: no such run folder. Pass a folder that `collapselab run` created (under runs/).")
+        what = "a file, not a run folder" if path.exists() else "no such run folder"
+        raise UserError(f"{path}: {what}. Pass a folder that `collapselab run` created (under runs/).")
     return Run(path)
 
 
@@ -220,10 +221,15 @@ def run_experiment(
         if not resume and not folder.metrics_path.exists():  # refused before any generation (a model too big
             _empty(folder.path, remove=not existed)         # for the machine): leave no unfinished run behind
         raise
-    except OSError:  # the disk said no before the first generation: no half-made run folder either
-        if not resume and not folder.metrics_path.exists():
-            _empty(folder.path, remove=not existed)
-        raise
+    except OSError as e:  # the disk said no: every file is written whole or not at all (collapselab.atomic)
+        if not folder.metrics_path.exists():
+            if not resume:  # before the first generation: no half-made run folder either
+                _empty(folder.path, remove=not existed)
+            raise
+        from collapselab.oserrors import describe
+
+        raise UserError(f"{describe(e)}. The finished generations are saved; continue with "
+                        f"`collapselab run --resume --out {folder.path}`.") from None
 
 
 def _empty(path: Path, remove: bool) -> None:
