@@ -123,8 +123,8 @@ class RunFolder:
             return pd.DataFrame(columns=KEY_COLUMNS)
         try:
             return pd.read_parquet(self.metrics_path)
-        except (pa.ArrowException, OSError, ValueError) as e:
-            raise UserError(f"{self.metrics_path}: unreadable Parquet ({str(e).splitlines()[0][:120]}); the file is truncated "
+        except (pa.ArrowException, OSError, ValueError):
+            raise UserError(f"{self.metrics_path}: not a readable Parquet file; it is truncated "
                             "or damaged. Restore it from a copy, or run the experiment again.") from None
 
     # ---------------------------------------------------------------- samples
