@@ -237,3 +237,25 @@ def test_full_disk_after_a_generation_keeps_whole_files_and_says_resume(tmp_path
 def test_report_of_a_file(tmp_path, run_main):
     (tmp_path / "afile").write_text("x")
     one_error_line(*run_main(["report", "afile"], tmp_path)[::2], "afile: a file, not a run folder")
+
+
+def test_snapshot_flag_and_its_deprecated_old_spelling(tmp_path, corpus, run_main):
+    from collapselab.provenance.vault import init_vault
+
+    v = init_vault(tmp_path / "vault")
+    v.add([corpus], source="test corpus", licence="CC0", captured_before="2020-01-01")
+    old = v.seal("old").merkle_root
+    v.add([write_text_file(tmp_path / "more.txt", 50, seed=1)], source="more", licence="CC0", captured_before="2020-01-01")
+    v.seal("new")
+    base = ["run", "--corpus", corpus, *TINY, "-p", "anchor:0.2", "--vault", "vault"]
+    for flag in ("--snapshot", "--vault-snapshot"):
+        status, _, err = run_main([*base, flag, "old", "--out", flag.strip("-")], tmp_path)
+        assert status == 0, err
+        ref = json.loads((tmp_path / flag.strip("-") / "summary.json").read_text())["corpus"]["vault"]
+        assert ref["snapshot"] == "old" and ref["merkle_root"] == old
+    import typer
+
+    from collapselab.cli import app
+
+    (option,) = [p for p in typer.main.get_command(app).commands["run"].params if "--snapshot" in p.opts]
+    assert option.opts == ["--snapshot", "--vault-snapshot"] and "old spelling --vault-snapshot: deprecated" in option.help
