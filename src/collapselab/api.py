@@ -65,6 +65,12 @@ class Run:
     def caption(self) -> str:
         return caption(self.config.diversity_metric, len(self.config.seeds))
 
+    def title(self) -> str:
+        """What a figure of this run shows: model, corpus, seeds, generations."""
+        c = self.config
+        seeds = f"seed {c.seeds[0]}" if len(c.seeds) == 1 else f"seeds {', '.join(map(str, c.seeds))}"
+        return f"{c.family} on {c.corpus}, {seeds}, {c.generations} generations"
+
     def plot(self) -> list[Path]:
         """(Re)draw every PNG of the run from its folder."""
         from collapselab.report.plots import plot_histograms, plot_metrics  # matplotlib: only when drawing
@@ -75,7 +81,7 @@ class Run:
             return plot_tree(self.metrics, self.folder.plots_dir, self.config.kind)
         rank = {p: i for i, p in enumerate(self.config.policies)}
         metrics = self.metrics.sort_values("policy", key=lambda s: s.map(rank), kind="stable")
-        paths = plot_metrics(metrics, self.folder.plots_dir, self.config.kind)
+        paths = plot_metrics(metrics, self.folder.plots_dir, self.config.kind, caption=self.title())
         if self.config.is_text:
             seed = self.config.seeds[0]
             per_policy = {}

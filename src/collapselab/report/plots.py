@@ -10,38 +10,17 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from collapselab.atomic import atomic_write  # noqa: E402
+from collapselab.report.metric_info import info  # noqa: E402
 
 TEXT_METRICS = ["vocab_size", "tail_retention", "ppl_holdout", "ppl_under_gen0", "distinct_2", "mattr", "entropy", "novel_4gram_rate"]
 THEORY_METRICS = ["variance_ratio", "mean_error", "w2", "mixture_l2", "nll_holdout"]
 IMAGE_METRICS = ["fid", "precision", "recall", "density", "coverage", "class_entropy", "rare_class_share", "sharpness"]
 METRICS = {"text": TEXT_METRICS, "numeric": THEORY_METRICS, "image": IMAGE_METRICS}
-TITLES = {
-    "vocab_size": "word types produced",
-    "tail_retention": "rare human words still produced",
-    "ppl_holdout": "perplexity of held-out human text",
-    "ppl_under_gen0": "perplexity of samples under generation 0",
-    "distinct_2": "distinct-2",
-    "mattr": "MATTR (window 500)",
-    "entropy": "unigram entropy (bits)",
-    "novel_4gram_rate": "4-grams absent from human text",
-    "variance_ratio": "variance / original",
-    "mean_error": "mean error",
-    "w2": "Wasserstein-2 to the original",
-    "mixture_l2": "L2 distance between densities",
-    "nll_holdout": "NLL of held-out human data",
-    "fid": "FID to real images (classifier features)",
-    "precision": "precision (fidelity)",
-    "recall": "recall (diversity)",
-    "density": "density",
-    "coverage": "coverage of real images",
-    "class_entropy": "class entropy (1 = all classes even)",
-    "rare_class_share": "share of the least-made class",
-    "sharpness": "sharpness (variance of the Laplacian)",
-}
 
 
 def _save(fig, path: Path) -> None:
@@ -56,19 +35,38 @@ def _draw(ax, metrics: pd.DataFrame, metric: str) -> None:
         ax.plot(mean.index, mean.values, marker="o", ms=3, label=policy)
         if (hi > lo).any():
             ax.fill_between(mean.index, lo.values, hi.values, alpha=0.15)
-    ax.set_title(TITLES.get(metric, metric), fontsize=10)
-    ax.set_xlabel("generation")
+    _label(ax, metric, "generation")
+    if metrics["generation"].nunique() > 1:
+        ax.set_xlim(metrics["generation"].min(), metrics["generation"].max())
+
+
+def _label(ax, metric: str, xlabel: str) -> None:
+    """Title with the direction, y label with the unit, and a y range that starts where it means
+    something: a share shows [0, 1], a count or distance starts at 0."""
+    i = info(metric)
+    ax.set_title(f"{i.title} ({i.direction})", fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(i.ylabel, fontsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.grid(alpha=0.3)
+    lo, hi = ax.get_ylim()
+    if i.bounded:
+        ax.set_ylim(0, max(1.0, hi))
+    elif lo > 0 and metric != "variance_ratio":
+        ax.set_ylim(0, hi)
 
 
-def plot_metrics(metrics: pd.DataFrame, out_dir: Path, kind: str) -> list[Path]:
-    """``kind``: 'text', 'image' or 'numeric' (the run config's ``kind``)."""
+def plot_metrics(metrics: pd.DataFrame, out_dir: Path, kind: str, caption: str = "") -> list[Path]:
+    """``kind``: 'text', 'image' or 'numeric' (the run config's ``kind``); ``caption`` names the
+    corpus, model and seeds in every figure's title."""
     names = [m for m in METRICS[kind] if m in metrics.columns]
     paths = []
     for m in names:
-        fig, ax = plt.subplots(figsize=(5, 3.4))
+        fig, ax = plt.subplots(figsize=(5.4, 3.6))
         _draw(ax, metrics, m)
         ax.legend(fontsize=8)
+        if caption:
+            fig.suptitle(caption, fontsize=8, color="0.35")
         p = out_dir / f"{m}.png"
         _save(fig, p)
         paths.append(p)
@@ -81,6 +79,8 @@ def plot_metrics(metrics: pd.DataFrame, out_dir: Path, kind: str) -> list[Path]:
         ax.axis("off")
     handles, labels = axes.flat[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.02))
+    if caption:
+        fig.suptitle(caption, fontsize=10)
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     p = out_dir / "overview.png"
     _save(fig, p)
@@ -99,6 +99,7 @@ def plot_histograms(per_policy: dict[str, dict[int, np.ndarray]], out_path: Path
         ax.set_xscale("log")
         ax.set_title(policy, fontsize=10)
         ax.set_xlabel("per-sample perplexity under generation 0")
+    axes.flat[0].set_ylabel("density of samples")
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, out_path)
@@ -123,9 +124,7 @@ def plot_tree(metrics: pd.DataFrame, out_dir: Path, kind: str) -> list[Path]:
             p = row["parent"]
             ax.plot([mean.loc[p, "generation"], mean.loc[label, "generation"]], [mean.loc[p, m], mean.loc[label, m]],
                     color=colours[row["branch_policy"]], marker="o", ms=2.5, lw=1, alpha=0.8)
-        ax.set_title(TITLES.get(m, m), fontsize=10)
-        ax.set_xlabel("depth (generations of derivatives)")
-        ax.grid(alpha=0.3)
+        _label(ax, m, "depth (generations of derivatives)")
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
     handles = [plt.Line2D([], [], color=colours[b], marker="o", label=f"child trained with {b}") for b in branch]
