@@ -192,34 +192,51 @@ def run_record(r) -> dict:
 
 
 def report(
-    run_dir: Path = typer.Argument(..., help="A run folder made by `collapselab run`."),
+    run_dirs: List[Path] = typer.Argument(..., metavar="RUN...", help="Run folders made by `collapselab run` (several: side by side in --html)."),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="Re-draw the PNG plots into RUN/plots (skipped, with a note, when the folder is read-only)."),
+    html: bool = typer.Option(False, "--html", help="Also write one self-contained HTML report (charts, tables, samples, lineage; opens offline): RUN/report.html, or report.html here for several runs."),
+    html_out: Optional[Path] = typer.Option(None, "--html-out", metavar="FILE", help="Where --html writes the page (implies --html)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Re-print a run's table and re-draw its plots from the folder alone."""
+    """Re-print a run's table and re-draw its plots from the folder alone; --html writes a page people can read."""
     from collapselab.api import load_run
 
-    r = load_run(run_dir)
-    if r.metrics.empty:
-        raise UserError(f"{run_dir}: the run has no finished generation yet. Continue it with `collapselab run --resume --out {run_dir}`.")
-    if not r.complete:
-        err_console.print(f"[yellow]{run_dir}: unfinished run; showing the generations it finished. Continue it with `collapselab run --resume --out {run_dir}`.[/yellow]")
+    runs = []
+    for run_dir in run_dirs:
+        r = load_run(run_dir)
+        if r.metrics.empty:
+            raise UserError(f"{run_dir}: the run has no finished generation yet. Continue it with `collapselab run --resume --out {run_dir}`.")
+        if not r.complete:
+            err_console.print(f"[yellow]{run_dir}: unfinished run; showing the generations it finished. Continue it with `collapselab run --resume --out {run_dir}`.[/yellow]")
+        runs.append(r)
+    if html or html_out is not None:  # checked before any work, so a bad path costs nothing
+        from collapselab.atomic import check_output_file
+
+        html_out = check_output_file(html_out or (runs[0].path / "report.html" if len(runs) == 1 else Path("report.html")), "--html-out")
     if as_json:
-        print_json(run_record(r))
+        records = [run_record(r) for r in runs]
+        print_json(records[0] if len(records) == 1 else {"runs": records})
     else:
-        print_table(r)
+        for r in runs:
+            print_table(r)
+    if html_out is not None:
+        from collapselab.report.html import write
+
+        write(runs, html_out)
+        err_console.print(f"HTML report: [bold]{escape(str(html_out))}[/bold]", highlight=False, soft_wrap=True)
     if not plots:
         return
-    try:
-        paths = r.plot()
-    except OSError as e:  # a read-only or full run folder: the table is printed, the old plots stay as they were
-        from collapselab.oserrors import describe
+    for r in runs:
+        try:
+            paths = r.plot()
+        except OSError as e:  # a read-only or full run folder: the table is printed, the old plots stay as they were
+            from collapselab.oserrors import describe
 
-        err_console.print(f"[yellow]note: plots not re-drawn ({escape(describe(e))}); the table above is complete.[/yellow]",
-                          highlight=False, soft_wrap=True)
-        return
-    if not as_json:
-        console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
+            err_console.print(f"[yellow]note: plots not re-drawn ({escape(describe(e))}); the table above is complete.[/yellow]",
+                              highlight=False, soft_wrap=True)
+            continue
+        if not as_json:
+            console.print(f"\nPlots: {', '.join(str(p) for p in paths[:3])} … ({len(paths)} files in {r.folder.plots_dir})")
 
 
 def lineage(
