@@ -60,7 +60,7 @@ def check_output_file(path: str | os.PathLike, what: str = "output") -> Path:
     file, or its folder is not writable. Creates the folder, as the write would."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{path}: the {what} is a folder; give a file name, e.g. {path / ('out' + (path.suffix or '.jsonl'))}.")
+        raise UserError(f"{path}: the {what} is a folder; give a file name (a new file, or one inside it: {path / 'NAME'}).")
     check_writable_dir(path.parent if str(path.parent) else Path("."), what)
     return path
 
