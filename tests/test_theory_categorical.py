@@ -121,7 +121,7 @@ def test_same_seed_same_chain():
 def test_fully_synthetic_collision_rate():
     """S_g = 1 - (1 - 1/M)^g (1 - S_0) with M = 50 tokens per generation, R = 1000, g <= 40;
     E p^(g) = p^(0) (a martingale). Named bug: the rate taken from the human set's size K = 200
-    instead of M (S_10 = 0.70 instead of 0.80 here): outside the band."""
+    instead of M (S_10 = 0.26 instead of 0.36 here): outside the band."""
     M, G, R = 50, 40, 1000
     p = probs("replace", M, G, R, base=1_000)
     s0 = np.sum(p[0, 0] ** 2)
