@@ -56,6 +56,7 @@ def sign(
     a text shard gets a signed sidecar FILE.manifest.json."""
     from collapselab.provenance import credentials as cred
 
+    cred.check_origin(origin)  # for an image too: a wrong --origin is never silently ignored
     suffix = file.suffix.lower()
     if suffix == ".png":
         written = cred.sign_png(file, out or file, model_id=model, generation=generation, credentials_dir=credentials)

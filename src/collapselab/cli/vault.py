@@ -78,14 +78,22 @@ def vault_add(
     _echo(f"{r.added} added, {r.present} already present ({r.documents} documents read)")
 
 
+def _snapshot_json(s) -> dict:
+    return {"name": s.name, "documents": s.count, "created_at": s.created_at, "merkle_root": s.merkle_root, "key_id": s.key_id}
+
+
 @vault_app.command("seal")
 def vault_seal(
     name: Optional[str] = typer.Option(None, "--name", help="Snapshot name (default: snap-<UTC time>). A name is sealed once."),
     vault: Optional[Path] = VAULT_OPT,
     key: Optional[Path] = KEY_OPT,
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Make an immutable snapshot of every document in the vault, its Merkle root signed (Ed25519)."""
-    s = _open(vault, key).seal(name)
+    v = _open(vault, key)
+    s = v.seal(name)
+    if as_json:
+        return print_json({"vault": str(v.path), **_snapshot_json(s)})
     _echo(f"sealed {s.name}: {s.count} documents, Merkle root {s.merkle_root}, key id {s.key_id}")
 
 
@@ -113,10 +121,8 @@ def vault_ls(vault: Optional[Path] = VAULT_OPT, as_json: bool = typer.Option(Fal
     total = len(v.hashes())
     names = v.snapshot_names()
     if as_json:
-        snaps = [v.snapshot(n, check=False) for n in names]
         return print_json({"vault": str(v.path), "documents": total, "key_id": v.key_id,
-                           "snapshots": [{"name": s.name, "documents": s.count, "created_at": s.created_at,
-                                          "merkle_root": s.merkle_root} for s in snaps]})
+                           "snapshots": [_snapshot_json(v.snapshot(n, check=False)) for n in names]})
     _echo(f"{v.path}: {total} documents, {len(names)} snapshots (key id {v.key_id})")
     for n in names:
         s = v.snapshot(n, check=False)
@@ -133,27 +139,27 @@ def _records(v, pairs) -> list[dict]:
 
 
 def _check_out(out: Path) -> None:
+    """Before any work: a .jsonl/.parquet name, not a folder, not under a file, in a writable folder."""
+    from collapselab.atomic import check_output_file
+
     if not out.name.lower().endswith((".jsonl", ".parquet", ".pq")):
         raise UserError(f"--out {out}: write .jsonl or .parquet.")
+    check_output_file(out, "--out file")
 
 
 def _write(rows: list[dict], out: Path) -> None:
-    from collapselab.atomic import atomic_write
+    """All of ``rows`` or nothing (temp file + rename): a full disk leaves no partial file."""
+    from collapselab.atomic import atomic_write, atomic_write_text
 
-    _check_out(out)
-    name = out.name.lower()
-    if name.endswith(".jsonl"):
-        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
-        atomic_write(out, lambda tmp: Path(tmp).write_text(body, encoding="utf-8"))
-    elif name.endswith((".parquet", ".pq")):
+    if out.name.lower().endswith(".jsonl"):
+        atomic_write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    else:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         cols = ["hash", "text", "source", "licence", "captured_before", "added_at"]
         table = pa.table({c: pa.array([r[c] for r in rows], type=pa.string()) for c in cols})
         atomic_write(out, lambda tmp: pq.write_table(table, tmp))
-    else:
-        raise UserError(f"--out {out}: write .jsonl or .parquet.")
 
 
 @vault_app.command("sample")

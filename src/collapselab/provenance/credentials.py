@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from collapselab.atomic import all_or_nothing, atomic_write, atomic_write_text, check_writable_dir
+from collapselab.atomic import all_or_nothing, atomic_write, atomic_write_text, check_output_file, check_writable_dir
 from collapselab.errors import UserError
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
@@ -392,6 +392,7 @@ def sign_png(
     out = Path(out_path)
     if out.suffix.lower() != ".png":
         raise UserError(f"{out}: the signed image is a PNG; give an output path ending in .png.")
+    check_output_file(out, "signed image")  # a folder, a path under a file: said before signing
     signing = _load_signing(credentials_dir)
     c2pa = _c2pa()
 
@@ -499,6 +500,15 @@ def _check_text_shard(path: Path) -> None:
         raise UserError(f"{path}: no such file.")
 
 
+def check_origin(origin: str) -> str:
+    """``origin`` if it is one of the ledger's origins (one vocabulary for both), else a UserError listing them."""
+    from collapselab.provenance.ledger import ORIGINS
+
+    if origin not in ORIGINS:
+        raise UserError(f"--origin {origin!r}: must be one of {', '.join(ORIGINS)} (the ledger's origins).")
+    return origin
+
+
 def sign_text_shard(
     path: Union[str, os.PathLike],
     *,
@@ -515,10 +525,7 @@ def sign_text_shard(
     _check_text_shard(path)
     if generation is not None and (not isinstance(generation, int) or isinstance(generation, bool) or generation < 0):
         raise UserError(f"generation {generation!r}: must be a whole number >= 0.")
-    from collapselab.provenance.ledger import ORIGINS  # the ledger's origins: one vocabulary for both
-
-    if origin not in ORIGINS:
-        raise UserError(f"--origin {origin!r}: must be one of {', '.join(ORIGINS)} (the ledger's origins).")
+    check_origin(origin)
     signing = _load_signing(credentials_dir)
     data = path.read_bytes()
     from cryptography import x509

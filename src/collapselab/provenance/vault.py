@@ -8,7 +8,7 @@ folder::
     vault.pub                   the vault's Ed25519 public key (PEM)
     private/ed25519.key         the signing key (PEM, mode 0600; may live elsewhere, see --signing-key)
     objects/ab/cdef...          one file per distinct text, named by the SHA-256 of its UTF-8 bytes,
-                                written atomically and made read-only (0444); never evicted
+                                written atomically and made read-only (0444 under umask 022); never evicted
     index.jsonl                 append-only: one line per object (hash, source, licence,
                                 captured_before, added_at, where it came from)
     snapshots/NAME.json         sealed snapshots (read-only), one per name, never overwritten
@@ -39,7 +39,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from collapselab.atomic import all_or_nothing, atomic_write, check_output_file, check_writable_dir
+from collapselab.atomic import all_or_nothing, atomic_write, check_output_file, check_writable_dir, public_mode
 from collapselab.errors import UserError
 from collapselab.provenance import merkle
 
@@ -102,6 +102,11 @@ def _canonical(obj: dict) -> bytes:
 def _root_hex(hashes: Sequence[str]) -> str:
     """The Merkle root over the content hashes (each hash's 32 bytes is one leaf)."""
     return merkle.merkle_root([bytes.fromhex(h) for h in hashes]).hex()
+
+
+def _read_only_mode() -> int:
+    """Objects and snapshots: read-only, and readable by whom the umask allows (0444 under umask 022)."""
+    return public_mode() & 0o444
 
 
 def _key_id(public_raw: bytes) -> str:
@@ -381,17 +386,24 @@ class Vault:
     # -- adding
 
     def _store(self, h: str, data: bytes) -> bool:
-        """Write one object atomically and read-only; False if it was already there."""
+        """Write one object atomically (temp file + rename) and read-only; False if it was already there.
+
+        Durability is one sync per add() call, not one fsync per object (add() holds the vault's
+        lock, so the temp name needs no randomness; verify skips a leftover ``.NAME.tmp``)."""
         p = self.object_path(h)
         if p.exists():
             return False
-
-        def write(tmp: str) -> None:
+        p.parent.mkdir(exist_ok=True)
+        tmp = p.with_name(f".{p.name}.tmp")
+        tmp.unlink(missing_ok=True)  # a read-only leftover of an add that was killed
+        try:
             with open(tmp, "wb") as f:
                 f.write(data)
-            os.chmod(tmp, 0o444)  # durability: one sync per add() call, not one fsync per object
-
-        atomic_write(p, write)
+            os.chmod(tmp, _read_only_mode())
+            os.replace(tmp, p)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         return True
 
     def add_texts(self, docs: Iterable[tuple[str, str]], *, source: str, licence: str, captured_before: str | date,
@@ -430,10 +442,13 @@ class Vault:
                     index.flush()
             except BaseException as e:
                 self._roll_back(index_path, size_before, new)
-                if isinstance(e, UserError):
+                if isinstance(e, (UserError, OSError)):  # a malformed document, a full disk, a read-only vault
+                    from collapselab.oserrors import describe
+
+                    what = str(e) if isinstance(e, UserError) else describe(e, "cannot write to the vault") + "."
                     read = result.added + result.present
-                    raise UserError(f"{e} Nothing was added to the vault ({read} documents read before it were "
-                                    "rolled back); fix the input and add again.") from None
+                    raise UserError(f"{what} Nothing was added to the vault ({read} documents read before it were "
+                                    "rolled back); fix that and add again.") from None
                 raise
             if result.added:
                 os.sync()  # every new object and index line reaches the disk before add() returns
@@ -441,8 +456,9 @@ class Vault:
 
     def _roll_back(self, index_path: Path, size: int, objects: list[str]) -> None:
         """Undo a failed add: the index back to ``size`` bytes, the objects it stored removed."""
-        with open(index_path, "r+b") as f:
-            f.truncate(size)
+        if index_path.stat().st_size != size:  # nothing to undo when the index could not even be opened
+            with open(index_path, "r+b") as f:
+                f.truncate(size)
         for h in objects:
             self.object_path(h).unlink(missing_ok=True)
 
@@ -504,7 +520,7 @@ class Vault:
 
             def write(tmp: str) -> None:
                 Path(tmp).write_text(text, encoding="utf-8")
-                os.chmod(tmp, 0o444)
+                os.chmod(tmp, _read_only_mode())
 
             atomic_write(target, write)
         return snap
