@@ -19,8 +19,8 @@ a linear recursion x_{t+1} = T x_t + (alpha s^2, 0) from x_0 = (s^2, 0) (generat
 real data alone). E sigma_t^2 + E (mu_t - xbar)^2 = s^2 for every t: the expected second
 moment about xbar is conserved (W' = alpha s^2 + beta W), so (1, 1) is a left eigenvector of T
 with eigenvalue beta, and the spectral radius is beta < 1 when a >= 1. The loop is then stable
-and converges to the fixed point x* = (I - T)^{-1} (alpha s^2, 0), slightly below s^2 (the MLE's shrinkage leaks
-in through the synthetic share). With a = 0 (fully synthetic) V_t = s^2 ((M - 1)/M)^t -> 0:
+and converges to the fixed point x* = (I - T)^{-1} (alpha s^2, 0), slightly below s^2 (the
+MLE's shrinkage leaks in through the synthetic share). With a = 0 (fully synthetic) V_t = s^2 ((M - 1)/M)^t -> 0:
 collapse. In the infinite-sample limit the mean error contracts by beta = lambda / (1 + lambda)
 per generation, Bertrand et al.'s contraction for an exact MLE.
 """
