@@ -154,7 +154,7 @@ def main() -> None:
         part()
     lines = ["| family | setting | quantity | closed form | Monte-Carlo mean ± SE | z | chains |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
-    lines += ["| " + " | ".join(r) + " |" for r in ROWS]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in ROWS]  # norms' bars escaped
     table = "\n".join(lines)
     note = (f"Computed by `python bench/theory_results.py` ({time.perf_counter() - t0:.0f} s). "
             "z = (Monte-Carlo mean - closed form) / SE, SE from the chains (exact for the memoriser); rows without a Monte-Carlo "
