@@ -75,6 +75,23 @@ def test_init_that_fails_part_way_leaves_nothing(tmp_path, run_main, monkeypatch
     assert not (tmp_path / "c").exists()
 
 
+def test_credentials_init_force_that_fails_keeps_the_old_chain(tmp_path, run_main, monkeypatch):
+    from collapselab.provenance import credentials
+
+    assert run_main(["credentials", "init", "c"], tmp_path)[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()}
+    real = credentials._write_private
+
+    def full_at_the_second_key(path, data):
+        if "leaf" in path.name:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real(path, data)
+
+    monkeypatch.setattr(credentials, "_write_private", full_at_the_second_key)
+    one_error_line(*run_main(["credentials", "init", "c", "--force"], tmp_path)[::2], "no space left")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "c").iterdir()} == before  # not a new root with the old leaf
+
+
 @pytest.mark.parametrize("args", [["vault", "init", "afile/v"], ["credentials", "init", "afile/c"],
                                   ["vault", "init", "afile"], ["credentials", "init", "afile"],
                                   ["vault", "init", "v", "--signing-key", "afile/k"],
@@ -297,3 +314,19 @@ def test_vault_add_shows_progress_unless_quiet(tmp_path, run_main, monkeypatch):
     seen.clear()
     assert run_main(["vault", "add", "d.jsonl", *DATE, "--vault", "v", "-q"], tmp_path)[0] == 0
     assert seen[0] == ("quiet", True)
+
+
+@pytest.mark.parametrize("command", ["init", "seal"])
+def test_help_marks_the_old_key_spelling(command):
+    import typer
+
+    from collapselab.cli import app
+
+    vault_group = typer.main.get_command(app).commands["vault"]
+    (option,) = [p for p in vault_group.commands[command].params if "--signing-key" in p.opts]
+    assert option.opts == ["--signing-key", "--key"] and "old spelling --key: deprecated" in option.help
+
+
+def test_a_file_given_as_the_vault_is_said(tmp_path, run_main):
+    (tmp_path / "afile").write_text("mine")
+    one_error_line(*run_main(["vault", "ls", "--vault", "afile", "--json"], tmp_path)[::2], "afile: a file, not a vault folder")

@@ -73,20 +73,37 @@ class CredentialsPaths:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write a key file that is 0600 from its first byte (no chmod after the fact)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    if tmp.exists():
-        tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Create a key file that is 0600 from its first byte (no chmod after the fact)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_public(path: Path, data: bytes) -> None:
+    """Create a certificate file; it follows the umask, as any file others must read."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_all(files: list[tuple[Path, bytes, bool]]) -> None:
+    """Write each ``(path, data, secret)`` under a temporary name, then rename them all: a failure part-way
+    (a full disk) leaves the folder as it was, the old credentials of ``init --force`` included."""
+    staged: list[tuple[Path, Path]] = []
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        for path, data, secret in files:
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            staged.append((tmp, path))
+            (_write_private if secret else _write_public)(tmp, data)
+        for tmp, path in staged:
+            os.replace(tmp, path)
     except BaseException:
-        if tmp.exists():
-            tmp.unlink()
+        for tmp, _ in staged:
+            tmp.unlink(missing_ok=True)
         raise
 
 
@@ -174,14 +191,12 @@ def init_credentials(
     def key_bytes(k) -> bytes:
         return k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
-    files = (paths.root_key, paths.leaf_key, paths.root_cert, paths.leaf_cert, paths.chain)
-    with all_or_nothing(paths.folder, *files):  # a failed init (a full disk) leaves no half-made chain
+    with all_or_nothing(paths.folder):  # a failed init (a full disk) leaves no half-made folder
         paths.folder.mkdir(parents=True, exist_ok=True)
-        _write_private(paths.root_key, key_bytes(root_key))
-        _write_private(paths.leaf_key, key_bytes(leaf_key))
-        # the certificates are public: they follow the umask (atomic_write), only the keys are 0600
-        for p, data in ((paths.root_cert, pem(root)), (paths.leaf_cert, pem(leaf)), (paths.chain, pem(leaf) + pem(root))):
-            atomic_write(p, lambda tmp, data=data: Path(tmp).write_bytes(data))
+        # the certificates are public: they follow the umask; only the keys are 0600
+        _write_all([(paths.root_key, key_bytes(root_key), True), (paths.leaf_key, key_bytes(leaf_key), True),
+                    (paths.root_cert, pem(root), False), (paths.leaf_cert, pem(leaf), False),
+                    (paths.chain, pem(leaf) + pem(root), False)])
     return paths
 
 

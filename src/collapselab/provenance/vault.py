@@ -312,6 +312,8 @@ class Vault:
     def __init__(self, path: str | os.PathLike, *, key: str | os.PathLike | None = None):
         self.path = Path(path)
         marker = self.path / MARKER
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"{self.path}: a file, not a vault folder. Pass the vault's folder with --vault DIR.")
         if not self.path.is_dir():
             raise UserError(f"{self.path}: no such vault folder. Create one with `collapselab vault init {self.path}`.")
         try:
