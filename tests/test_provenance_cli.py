@@ -330,3 +330,17 @@ def test_help_marks_the_old_key_spelling(command):
 def test_a_file_given_as_the_vault_is_said(tmp_path, run_main):
     (tmp_path / "afile").write_text("mine")
     one_error_line(*run_main(["vault", "ls", "--vault", "afile", "--json"], tmp_path)[::2], "afile: a file, not a vault folder")
+
+
+def test_snapshot_is_also_named_with_the_shared_flag(sealed, run_main):
+    tmp = sealed.parent
+    assert run_main(["vault", "seal", "--name", "s2", "--vault", "v"], tmp)[0] == 0
+    for args, out in ((["s1"], "a.jsonl"), (["--snapshot", "s1"], "b.jsonl"), ([], "newest.jsonl")):
+        status, _, err = run_main(["vault", "export", *args, "--out", out, "--vault", "v"], tmp)
+        assert status == 0, err
+    assert (tmp / "a.jsonl").read_text() == (tmp / "b.jsonl").read_text() and len((tmp / "a.jsonl").read_text().splitlines()) == 6
+    status, out, _ = run_main(["vault", "verify", "--snapshot", "s2", "--vault", "v", "--json"], tmp)
+    assert status == 0 and strict(out)["snapshots_checked"] == 1
+    one_error_line(*run_main(["vault", "export", "s1", "--snapshot", "s2", "--out", "c.jsonl", "--vault", "v"], tmp)[::2],
+                   "name one snapshot")
+    assert not (tmp / "c.jsonl").exists()

@@ -24,11 +24,19 @@ vault_app = typer.Typer(
 )
 
 VAULT_OPT = typer.Option(None, "--vault", "-V", help="The vault folder (default: $COLLAPSELAB_VAULT, else ./vault).")
+SNAPSHOT_OPT = typer.Option(None, "--snapshot", metavar="NAME", help="The snapshot, as in `vault sample` and `run` (the same as the SNAPSHOT argument).")
 KEY_OPT = typer.Option(None, "--signing-key", "--key", help="The vault's Ed25519 signing key (default: VAULT/private/ed25519.key). (old spelling --key: deprecated)")
 
 
 def _vault_dir(vault: Optional[Path]) -> Path:
     return vault if vault is not None else Path(os.environ.get("COLLAPSELAB_VAULT", "vault"))
+
+
+def _snapshot(argument: Optional[str], option: Optional[str]) -> Optional[str]:
+    """A snapshot named as the argument or with --snapshot NAME (the flag every command shares)."""
+    if argument is not None and option is not None and argument != option:
+        raise UserError(f"snapshot {argument!r} and --snapshot {option!r}: name one snapshot.")
+    return argument if argument is not None else option
 
 
 def _open(vault: Optional[Path], key: Optional[Path] = None):
@@ -103,9 +111,10 @@ def vault_verify(
     vault: Optional[Path] = VAULT_OPT,
     public_key: Optional[Path] = typer.Option(None, "--public-key", help="A trusted copy of the vault's public key, kept elsewhere."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    snapshot_opt: Optional[str] = SNAPSHOT_OPT,
 ) -> None:
     """Re-hash every object, check every snapshot's signature, count and Merkle root. Exit 0 valid, 1 invalid, 2 bad input."""
-    report = _open(vault).verify(snapshot, public_key=public_key)
+    report = _open(vault).verify(_snapshot(snapshot, snapshot_opt), public_key=public_key)
     if as_json:
         print_json(report)
     else:
@@ -166,7 +175,7 @@ def _write(rows: list[dict], out: Path) -> None:
 def vault_sample(
     n: int = typer.Argument(..., help="How many documents."),
     seed: int = typer.Option(..., "--seed", help="The draw depends only on the seed and the snapshot."),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="Snapshot to draw from (default: the newest)."),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", metavar="NAME", help="Snapshot to draw from (default: the newest)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write .jsonl or .parquet instead of printing JSONL."),
     vault: Optional[Path] = VAULT_OPT,
 ) -> None:
@@ -186,13 +195,15 @@ def vault_sample(
 
 @vault_app.command("export")
 def vault_export(
-    snapshot: str = typer.Argument(..., help="The snapshot to export."),
+    snapshot: Optional[str] = typer.Argument(None, help="The snapshot to export (default: the newest)."),
     out: Path = typer.Option(..., "--out", "-o", help="FILE.jsonl or FILE.parquet (written atomically)."),
     vault: Optional[Path] = VAULT_OPT,
+    snapshot_opt: Optional[str] = SNAPSHOT_OPT,
 ) -> None:
     """Write a snapshot's documents (hash order, with their provenance) to JSONL or Parquet."""
     _check_out(out)
     v = _open(vault)
+    snapshot = _snapshot(snapshot, snapshot_opt) or v.latest_snapshot()
     snap = v.snapshot(snapshot)
     rows = _records(v, zip(snap.hashes, v.texts(snapshot)))
     _write(rows, out)
