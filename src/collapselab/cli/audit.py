@@ -22,9 +22,8 @@ def audit_cmd(
     reference: Path = typer.Option(..., "--reference", "-r", metavar="REF", help="Human reference text or a previous model version's outputs (same formats)."),
     text_field: str = typer.Option("text", "--text-field", help="The field (JSONL) or column (Parquet) holding the text."),
     n: Optional[int] = typer.Option(None, "--n", "--sample-size", help="Sentences per side of each test (default: all of SAMPLES, at most half of REF; the judge is fitted on the rest of REF)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every random draw: the split of REF, the permutations, the half-samples."),
-    permutations: int = typer.Option(999, "--permutations", help="Permutations per test (p-values are multiples of 1/(permutations+1))."),
-    bootstrap: int = typer.Option(499, "--bootstrap", help="Half-sample replicates for the ratios' 95% intervals."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every random draw: the sentences used, the split of REF, the permutations."),
+    permutations: int = typer.Option(999, "--permutations", help="Permutations (p-values are multiples of 1/(permutations+1)); they also give the ratios' 95% intervals and the power."),
     alpha: float = typer.Option(0.05, "--alpha", help="Family-wise error rate over all measures (Holm-Bonferroni)."),
     order: int = typer.Option(3, "--order", min=1, help="Order of the n-gram judge fitted on REF (perplexity)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -42,7 +41,7 @@ def audit_cmd(
             update(completed=done, total=total, description=f"audit: {what}")
 
         result = audit(samples, reference, seed=seed, n=n, text_field=text_field, permutations=permutations,
-                       bootstrap=bootstrap, alpha=alpha, order=order, progress=progress)
+                       alpha=alpha, order=order, progress=progress)
     if as_json:
         return print_json(result.to_dict())
     print_audit(result)
@@ -69,7 +68,7 @@ def print_audit(r) -> None:
                   f"{m.power:.0%}", signal)
     console.print(t)
     console.print(f"[dim]{r.n} sentences a side; the judge (order {r.judge_order}), rare words and 4-grams from the other "
-                  f"{r.n_fit} sentences of REF; {r.permutations} permutations, {r.bootstrap} half-samples, seed {r.seed}, "
+                  f"{r.n_fit} sentences of REF; {r.permutations} permutations, seed {r.seed}, "
                   f"p: Holm-adjusted, alpha {r.alpha} family-wise; the arrow: the collapse direction. Signal: clear = significant towards collapse by more than 5%, early = significant towards collapse, differs = significant the other way or no collapse direction (±). Power: at alpha/measures for the observed effect.[/dim]")
     console.print(f"Verdict: [{VERDICT_STYLE[r.verdict]}]{r.verdict}[/{VERDICT_STYLE[r.verdict]}] ({escape(r.reason)})", highlight=False)
     console.print(f"[dim]Rules: {r.rules}[/dim]", highlight=False)
