@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from collapselab.cli import credentials, keys, ledger, pipeline, run, vault
 from collapselab.cli import audit as audit_cli
+from collapselab.cli import transparency
 from collapselab.cli.common import console, err_console  # noqa: F401  (re-exported for tests and scripts)
 from collapselab.errors import UserError
 
@@ -49,6 +50,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 run.register(app)  # run, report, lineage
 pipeline.register(app)  # scan, filter, mix
+transparency.register(app)  # compose, gate
 audit_cli.register(app)  # audit
 app.add_typer(keys.keys_app, name="keys")
 app.add_typer(vault.vault_app, name="vault")
