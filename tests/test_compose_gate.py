@@ -18,14 +18,10 @@ import pytest
 from collapselab.errors import UserError
 from collapselab.provenance.ledger import Ledger, hash_content
 from conftest import fixed_key_file
+from test_pipeline import _jsonl
 from test_run_cli import one_error_line, strict
 
 V = 200  # words
-
-
-def _jsonl(path: Path, records) -> Path:
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +255,20 @@ def test_bad_input_is_one_line_exit_2(world, run_main, tmp_path):
     one_error_line(code, err, "none.sqlite")
     code, _, err = run_main(["gate", world["train"], "--policy", tmp_path / "missing.yaml"], tmp_path)
     one_error_line(code, err, "missing.yaml")
+
+
+def test_a_ledger_entry_for_the_whole_file_marks_its_records_synthetic(world, tmp_path):
+    """A run folder's ledger records a generation's output as one document (the shard's hash)."""
+    from collapselab.pipeline.io import file_sha256
+    from collapselab.report.compose import compose_trainset
+
+    shard = _jsonl(tmp_path / "gen3.jsonl", [{"text": t} for t in world["synth"][:4]])
+    (tmp_path / "run").mkdir()
+    with Ledger(tmp_path / "run" / "ledger.sqlite") as led:
+        led.add_model("replace/seed0/gen2", "ngram")
+        doc = led.add_document(file_sha256(shard), "synthetic", model_id="replace/seed0/gen2", generation=3)
+    c = compose_trainset(shard, ledgers=[tmp_path / "run"])  # a run folder: its ledger.sqlite
+    assert c.value("provenance", "synthetic", "documents") == 4
+    (m,) = c.data["sources"]["synthetic_models"]
+    assert m["model_id"] == "replace/seed0/gen2" and m["depth"]["value"] == 1
+    assert m["depth"]["trace"][1]["seqs"] == [doc.seq]

@@ -12,15 +12,20 @@ import typer
 
 from collapselab.cli.common import JSON_HELP, print_json
 
-TRAINSET_HELP = "The training set (JSONL or Parquet), e.g. the TRAIN.jsonl `collapselab mix` wrote."
-MANIFEST_HELP = "The mix manifest (default: TRAINSET.json beside it, when there)."
-SCORES_HELP = "A scan sidecar S.parquet (its manifest S.parquet.json beside it); repeatable."
-LEDGER_HELP = "A provenance ledger (SQLite file, postgresql:// URL, or a run folder holding ledger.sqlite); repeatable."
-VAULT_HELP = "The vault folder (default: the one the mix manifest names)."
-SNAPSHOT_HELP = "The vault snapshot (default: the one the mix manifest names, else the latest)."
-FILTERED_HELP = "A file `collapselab filter` kept (its manifest KEPT.json beside it); repeatable."
 KIND_HELP = ("NAME=KIND: declare a source's kind (public, licensed, crawled, user, other); NAME is a vault source or an "
              "input file of the mix; repeatable.")
+
+# the inputs compose and gate share (one OptionInfo each, used by both commands)
+TRAINSET = typer.Argument(..., metavar="TRAINSET", help="The training set (JSONL or Parquet), e.g. the TRAIN.jsonl "
+                                                         "`collapselab mix` wrote.")
+MANIFEST = typer.Option(None, "--manifest", help="The mix manifest (default: TRAINSET.json beside it, when there).")
+SCORES = typer.Option([], "--scores", help="A scan sidecar S.parquet (its manifest S.parquet.json beside it); repeatable.")
+LEDGER = typer.Option([], "--ledger", help="A provenance ledger (SQLite file, postgresql:// URL, or a run folder holding "
+                                           "ledger.sqlite); repeatable.")
+VAULT = typer.Option(None, "--vault", "-V", help="The vault folder (default: the one the mix manifest names).")
+SNAPSHOT = typer.Option(None, "--snapshot", help="The vault snapshot (default: the one the mix manifest names, else the latest).")
+FILTERED = typer.Option([], "--filtered", help="A file `collapselab filter` kept (its manifest KEPT.json beside it); repeatable.")
+TEXT_FIELD = typer.Option(None, "--text-field", help="The field holding the text (default: the mix's).")
 
 
 def _compose(trainset, manifest, scores, ledger, vault, snapshot, filtered, kind, text_field):
@@ -31,15 +36,15 @@ def _compose(trainset, manifest, scores, ledger, vault, snapshot, filtered, kind
 
 
 def compose_cmd(
-    trainset: Path = typer.Argument(..., metavar="TRAINSET", help=TRAINSET_HELP),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help=MANIFEST_HELP),
-    scores: List[Path] = typer.Option([], "--scores", help=SCORES_HELP),
-    ledger: List[str] = typer.Option([], "--ledger", help=LEDGER_HELP),
-    vault: Optional[Path] = typer.Option(None, "--vault", "-V", help=VAULT_HELP),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", help=SNAPSHOT_HELP),
-    filtered: List[Path] = typer.Option([], "--filtered", help=FILTERED_HELP),
+    trainset: Path = TRAINSET,
+    manifest: Optional[Path] = MANIFEST,
+    scores: List[Path] = SCORES,
+    ledger: List[str] = LEDGER,
+    vault: Optional[Path] = VAULT,
+    snapshot: Optional[str] = SNAPSHOT,
+    filtered: List[Path] = FILTERED,
     kind: List[str] = typer.Option([], "--kind", help=KIND_HELP),
-    text_field: Optional[str] = typer.Option(None, "--text-field", help="The field holding the text (default: the mix's)."),
+    text_field: Optional[str] = TEXT_FIELD,
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write the summary as OUT.md and OUT.json (default: print the Markdown)."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
@@ -73,16 +78,16 @@ def compose_cmd(
 
 
 def gate_cmd(
-    trainset: Path = typer.Argument(..., metavar="TRAINSET", help=TRAINSET_HELP),
+    trainset: Path = TRAINSET,
     policy: Path = typer.Option(..., "--policy", help="The policy YAML: min_verified_human_share, max_synthetic_depth, "
                                                       "max_flagged_share, max_unverified_share (all optional)."),
-    manifest: Optional[Path] = typer.Option(None, "--manifest", help=MANIFEST_HELP),
-    scores: List[Path] = typer.Option([], "--scores", help=SCORES_HELP),
-    ledger: List[str] = typer.Option([], "--ledger", help=LEDGER_HELP),
-    vault: Optional[Path] = typer.Option(None, "--vault", "-V", help=VAULT_HELP),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", help=SNAPSHOT_HELP),
-    filtered: List[Path] = typer.Option([], "--filtered", help=FILTERED_HELP),
-    text_field: Optional[str] = typer.Option(None, "--text-field", help="The field holding the text (default: the mix's)."),
+    manifest: Optional[Path] = MANIFEST,
+    scores: List[Path] = SCORES,
+    ledger: List[str] = LEDGER,
+    vault: Optional[Path] = VAULT,
+    snapshot: Optional[str] = SNAPSHOT,
+    filtered: List[Path] = FILTERED,
+    text_field: Optional[str] = TEXT_FIELD,
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Pass (exit 0) or fail (exit 1, one line per reason) a training set against a policy; bad input exits 2."""

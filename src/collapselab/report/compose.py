@@ -225,42 +225,41 @@ def _manifest(trainset: Path, manifest) -> tuple[Path, dict | None, str | None]:
     return path, m, file_sha256(path)
 
 
-def _scan_entry(path) -> dict:
-    """One scan sidecar's result, traced to its manifest (and the sidecar checked against it)."""
+def _step_manifest(path, fmt: str, flag: str, what: str) -> tuple[Path, dict, str]:
+    """A pipeline step's manifest (``path`` itself when it ends in .json, else ``path.json``), its SHA-256."""
     p = Path(path)
     mp = p if str(p).endswith(".json") else Path(str(p) + ".json")
     m = read_manifest(mp)
-    if not isinstance(m, dict) or m.get("format") != "collapselab-scan" or "result" not in m:
-        raise UserError(f"{mp}: not a scan manifest; pass --scores with the sidecar S.parquet that `collapselab scan` "
-                        "wrote (its manifest S.parquet.json beside it).")
-    side = Path(m.get("output", {}).get("path", ""))
-    if str(p).endswith(".json"):
-        side = Path(str(p)[: -len(".json")])
+    if not isinstance(m, dict) or m.get("format") != fmt or "result" not in m:
+        raise UserError(f"{mp}: not a {fmt.removeprefix('collapselab-')} manifest; pass {flag} with {what}.")
+    return mp, m, file_sha256(mp)
+
+
+def _traced(r: dict, mp: Path, sha: str, keys: Sequence[str]) -> dict:
+    return {k: num(r.get(k), file_trace(mp, sha, f"result.{k}")) for k in keys}
+
+
+def _scan_entry(path) -> dict:
+    """One scan sidecar's result, traced to its manifest (and the sidecar checked against it)."""
+    mp, m, sha = _step_manifest(path, "collapselab-scan", "--scores", "the sidecar S.parquet that `collapselab scan` "
+                                "wrote (its manifest S.parquet.json beside it)")
+    side = Path(str(mp)[: -len(".json")])
     if not side.is_file() or file_sha256(side) != m.get("output", {}).get("sha256"):
         raise UserError(f"{side}: missing or changed since its manifest {mp} was written. Scan again.")
-    sha, r = file_sha256(mp), m["result"]
-
-    def t(k):
-        return num(r.get(k), file_trace(mp, sha, f"result.{k}"))
-
+    r = m["result"]
     return {"sidecar": str(side), "manifest": str(mp), "manifest_sha256": sha,
             "detector": m.get("params", {}).get("detector"), "rule": r.get("rule"),
             "inputs": [i.get("path") for i in m.get("inputs", [])],
-            **{k: t(k) for k in ("documents", "flagged", "flagged_share", "estimate", "low", "high", "fpr", "tpr")},
+            **_traced(r, mp, sha, ("documents", "flagged", "flagged_share", "estimate", "low", "high", "fpr", "tpr")),
             "tpr_source": r.get("tpr_source"), "fpr_source": r.get("fpr_source")}
 
 
 def _filter_entry(path) -> dict:
-    p = Path(path)
-    mp = p if str(p).endswith(".json") else Path(str(p) + ".json")
-    m = read_manifest(mp)
-    if not isinstance(m, dict) or m.get("format") != "collapselab-filter" or "result" not in m:
-        raise UserError(f"{mp}: not a filter manifest; pass --filtered with the KEPT file `collapselab filter` wrote "
-                        "(its manifest KEPT.json beside it).")
-    sha, r = file_sha256(mp), m["result"]
+    mp, m, sha = _step_manifest(path, "collapselab-filter", "--filtered", "the KEPT file `collapselab filter` wrote "
+                                "(its manifest KEPT.json beside it)")
+    r = m["result"]
     return {"input": r.get("input"), "kept_file": r.get("out"), "manifest": str(mp), "manifest_sha256": sha,
-            "rule": r.get("rule"),
-            **{k: num(r.get(k), file_trace(mp, sha, f"result.{k}")) for k in ("records", "kept", "quarantined")}}
+            "rule": r.get("rule"), **_traced(r, mp, sha, ("records", "kept", "quarantined"))}
 
 
 def parse_kinds(pairs: Sequence[str]) -> dict[str, str]:
@@ -541,6 +540,9 @@ def render(d: dict) -> str:
                 f"{_cell(s['detector'])} ({_cell(s['rule'])}) | {v(s['documents'])} | {v(s['flagged'])} | "
                 f"{v(s['flagged_share'], pct=True)} | {v(s['estimate'], pct=True)} | "
                 f"{v(s['low'], pct=True)} to {v(s['high'], pct=True)} |" for s in proc["detection"]]
+        out.append("")
+        out += [f"- `{_cell(s['sidecar'])}`: TPR {_cell(s['tpr_source'])}; FPR {_cell(s['fpr_source'])}."
+                for s in proc["detection"]]
         out.append("")
     else:
         out += ["No scan given (--scores).", ""]
