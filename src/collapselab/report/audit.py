@@ -197,10 +197,10 @@ def _verdict(measures: list[MeasureResult]) -> tuple[str, str]:
     return "no evidence", f"no diversity or tail measure moves significantly towards collapse{also}"
 
 
-def _clear(direction: int, significant: bool, diff: float, ci: tuple) -> bool:
-    """Significant, in the collapse direction, and the ratio's CI wholly beyond a MARGIN change."""
+def _beyond_margin(direction: int, ci: tuple) -> bool:
+    """The ratio's 95% interval lies wholly beyond a MARGIN change in the collapse ``direction``."""
     lo, hi = ci
-    if not significant or direction == 0 or np.sign(diff) != direction or lo is None:
+    if lo is None:
         return False
     return hi < 1 - MARGIN if direction < 0 else lo > 1 + MARGIN
 
@@ -270,14 +270,14 @@ def audit(samples: str | Path, reference: str | Path, *, seed: int = 0, n: Optio
     results = []
     for j, (name, direction) in enumerate(DIRECTIONS.items()):
         s_val, r_val = float(observed[0, j]), float(observed[1, j])
-        ratio = s_val / r_val if r_val > 0 and s_val > 0 else None
+        ratio = s_val / r_val if r_val > 0 else None
         ci = _ratio_ci(ratio, null_logs[:, j])
         sig = bool(p_holm[j] <= alpha)
+        collapse_like = sig and direction != 0 and bool(np.sign(diff[j]) == direction)
         results.append(MeasureResult(
             name=name, direction=direction, samples=s_val, reference=r_val, ratio=ratio, ratio_ci=ci, p=float(p[j]),
-            p_holm=float(p_holm[j]), power=float(power[j]), significant=sig,
-            collapse_like=sig and direction != 0 and np.sign(diff[j]) == direction,
-            clear=_clear(direction, sig, diff[j], ci)))
+            p_holm=float(p_holm[j]), power=float(power[j]), significant=sig, collapse_like=collapse_like,
+            clear=collapse_like and _beyond_margin(direction, ci)))
     verdict, reason = _verdict(results)
     return AuditResult(samples_path=str(samples), reference_path=str(reference), n=n, n_fit=len(fit_items), seed=seed,
                        alpha=alpha, permutations=permutations, judge_order=order,
