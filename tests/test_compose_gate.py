@@ -134,10 +134,21 @@ def test_compose_counts_each_category_and_traces_it(world):
     assert scan["high"]["trace"][0]["field"] == "result.high"
     assert c.value("processing", "deduplication", "exact_duplicates") == 0
     assert c.data["checks"] == []
+    assert _compose(world).data == c.data  # deterministic: no clock, no randomness
 
 
-def test_compose_markdown_footnotes_every_number(world):
-    md = _compose(world, kinds={"web.jsonl": "crawled", "Old books": "public"}).markdown()
+def test_compose_markdown_footnotes_every_number(world, tmp_path):
+    from collapselab.pipeline import filter_corpus
+
+    kept = tmp_path / "kept.jsonl"
+    filter_corpus(world["dir"] / "web.jsonl", detector="length", threshold=10_000, out=kept,
+                  quarantine=tmp_path / "q.jsonl")
+    c = _compose(world, kinds={"web.jsonl": "crawled", "Old books": "public"}, filtered=[kept])
+    (f,) = c.data["processing"]["filtering"]
+    assert (f["records"]["value"], f["kept"]["value"], f["quarantined"]["value"]) == (50, 50, 0)
+    assert f["kept"]["trace"][0]["file"] == str(kept) + ".json"
+    md = c.markdown()
+    assert "### 2.1 Publicly available datasets" in md.split("vault source Old books")[0]
     for head in ("## 1. General information", "### 2.1 Publicly available datasets", "### 2.3 Data crawled",
                  "### 2.5 Synthetic data", "## 3. Data processing", "### 3.2 Deduplication"):
         assert head in md

@@ -457,6 +457,13 @@ class _Notes:
         return [f"[^{i}]: {t}" for i, t in enumerate(self.texts, 1)]
 
 
+def _table(head: Sequence[str], rows: list[str], empty: str) -> list[str]:
+    """A Markdown table of ``rows`` under ``head``, or the line ``empty`` when there are none."""
+    if not rows:
+        return [empty, ""]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows, ""]
+
+
 def render(d: dict) -> str:
     """The summary as Markdown, every number with a footnote naming where it comes from."""
     notes = _Notes()
@@ -505,47 +512,32 @@ def render(d: dict) -> str:
                 f"{v(s['documents'])} | {v(s['documents'])} | 0 | 0 |" for s in src["vault"] if s["kind"] == kind]
         rows += [f"| input `{_cell(s['path'])}` | | | {v(s['records'])} | {v(s['verified_human'])} | "
                  f"{v(s['synthetic'])} | {v(s['unverified'])} |" for s in src["inputs"] if s["kind"] == kind]
-        if rows:
-            out += ["| Source | Licence | Captured before | Documents | Verified human | Synthetic | Unverified |",
-                    "|---|---|---|---|---|---|---|", *rows, ""]
-        else:
-            out += ["None.", ""]
+        out += _table(("Source", "Licence", "Captured before", "Documents", "Verified human", "Synthetic", "Unverified"),
+                      rows, "None.")
         if kind == "user":
             out += ["### 2.5 Synthetic data", ""]
-            if src["synthetic_models"]:
-                out += ["| Generating model | Generation | Ledger | Documents | Depth |", "|---|---|---|---|---|"]
-                out += [f"| {_cell(s['model_id'] or '(none recorded)')} | {s['generation']} | `{_cell(s['ledger'])}` | "
-                        f"{v(s['documents'])} | {v(s['depth'])} |" for s in src["synthetic_models"]]
-                out.append("")
-            else:
-                out += ["No document of the training set is recorded as synthetic in the ledgers given.", ""]
+            out += _table(("Generating model", "Generation", "Ledger", "Documents", "Depth"),
+                          [f"| {_cell(s['model_id'] or '(none recorded)')} | {s['generation']} | `{_cell(s['ledger'])}` | "
+                           f"{v(s['documents'])} | {v(s['depth'])} |" for s in src["synthetic_models"]],
+                          "No document of the training set is recorded as synthetic in the ledgers given.")
 
     out += ["## 3. Data processing", "", "### 3.1 Filtering", ""]
-    if proc["filtering"]:
-        out += ["| Input | Rule | Records | Kept | Quarantined |", "|---|---|---|---|---|"]
-        out += [f"| `{_cell(f['input'])}` | {_cell(f['rule'])} | {v(f['records'])} | {v(f['kept'])} | "
-                f"{v(f['quarantined'])} |" for f in proc["filtering"]]
-        out.append("")
-    else:
-        out += ["No filter manifest given (--filtered).", ""]
+    out += _table(("Input", "Rule", "Records", "Kept", "Quarantined"),
+                  [f"| `{_cell(f['input'])}` | {_cell(f['rule'])} | {v(f['records'])} | {v(f['kept'])} | "
+                   f"{v(f['quarantined'])} |" for f in proc["filtering"]], "No filter manifest given (--filtered).")
     dd = proc["deduplication"]
     out += ["### 3.2 Deduplication", "",
             f"{v(dd['documents'])} documents, {v(dd['distinct_texts'])} distinct texts, "
             f"{v(dd['exact_duplicates'])} exact duplicates ({dd['method']}).", "",
             "### 3.3 Detection of synthetic content", ""]
-    if proc["detection"]:
-        out += ["| Scan | Detector | Documents | Flagged | Flagged share | Estimated synthetic share | 95% CI |",
-                "|---|---|---|---|---|---|---|"]
-        out += [f"| `{_cell(s['sidecar'])}` of {', '.join(f'`{_cell(i)}`' for i in s['inputs'])} | "
-                f"{_cell(s['detector'])} ({_cell(s['rule'])}) | {v(s['documents'])} | {v(s['flagged'])} | "
-                f"{v(s['flagged_share'], pct=True)} | {v(s['estimate'], pct=True)} | "
-                f"{v(s['low'], pct=True)} to {v(s['high'], pct=True)} |" for s in proc["detection"]]
-        out.append("")
-        out += [f"- `{_cell(s['sidecar'])}`: TPR {_cell(s['tpr_source'])}; FPR {_cell(s['fpr_source'])}."
-                for s in proc["detection"]]
-        out.append("")
-    else:
-        out += ["No scan given (--scores).", ""]
+    out += _table(("Scan", "Detector", "Documents", "Flagged", "Flagged share", "Estimated synthetic share", "95% CI"),
+                  [f"| `{_cell(s['sidecar'])}` of {', '.join(f'`{_cell(i)}`' for i in s['inputs'])} | "
+                   f"{_cell(s['detector'])} ({_cell(s['rule'])}) | {v(s['documents'])} | {v(s['flagged'])} | "
+                   f"{v(s['flagged_share'], pct=True)} | {v(s['estimate'], pct=True)} | "
+                   f"{v(s['low'], pct=True)} to {v(s['high'], pct=True)} |" for s in proc["detection"]],
+                  "No scan given (--scores).")
+    out += [f"- `{_cell(s['sidecar'])}`: TPR {_cell(s['tpr_source'])}; FPR {_cell(s['fpr_source'])}."
+            for s in proc["detection"]] + ([""] if proc["detection"] else [])
     out += ["## 4. Checks", ""]
     out += [f"- {_cell(c)}" for c in d["checks"]] or ["All provenance records agree with the training set."]
     out += ["", "## Sources of the numbers", "", *notes.render(), ""]
