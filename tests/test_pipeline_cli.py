@@ -18,6 +18,11 @@ from test_run_cli import one_error_line, strict
 DOCS = make_documents(60, 3)
 
 
+def _no_space(path="") -> OSError:
+    """What a write on a full disk raises."""
+    return OSError(errno.ENOSPC, "No space left on device", str(path))
+
+
 def _jsonl(path: Path, texts) -> Path:
     path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
     return path
@@ -117,7 +122,7 @@ def test_filter_disk_full_while_writing_the_quarantine_leaves_neither_file(d, ru
 
     def concat(parts, dest):
         if "q.jsonl" in dest.name:
-            raise OSError(errno.ENOSPC, "No space left on device", str(dest))
+            raise _no_space(dest)
         real(parts, dest)
 
     monkeypatch.setattr(flt, "_concat", concat)
@@ -125,6 +130,20 @@ def test_filter_disk_full_while_writing_the_quarantine_leaves_neither_file(d, ru
                                "--out", "kept.jsonl", "--quarantine", "q.jsonl"], d)
     one_error_line(status, err, "q.jsonl", "no space left")
     assert not (d / "kept.jsonl").exists() and not (d / "q.jsonl").exists() and not (d / "kept.jsonl.json").exists()
+
+
+def test_filter_disk_full_at_the_manifest_leaves_no_output(d, run_main, monkeypatch):
+    from collapselab.pipeline import filter as flt
+
+    def full(path, obj, *a, **kw):
+        raise _no_space(path)
+
+    monkeypatch.setattr(flt, "atomic_write_json", full)
+    status, _, err = run_main(["filter", "docs.jsonl", "--detector", "length", "--threshold", "100", "-j", "1",
+                               "--out", "kept.jsonl", "--quarantine", "q.jsonl"], d)
+    one_error_line(status, err, "kept.jsonl.json", "no space left")
+    assert not list(d.glob("q.jsonl*"))  # kept.jsonl.parts/ may stay: the shards a rerun resumes from
+    assert not (d / "kept.jsonl").exists() and not (d / "kept.jsonl.json").exists()
 
 
 def test_filter_json_is_strict(d, run_main):
@@ -165,3 +184,102 @@ def test_the_api_reports_progress_per_shard(d):
                 progress=lambda done, total, what: seen.append((done, total)))
     total = seen[0][1]
     assert total > 1 and seen == [(i, total) for i in range(total + 1)]
+
+
+def test_scan_that_fails_before_any_shard_leaves_no_parts_folder(d, run_main):
+    status, _, err = run_main(["scan", "docs.jsonl", "--detector", "length", "--text-field", "nope", "-j", "1",
+                               "--out", "s.parquet"], d)
+    one_error_line(status, err, "docs.jsonl:1", "'nope'")
+    assert not list(d.glob("s.parquet*"))
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["--vocab", "."], ["is a folder", "vocabulary"]),
+    (["--vocab", "vocab.txt", "--gamma", "2"], ["--gamma 2", "(0, 1)"]),
+    (["--vocab", "vocab.txt", "--context-width", "0"], ["--context-width 0"]),
+])
+def test_scan_watermark_settings_name_their_flag(d, run_main, args, needles):
+    one_error_line(*run_main(["scan", "docs.jsonl", "--watermark-key", "wm.key", *args, "--out", "s.parquet"], d)[::2],
+                   *needles)
+    assert not list(d.glob("s.parquet*"))
+
+
+def test_filter_out_that_is_a_folder_is_said(d, run_main):
+    (d / "kept").mkdir()
+    one_error_line(*run_main(["filter", "docs.jsonl", "--detector", "length", "--threshold", "100",
+                              "--out", "kept", "--quarantine", "q.jsonl"], d)[::2], "kept", "is a folder")
+    assert not list(d.glob("q.jsonl*"))
+
+
+def _unwritable(monkeypatch, folder: Path) -> None:
+    """``folder`` reads as not writable (root may write anywhere, so the check is simulated)."""
+    import os
+
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: Path(p).resolve() != folder.resolve() and real(p, mode, **kw))
+
+
+@pytest.mark.parametrize("command", [
+    ["scan", "docs.jsonl", "--detector", "length", "--out", "ro/s.parquet"],
+    ["filter", "docs.jsonl", "--detector", "length", "--threshold", "100", "--out", "kept.jsonl",
+     "--quarantine", "ro/q.jsonl"],
+    ["mix", "docs.jsonl", "--min-human", "0.1", "--out", "ro/t.jsonl"],
+])
+def test_an_unwritable_output_folder_is_one_line_before_any_work(d, vault, run_main, monkeypatch, command):
+    (d / "ro").mkdir()
+    _unwritable(monkeypatch, d / "ro")
+    if command[0] == "mix":
+        command = [*command, "--vault", vault]
+    one_error_line(*run_main(command, d)[::2], "ro", "permission denied")
+    assert not list((d / "ro").iterdir()) and not list(d.glob("kept.jsonl*"))
+
+
+def test_scan_disk_full_at_the_manifest_leaves_neither_sidecar_nor_manifest(d, run_main, monkeypatch):
+    from collapselab.pipeline import scan
+
+    run_main(["scan", "docs.jsonl", "--detector", "length", "--out", "s.parquet", "-j", "1"], d)
+    assert (d / "s.parquet.json").is_file()
+
+    def full(path, obj, *a, **kw):
+        raise _no_space(path)
+
+    monkeypatch.setattr(scan, "atomic_write_json", full)
+    status, _, err = run_main(["scan", "docs.jsonl", "--detector", "length", "--out", "s.parquet", "-j", "1",
+                               "--force"], d)
+    one_error_line(status, err, "s.parquet.json", "no space left")
+    assert not (d / "s.parquet").exists() and not (d / "s.parquet.json").exists()
+
+
+def test_mix_disk_full_while_writing_leaves_nothing(d, vault, run_main, monkeypatch):
+    from collapselab.pipeline.io import JsonlWriter
+
+    real = JsonlWriter.write
+
+    def write(self, line):
+        if self.count >= 10:
+            raise _no_space()
+        real(self, line)
+
+    monkeypatch.setattr(JsonlWriter, "write", write)
+    status, _, err = run_main(["mix", "docs.jsonl", "--vault", vault, "--min-human", "0.1", "--out", "t.jsonl"], d)
+    one_error_line(status, err, "no space left")
+    assert not [p.name for p in d.iterdir() if p.name.startswith("t.jsonl") or p.name.startswith(".t.jsonl")]
+
+
+def test_scan_vault_flag_new_and_old_spelling(d, vault, run_main):
+    outs = []
+    for flag in ("--vault", "--reference-vault"):
+        status, out, err = run_main(["scan", "docs.jsonl", "--detector", "perplexity", "--vocab", "vocab.txt", flag, vault,
+                                     "--json", "--out", f"s{flag}.parquet", "-j", "1"], d)
+        assert status == 0, err
+        outs.append(strict(out))
+    assert outs[0]["threshold"] == outs[1]["threshold"] and outs[0]["flagged"] == outs[1]["flagged"]
+
+
+def test_help_marks_the_old_spellings_deprecated(d, run_main):
+    import re
+
+    status, out, _ = run_main(["scan", "--help"], d)
+    text = re.sub(r"[\s│]+", " ", re.sub(r"\x1b\[[0-9;]*m", "", out))
+    assert status == 0
+    assert "(old spelling --key: deprecated)" in text and "(old spelling --reference-vault: deprecated)" in text

@@ -426,14 +426,14 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
             raise UserError(f"{path}: no such file.")
     if len({inp.resolve(), out.resolve(), quarantine.resolve()}) < 3:
         raise UserError("filter: --out, --quarantine and the input must be three different files.")
+    reasons = Path(str(quarantine) + ".reasons.jsonl")
+    for path, flag in ((out, "--out"), (quarantine, "--quarantine"), (reasons, "--quarantine's reasons file")):
+        check_output_file(path, flag)  # a bad --quarantine fails here, before a record is written
     kind = kind_of(inp)
     if kind_of(out) != kind or kind_of(quarantine) != kind:
         raise UserError(f"filter: --out and --quarantine must have the input's format ({kind}).")
     if str(out).lower().endswith(".gz") != str(quarantine).lower().endswith(".gz"):
         raise UserError("filter: --out and --quarantine must both be .gz or neither.")
-    reasons = Path(str(quarantine) + ".reasons.jsonl")
-    for path, flag in ((out, "--out"), (quarantine, "--quarantine"), (reasons, "--quarantine's reasons file")):
-        check_output_file(path, flag)  # a bad --quarantine fails here, before a record is written
     rule = f"score >= {threshold:g}" if threshold is not None else f"p_value <= {fpr:g}"
     if scores is not None:
         scores = Path(scores)
@@ -460,38 +460,37 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
         return FilterResult(**{**old["result"], "skipped": True})
     if force:
         shutil.rmtree(parts, ignore_errors=True)
-    parts.mkdir(parents=True, exist_ok=True)
-
     digest = sh.settings_digest({"format": FORMAT, **key})
     suffix = ".parquet" if kind == "parquet" else (".jsonl.gz" if str(out).lower().endswith(".gz") else ".jsonl")
     common = dict(threshold=threshold, fpr=fpr, rule=rule, text_field=text_field, on_error=on_error, suffix=suffix,
                   parts=str(parts), digest=digest)
-    if scores is not None:
-        groups = _row_groups(scores, first_row, [s["rows"] for s in rec["shards"]])
-        bases = np.cumsum([0] + [r["lines"] for r in rec["shards"]]).tolist()
-        tasks = [_Job(s, r, b, g, rec["path"], str(scores), None, **common)
-                 for s, r, b, g in zip(shards, rec["shards"], bases, groups)]
-        marks = sh.run(_filter_shard, tasks, jobs, sh.ticker(progress, len(tasks), "filtering"))
-    else:
-        marks = _score_and_filter(shards, jobs, dict(scanned=None, row_groups=[], name=str(inp), scores=None,
-                                                     scorer=LengthScorer(), **common),
-                                  sh.ticker(progress, len(shards), "filtering"))
+    with sh.parts_folder(parts):
+        if scores is not None:
+            groups = _row_groups(scores, first_row, [s["rows"] for s in rec["shards"]])
+            bases = np.cumsum([0] + [r["lines"] for r in rec["shards"]]).tolist()
+            tasks = [_Job(s, r, b, g, rec["path"], str(scores), None, **common)
+                     for s, r, b, g in zip(shards, rec["shards"], bases, groups)]
+            marks = sh.run(_filter_shard, tasks, jobs, sh.ticker(progress, len(tasks), "filtering"))
+        else:
+            marks = _score_and_filter(shards, jobs, dict(scanned=None, row_groups=[], name=str(inp), scores=None,
+                                                         scorer=LengthScorer(), **common),
+                                      sh.ticker(progress, len(shards), "filtering"))
     manifest_path.unlink(missing_ok=True)  # from here on no manifest vouches for outputs being rewritten
-    try:
-        for i, dest in enumerate(outputs):
-            _concat([parts / list(m["outputs"])[i] for m in marks], dest)
-    except BaseException:  # a kept file without its quarantine would drop records silently: none of them stays
-        for dest in outputs:
-            dest.unlink(missing_ok=True)
-        raise
     count = {k: sum(m[k] for m in marks) for k in ("records", "kept", "flagged", "malformed")}
     assert count["kept"] + count["flagged"] + count["malformed"] == count["records"]
     result = FilterResult(str(inp), str(out), str(quarantine), str(reasons), count["records"], count["kept"],
                           count["flagged"] + count["malformed"], count["flagged"], count["malformed"], rule)
-    atomic_write_json(manifest_path, {"format": FORMAT, **key,
-                                      "shards": [{**s.to_dict(), "sha256": m["sha256"]} for s, m in zip(shards, marks)],
-                                      "outputs": {str(p): Path(p).stat().st_size for p in outputs},
-                                      "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
+    try:
+        for i, dest in enumerate(outputs):
+            _concat([parts / list(m["outputs"])[i] for m in marks], dest)
+        atomic_write_json(manifest_path, {"format": FORMAT, **key,
+                                          "shards": [{**s.to_dict(), "sha256": m["sha256"]} for s, m in zip(shards, marks)],
+                                          "outputs": {str(p): Path(p).stat().st_size for p in outputs},
+                                          "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
+    except BaseException:  # a kept file without its quarantine would drop records silently: none of them stays
+        for dest in outputs:
+            dest.unlink(missing_ok=True)
+        raise
     shutil.rmtree(parts, ignore_errors=True)
     return result
 

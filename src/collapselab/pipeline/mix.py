@@ -177,8 +177,9 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
         raise RuntimeError(f"mix: human share {result.human_share} below {min_human}")
     try:
         _write_manifest(manifest_path, params, ins, per_file, v, snap, h, digest, n_in, total, result, out, out_hash)
-    except BaseException:  # a training set no manifest vouches for is not left to look finished
+    except BaseException:  # a training set no manifest vouches for is not left to look finished, nor an old manifest
         out.unlink(missing_ok=True)
+        manifest_path.unlink(missing_ok=True)
         raise
     return result
 

@@ -228,12 +228,17 @@ class LengthScorer:
         return np.zeros(len(cols["score"]), dtype=bool)
 
 
-def _check_rates(*, tpr, n_tpr, fpr, n_fpr, fpr_target) -> None:
-    """The detector's rates are probabilities: a TPR in (0, 1], an FPR in [0, 1), counts >= 1."""
+def _check_numbers(*, tpr, n_tpr, fpr, n_fpr, fpr_target, gamma, context_width) -> None:
+    """The detector's rates are probabilities: a TPR in (0, 1], an FPR in [0, 1), counts >= 1; the
+    watermark's green share in (0, 1) and its context width >= 1."""
     if tpr is not None and not 0 < tpr <= 1:
         raise UserError(f"--tpr {tpr:g}: a true-positive rate lies in (0, 1], e.g. 0.9.")
     if fpr is not None and not 0 <= fpr < 1:
         raise UserError(f"--fpr {fpr:g}: a false-positive rate lies in [0, 1), e.g. 0.01.")
+    if not 0 < gamma < 1:
+        raise UserError(f"--gamma {gamma:g}: the watermark's green share lies in (0, 1), e.g. 0.25.")
+    if context_width < 1:
+        raise UserError(f"--context-width {context_width}: the watermark's context is at least 1 token.")
     if not 0 < fpr_target < 1:
         raise UserError(f"--fpr-target {fpr_target:g}: a false-positive rate lies in (0, 1), e.g. 0.01.")
     for flag, n in (("--n-tpr", n_tpr), ("--n-fpr", n_fpr)):
@@ -247,6 +252,8 @@ def _load_vocab(vocab):
     if isinstance(vocab, Vocabulary):
         return vocab, None
     p = Path(vocab)
+    if p.is_dir():
+        raise UserError(f"{p}: is a folder, not a vocabulary file; name the file itself (a run folder's vocab.txt).")
     if not p.is_file():
         raise UserError(f"{p}: no such vocabulary file (one word a line, as `Vocabulary.save` writes it).")
     try:
@@ -422,7 +429,8 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
             raise UserError(f"{p}: no such file.")
     if tpr is not None and tpr_from:
         raise UserError("give either --tpr or --tpr-from, not both.")
-    _check_rates(tpr=tpr, n_tpr=n_tpr, fpr=fpr, n_fpr=n_fpr, fpr_target=fpr_target)
+    _check_numbers(tpr=tpr, n_tpr=n_tpr, fpr=fpr, n_fpr=n_fpr, fpr_target=fpr_target, gamma=gamma,
+                 context_width=context_width)
     out = Path(out)
     if out.resolve() in {Path(p).resolve() for p in inputs}:
         raise UserError(f"{out}: is one of the inputs; the input is never modified. Pick another --out.")
@@ -453,11 +461,11 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
     if force:
         shutil.rmtree(parts, ignore_errors=True)
 
-    parts.mkdir(parents=True, exist_ok=True)
     digest = sh.settings_digest({"format": FORMAT, "version": VERSION, **params})
     job = dict(scorer=scorer, text_field=text_field, on_error=on_error, batch_size=batch_size, digest=digest)
-    marks = sh.run(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], jobs,
-                   sh.ticker(progress, len(shards), "scanning"))
+    with sh.parts_folder(parts):
+        marks = sh.run(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], jobs,
+                       sh.ticker(progress, len(shards), "scanning"))
     rows = _merge(shards, marks, parts, out)
 
     docs = sum(m["documents"] for m in marks)
@@ -521,8 +529,9 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         atomic_write_json(manifest_path, {"format": FORMAT, "version": VERSION, "inputs": list(inputs_rec.values()),
                                           "params": params, "output": {"path": str(out), "sha256": file_sha256(out)},
                                           "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
-    except BaseException:  # a sidecar no manifest vouches for is not left to look finished
+    except BaseException:  # a sidecar no manifest vouches for is not left to look finished, nor an old manifest
         out.unlink(missing_ok=True)
+        manifest_path.unlink(missing_ok=True)
         raise
     shutil.rmtree(parts, ignore_errors=True)
     return result

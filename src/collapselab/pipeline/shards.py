@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -117,6 +118,19 @@ def finished(parts: Path, shard: Shard, digest: str) -> dict | None:
     if input_digest(shard) != m.get("sha256"):
         return None
     return m
+
+
+@contextmanager
+def parts_folder(parts: Path):
+    """Make the parts folder; when the work fails before any shard finished, remove it again (a
+    folder with finished shards stays, for the rerun to resume from)."""
+    parts.mkdir(parents=True, exist_ok=True)
+    try:
+        yield parts
+    except BaseException:
+        if not any(parts.iterdir()):
+            parts.rmdir()
+        raise
 
 
 def mark_done(parts: Path, shard: Shard, digest: str, sha256: str, outputs: Sequence[str], **found: Any) -> dict:
