@@ -4,7 +4,7 @@ The question: is SAMPLES (a model's outputs) measurably less diverse, or otherwi
 the reference REF (human text, or the outputs of the previous model version)?
 
 Data. Both files are read with the project's reader and tokenizer and cut into sentences, the
-unit everything below counts and resamples. REF is split at random into a *comparison sample* of
+unit everything below counts and permutes. REF is split at random into a *comparison sample* of
 ``n`` sentences (as many as the samples used) and a *fit split* (the rest, at least ``n``). The fit
 split alone defines what "the reference" knows: its rare words, its 4-grams, and the n-gram judge
 fitted on it; the comparison sample is the human side of every test, so the judge never scores
@@ -36,8 +36,11 @@ Verdict (the rules, in order):
 - ``collapse``: at least two diversity or tail measures (all but the novel 4-gram rate and the
   perplexity) are significant after Holm, in their collapse direction, each with its ratio's 95% CI
   wholly beyond a 5% change (below 0.95, or above 1.05 for self-BLEU);
-- ``early signs``: at least one measure significant after Holm (any measure, either direction);
-- ``no evidence``: none.
+- ``early signs``: at least one of them significant after Holm in its collapse direction;
+- ``no evidence``: none. Other significant differences (a measure moving the other way, novel
+  4-grams, perplexity) are named in the reason, never counted: when SAMPLES come from a model
+  trained on REF, that model saw the fit split, so its text reuses the fit split's 4-grams and is
+  likelier under the judge than REF's held-out comparison sample, collapse or not.
 """
 
 from __future__ import annotations
