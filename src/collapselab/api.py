@@ -25,7 +25,7 @@ from collapselab.errors import UserError
 from collapselab.loop.engine import Event, run_loop
 from collapselab.loop.policies import parse_policy
 from collapselab.loop.provenance import RunLedger, content_hash
-from collapselab.metrics.suite import NumericEvaluator, TextEvaluator
+from collapselab.metrics.suite import TextEvaluator, numeric_evaluator
 from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
 from collapselab.runfolder import RunFolder, RunLock, new_run_id
 
@@ -260,7 +260,7 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
 
         evaluator = ImageEvaluator(corpus)
     else:
-        evaluator = NumericEvaluator(corpus)
+        evaluator = numeric_evaluator(config.family, corpus)
 
     ledger = RunLedger(folder.ledger_path, family=config.family, corpus_name=str(config.corpus),
                        human=content_hash(corpus.train), pool=content_hash(corpus.pool), watermark_key_id=key_id,

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from collapselab.errors import UserError
 from collapselab.loop.policies import parse_policy
 
-FAMILIES = ("ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm")
+FAMILIES = ("ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm", "linreg", "categorical")
 TEXT_FAMILIES = ("ngram", "gpt", "smollm2")
 NEURAL_TEXT_FAMILIES = ("gpt", "smollm2")  # fine-tuned from an earlier generation's weights (``init``)
 IMAGE_FAMILIES = ("vae", "ddpm")  # plus gmm on an image corpus
@@ -36,6 +36,25 @@ class GaussianParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     estimator: Literal["mle", "unbiased"] = "mle"
     bias: float = Field(1.0, gt=0, le=1, description="sampling bias lambda: sample covariance lambda*Sigma")
+
+
+class LinRegParams(BaseModel):
+    """Gerstgrasser et al.'s linear regression (models/linreg.py): items are rows (x, y) of the 'linear' corpus."""
+
+    model_config = ConfigDict(extra="forbid")
+    noise: Optional[float] = Field(None, gt=0, description="label noise sigma the generator adds (None: the fit's residual level)")
+    design: Literal["fixed", "gaussian"] = Field("fixed", description="fixed: relabel the training inputs (the papers); gaussian: fresh N(0, I) inputs")
+    estimator: Literal["unbiased", "mle"] = "unbiased"
+
+
+class CategoricalParams(BaseModel):
+    """Seddik et al.'s categorical next-token model (models/categorical.py) on Zipf tokens (the 'zipf' corpus)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_types: int = Field(1000, ge=2, le=10_000_000, description="token types (the zipf corpus draws over as many)")
+    top_k: Optional[int] = Field(None, ge=1, description="sample only the k likeliest types (Dohmatob's tail cutting)")
+    top_p: Optional[float] = Field(None, gt=0, le=1, description="nucleus sampling mass")
+    pseudo_count: float = Field(0.0, ge=0, description="add-alpha smoothing of the fitted counts")
 
 
 class GMMParams(BaseModel):
@@ -160,14 +179,15 @@ class DDPMParams(_ImageNeuralParams):
 
 
 PARAMS = {"ngram": NGramParams, "gpt": GPTParams, "smollm2": SmolLM2Params, "gaussian": GaussianParams,
-          "gmm": GMMParams, "vae": VAEParams, "ddpm": DDPMParams}
+          "gmm": GMMParams, "vae": VAEParams, "ddpm": DDPMParams, "linreg": LinRegParams, "categorical": CategoricalParams}
 IMAGE_PARAMS = {"gmm": ImageGMMParams}  # a family's settings on an image corpus, where they differ
 DEFAULT_CORPUS = {"ngram": "sotu", "gpt": "sotu", "smollm2": "sotu", "gaussian": "normal", "gmm": "mixture",
-                  "vae": "digits", "ddpm": "digits"}
+                  "vae": "digits", "ddpm": "digits", "linreg": "linear", "categorical": "zipf"}
 DEFAULT_TRAIN_ITEMS = {"ngram": 20000, "gpt": 5000, "smollm2": 300, "gaussian": 100, "gmm": 1000,
-                       "image": 500}
+                       "image": 500, "linreg": 50, "categorical": 1000}
 DEFAULT_HOLDOUT_ITEMS = {"ngram": 5000, "gpt": 5000, "smollm2": 500, "image": 300}  # smollm2 scores ~6 sentences/s on a CPU
 DEFAULT_DIVERSITY = {"text": "vocab_size", "numeric": "variance_ratio", "image": "recall"}
+FAMILY_DIVERSITY = {"categorical": "types_seen", "linreg": "label_variance_ratio"}  # theory families without a variance
 DEFAULT_POLICIES = ["replace", "accumulate", "anchor:0.1", "fresh:0.1"]
 
 
@@ -176,8 +196,8 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm"] = "ngram"
-    corpus: Optional[str] = Field(None, description="'sotu' (default for text), a .txt/.jsonl/.parquet file or folder; 'normal', 'mixture' or a 2-D .npy for gaussian/gmm; 'digits' (default for vae/ddpm), 'fashion-mnist', a folder of PNGs or an (n, h, w) .npy for images (vae, ddpm, gmm)")
+    family: Literal["ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm", "linreg", "categorical"] = "ngram"
+    corpus: Optional[str] = Field(None, description="'sotu' (default for text), a .txt/.jsonl/.parquet file or folder; 'normal', 'mixture' or a 2-D .npy for gaussian/gmm; 'linear' for linreg (rows (x, y), --dim features); 'zipf' or 'zipf:BETA' for categorical; 'digits' (default for vae/ddpm), 'fashion-mnist', a folder of PNGs or an (n, h, w) .npy for images (vae, ddpm, gmm)")
     text_field: str = Field("text", description="JSONL field / Parquet column holding the text")
     generations: int = Field(10, ge=1, le=1000)
     policies: list[str] = Field(default_factory=lambda: list(DEFAULT_POLICIES), min_length=1)
@@ -238,7 +258,7 @@ class ExperimentConfig(BaseModel):
         if self.holdout_items is None and self.kind != "numeric":
             self.holdout_items = DEFAULT_HOLDOUT_ITEMS["image" if self.is_image else self.family]
         if self.diversity_metric is None:
-            self.diversity_metric = DEFAULT_DIVERSITY[self.kind]
+            self.diversity_metric = FAMILY_DIVERSITY.get(self.family, DEFAULT_DIVERSITY[self.kind])
         if self.tree and len(self.policies) ** self.generations > 4096:
             n = sum(len(self.policies) ** d for d in range(1, self.generations + 1))
             raise ValueError(f"tree: {len(self.policies)} policies over {self.generations} generations make {n} models; "

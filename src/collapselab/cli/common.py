@@ -9,8 +9,8 @@ from typing import Any, Callable, Iterator, Optional
 import typer
 from rich.console import Console
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(emoji=False)  # ":name:" in a path or value stays text
+err_console = Console(stderr=True, emoji=False)
 
 JSON_HELP = "Print the result as one JSON object on stdout (strict JSON: null, never NaN)."
 QUIET_HELP = "No progress bar (it is off anyway when stderr is not a terminal)."

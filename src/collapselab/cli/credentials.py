@@ -11,9 +11,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 
-from collapselab.cli.common import JSON_HELP, print_json
+from collapselab.cli.common import JSON_HELP, console, print_json
 from collapselab.errors import UserError
 from collapselab.jsonout import jsonable
 
@@ -21,7 +20,7 @@ credentials_app = typer.Typer(
     help="Content credentials: C2PA manifests on PNG images, signed sidecar manifests on text shards.",
     no_args_is_help=True,
 )
-_console = Console()
+_console = console
 
 
 @credentials_app.command("init")

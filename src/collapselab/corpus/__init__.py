@@ -45,6 +45,8 @@ def load_corpus(config):
         n_pool=pool_needed,
         n_holdout=max(1000, config.train_items),
         split_seed=config.split_seed,
+        family=config.family,
+        n_types=config.model.get("n_types"),
     )
 
 

@@ -26,6 +26,14 @@ class NumericCorpus:
     weights: np.ndarray
     means: np.ndarray
     covs: np.ndarray
+    # the linreg and categorical theory families' truth (corpora 'linear' and 'zipf')
+    w_true: np.ndarray | None = None  # the regression's true coefficients
+    noise: float | None = None  # its label noise sigma
+    probs: np.ndarray | None = None  # the true token distribution
+
+
+LINEAR_NOISE = 1.0
+ZIPF_BETA = 1.5
 
 
 def _draw(weights, means, covs, n, rng) -> np.ndarray:
@@ -35,8 +43,20 @@ def _draw(weights, means, covs, n, rng) -> np.ndarray:
     return means[comp] + np.einsum("nij,nj->ni", chol[comp], z)
 
 
-def build_numeric_corpus(source: str, *, n_train: int, dim: int, n_pool: int, n_holdout: int, split_seed: int) -> NumericCorpus:
+def build_numeric_corpus(source: str, *, n_train: int, dim: int, n_pool: int, n_holdout: int, split_seed: int,
+                         family: str = "gaussian", n_types: int | None = None) -> NumericCorpus:
     rng = np.random.default_rng(split_seed)
+    wanted = {"linreg": "linear", "categorical": "zipf"}.get(family)
+    if wanted is not None and source.split(":")[0] != wanted:
+        raise UserError(f"--corpus {source}: the {family} family learns from the '{wanted}' corpus"
+                        + (" ('zipf' or 'zipf:BETA', e.g. zipf:1.5)" if wanted == "zipf" else "") + ".")
+    if wanted is None and source.split(":")[0] in ("linear", "zipf"):
+        raise UserError(f"--corpus {source}: that corpus is for --family {'linreg' if source.startswith('linear') else 'categorical'}.")
+    sizes = (n_train, n_pool, n_holdout)
+    if source == "linear":
+        return _linear(dim, sizes, rng)
+    if source.split(":")[0] == "zipf":
+        return _zipf(source, n_types or 1000, sizes, rng)
     if source == "normal":
         w, mu, cov = np.ones(1), np.zeros((1, dim)), np.eye(dim)[None]
     elif source == "mixture":
@@ -46,6 +66,41 @@ def build_numeric_corpus(source: str, *, n_train: int, dim: int, n_pool: int, n_
     total = n_train + n_pool + n_holdout
     x = _draw(w, mu, cov, total, rng)
     return NumericCorpus(source, x[:n_train], x[n_train : n_train + n_pool], x[n_train + n_pool :], w, mu, cov)
+
+
+def _split(x: np.ndarray, sizes: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    a, b, _ = sizes
+    return x[:a], x[a:a + b], x[a + b:]
+
+
+def _linear(dim: int, sizes, rng) -> NumericCorpus:
+    """Rows (x, y): x ~ N(0, I_d), y = x . w* + N(0, sigma^2), w* ~ N(0, I_d / d) (Gerstgrasser et al.)."""
+    w = rng.standard_normal(dim) / np.sqrt(dim)
+    x = rng.standard_normal((sum(sizes), dim))
+    rows = np.column_stack([x, x @ w + LINEAR_NOISE * rng.standard_normal(len(x))])
+    train, pool, hold = _split(rows, sizes)
+    mean, cov = rows.mean(0, keepdims=True), np.atleast_2d(np.cov(rows, rowvar=False))[None]
+    return NumericCorpus("linear", train, pool, hold, np.ones(1), mean, cov, w_true=w, noise=LINEAR_NOISE)
+
+
+def _zipf(source: str, n_types: int, sizes, rng) -> NumericCorpus:
+    """Tokens with Zipf(beta) frequencies over ``n_types`` types (Dohmatob et al.); ``zipf:BETA``."""
+    from collapselab.models.zipf import ZipfSource
+
+    _, _, beta_text = source.partition(":")
+    try:
+        beta = float(beta_text) if beta_text else ZIPF_BETA
+    except ValueError:
+        beta = -1.0
+    if not beta > 0:
+        raise UserError(f"--corpus {source}: write zipf or zipf:BETA with an exponent BETA > 0, e.g. zipf:1.5.")
+    z = ZipfSource(n_types, beta)
+    tokens = z.sample(sum(sizes), rng=rng)
+    train, pool, hold = _split(tokens, sizes)
+    p = z.probs
+    mean = np.array([[p @ np.arange(n_types)]])
+    var = p @ (np.arange(n_types) - mean[0, 0]) ** 2
+    return NumericCorpus(f"zipf:{beta:g}", train, pool, hold, np.ones(1), mean, np.array([[[var]]]), probs=p)
 
 
 def read_npy(path: Path) -> np.ndarray:

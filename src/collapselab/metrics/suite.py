@@ -80,3 +80,48 @@ class NumericEvaluator:
         row["sample_variance_ratio"] = float(np.trace(np.atleast_2d(np.cov(samples, rowvar=False))) / np.trace(moments(ref)[1]))
         return row, {}
 
+
+
+@dataclass
+class LinRegEvaluator:
+    """Gerstgrasser et al.'s linear regression: the fit's excess risk against the true coefficients."""
+
+    corpus: NumericCorpus
+    gen0: object | None = None
+
+    def evaluate(self, model, samples: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        c = self.corpus
+        labels = samples[:, -1]
+        row = {"n_items": float(len(samples)),
+               "risk": model.risk(c.w_true),  # ||w_hat - w*||^2: the test error for isotropic inputs
+               "noise_ratio": float(model.noise_ / c.noise),
+               "label_variance_ratio": float(labels.var() / c.train[:, -1].var()),
+               "nll_holdout": float(-model.log_likelihood(c.holdout).mean())}
+        return row, {}
+
+
+@dataclass
+class CategoricalEvaluator:
+    """Seddik's categorical model on Dohmatob's Zipf tokens: what the fitted distribution lost."""
+
+    corpus: NumericCorpus
+    gen0: object | None = None
+
+    def evaluate(self, model, samples: np.ndarray) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        from collapselab.models.zipf import l2_error, missing_mass
+
+        p = self.corpus.probs
+        held = self.corpus.holdout[:, 0]
+        row = {"n_items": float(len(samples)),
+               "types_seen": float(np.count_nonzero(np.bincount(samples[:, 0], minlength=len(p)))),
+               "missing_mass": missing_mass(model, p),  # the memoriser's test error (Tale of Tails)
+               "l2_error": l2_error(model, p),  # the frequency estimator's error (Strong Collapse)
+               "collision": model.collision(),  # sum p^2: 1 at a Dirac (Seddik's S)
+               "tv_distance": float(0.5 * np.abs(model.probs_ - p).sum()),
+               "holdout_unseen_share": float(np.mean(model.counts_[held] == 0))}
+        return row, {}
+
+
+def numeric_evaluator(family: str, corpus: NumericCorpus):
+    """The evaluator of a theory family."""
+    return {"linreg": LinRegEvaluator, "categorical": CategoricalEvaluator}.get(family, NumericEvaluator)(corpus)

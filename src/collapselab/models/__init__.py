@@ -10,11 +10,14 @@ import importlib
 from typing import Any
 
 from collapselab.models.base import GenerativeModel
+from collapselab.models.categorical import CategoricalModel
 from collapselab.models.gaussian import GaussianModel
 from collapselab.models.gmm import GMMModel
+from collapselab.models.linreg import LinearRegressionModel
 from collapselab.models.ngram import NGramModel
 
-FAMILIES = {"ngram": NGramModel, "gaussian": GaussianModel, "gmm": GMMModel}
+FAMILIES = {"ngram": NGramModel, "gaussian": GaussianModel, "gmm": GMMModel, "linreg": LinearRegressionModel,
+            "categorical": CategoricalModel}
 LAZY = {  # family -> (module, class)
     "gpt": ("collapselab.models.gpt", "GPTModel"),
     "smollm2": ("collapselab.models.smollm2", "SmolLM2Model"),

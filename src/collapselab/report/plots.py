@@ -18,7 +18,9 @@ from collapselab.atomic import atomic_write  # noqa: E402
 from collapselab.report.metric_info import info  # noqa: E402
 
 TEXT_METRICS = ["vocab_size", "tail_retention", "ppl_holdout", "ppl_under_gen0", "distinct_2", "mattr", "entropy", "novel_4gram_rate"]
-THEORY_METRICS = ["variance_ratio", "mean_error", "w2", "mixture_l2", "nll_holdout"]
+THEORY_METRICS = ["variance_ratio", "mean_error", "w2", "mixture_l2", "nll_holdout",
+                  "risk", "noise_ratio", "label_variance_ratio",  # linreg
+                  "types_seen", "missing_mass", "l2_error", "collision", "tv_distance"]  # categorical
 IMAGE_METRICS = ["fid", "precision", "recall", "density", "coverage", "class_entropy", "rare_class_share", "sharpness"]
 METRICS = {"text": TEXT_METRICS, "numeric": THEORY_METRICS, "image": IMAGE_METRICS}
 

@@ -22,6 +22,8 @@ DIVERSITY_LABEL = {
     "ttr": "type-token ratio",
     "tail_retention": "share of rare human words produced",
     "variance_ratio": "variance (covariance trace) of the fitted model",
+    "types_seen": "distinct token types produced",
+    "label_variance_ratio": "variance of the generated labels, over the human labels' (linear regression)",
     "sample_variance_ratio": "variance of the samples",
     "recall": "recall: share of real images within reach of a generated one",
     "coverage": "coverage of real images",
@@ -69,6 +71,12 @@ def _text_phrases(g0: pd.Series, g: pd.Series) -> list[str]:
 
 
 def _theory_phrases(g0: pd.Series, g: pd.Series) -> list[str]:
+    if "risk" in g:  # linear regression
+        return [f"test error {g['risk'] / g0['risk']:.1f}x generation 0's" if g0["risk"] > 0 else f"test error {g['risk']:.3g}",
+                f"label noise at {_pct(g['noise_ratio'])} of the true level"]
+    if "missing_mass" in g:  # categorical model on Zipf tokens
+        return [f"{g['types_seen']:.0f} token types produced (generation 0: {g0['types_seen']:.0f})",
+                f"{_pct(g['missing_mass'])} of the true mass never seen", f"collision {g['collision']:.3f}"]
     out = [f"variance at {_pct(g['variance_ratio'])} of the original"]
     if g["mean_error"] >= 0.01:
         out.append(f"mean off by {g['mean_error']:.2f}")
@@ -104,6 +112,10 @@ def degradation(g0: pd.Series, g: pd.Series, generation: int, diversity: float, 
         if kind == "image":
             return (f"baseline, trained on real images: FID {g['fid']:.1f}, precision {g['precision']:.2f}, "
                     f"recall {g['recall']:.2f}")
+        if "risk" in g:
+            return f"baseline, fitted to human data: test error {g['risk']:.3g}"
+        if "missing_mass" in g:
+            return f"baseline, fitted to human data: {g['types_seen']:.0f} token types, {_pct(g['missing_mass'])} of the true mass unseen"
         return f"baseline, fitted to human data: variance at {_pct(g['variance_ratio'])} of the original, W2 {g['w2']:.3f}"
     parts = {"text": _text_phrases, "image": _image_phrases, "numeric": _theory_phrases}[kind](g0, g)
     if diversity < 0.10:
