@@ -10,6 +10,10 @@ Hashing follows the RFCs exactly, so any CT-compatible verifier agrees with thes
 * a tree of n > 1 leaves splits at k, the largest power of two smaller than n: the left subtree
   holds the first k leaves (a perfect tree), the right one the rest.
 
+A *consistency proof* (RFC 9162 section 2.1.4) shows that the tree of the first m leaves is a
+prefix of the tree of n leaves: that a log only grew between two heads, nothing in it was
+changed, removed or reordered.
+
 The functions below build the tree level by level: pair up the hashes of a level and carry an
 unpaired last hash up unchanged. That gives the same tree as the RFC's recursive split, in
 O(n) hashes and without recursion.
@@ -29,6 +33,8 @@ __all__ = [
     "inclusion_proof",
     "root_from_inclusion_proof",
     "verify_inclusion",
+    "consistency_proof",
+    "verify_consistency",
 ]
 
 HASH_SIZE = 32
@@ -119,3 +125,71 @@ def verify_inclusion(leaf: bytes, index: int, size: int, proof: Sequence[bytes],
     """
     r = root_from_inclusion_proof(leaf, index, size, proof)
     return r is not None and hmac.compare_digest(r, root)
+
+
+def _subtree_root(hashes: Sequence[bytes]) -> bytes:
+    return _levels(hashes)[-1][0]
+
+
+def _largest_power_of_two_below(n: int) -> int:
+    return 1 << ((n - 1).bit_length() - 1)
+
+
+def consistency_proof(leaves: Sequence[bytes], m: int, n: int | None = None, *, hashed: bool = False) -> list[bytes]:
+    """``PROOF(m, D[n])`` of RFC 9162 section 2.1.4.1: the tree of the first ``m`` leaves is a
+    prefix of the tree of the first ``n`` (default: all of ``leaves``). Empty when m is 0 or n."""
+    n = len(leaves) if n is None else n
+    if not 0 <= m <= n <= len(leaves):
+        raise IndexError(f"no consistency proof from size {m} to size {n} in a tree of {len(leaves)} leaves")
+    hashes = list(leaves[:n]) if hashed else [leaf_hash(d) for d in leaves[:n]]
+    if m == 0 or m == n:
+        return []
+    return _subproof(m, hashes, True)
+
+
+def _subproof(m: int, hashes: Sequence[bytes], b: bool) -> list[bytes]:
+    """``SUBPROOF(m, D[n], b)``; ``b``: whether D[0:m] is a subtree of the tree the proof started from."""
+    n = len(hashes)
+    if m == n:
+        return [] if b else [_subtree_root(hashes)]
+    k = _largest_power_of_two_below(n)
+    if m <= k:
+        return _subproof(m, hashes[:k], b) + [_subtree_root(hashes[k:])]
+    return _subproof(m - k, hashes[k:], False) + [_subtree_root(hashes[:k])]
+
+
+def verify_consistency(m: int, n: int, root_m: bytes, root_n: bytes, proof: Sequence[bytes]) -> bool:
+    """True if ``proof`` shows that the ``m``-leaf tree ``root_m`` is a prefix of the ``n``-leaf tree
+    ``root_n``: the algorithm of RFC 9162 section 2.1.4.2.
+
+    With m == n the proof must be empty and the roots equal; with m == 0 the proof must be empty
+    and ``root_m`` the empty tree's root (every tree extends the empty one).
+    """
+    if not 0 <= m <= n or any(len(p) != HASH_SIZE for p in proof):
+        return False
+    if m == 0 or m == n:
+        return not proof and hmac.compare_digest(root_m, EMPTY_ROOT if m == 0 else root_n)
+    path = list(proof)
+    if not path:  # step 1
+        return False
+    if m & (m - 1) == 0:  # step 2: m is a power of two, its tree is a node of the new tree
+        path.insert(0, root_m)
+    fn, sn = m - 1, n - 1  # step 3
+    while fn & 1:  # step 4
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]  # step 5
+    for c in path[1:]:  # step 6
+        if sn == 0:
+            return False
+        if fn & 1 or fn == sn:
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while fn and not fn & 1:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1
+        sn >>= 1
+    return sn == 0 and hmac.compare_digest(fr, root_m) and hmac.compare_digest(sr, root_n)  # step 7
