@@ -25,6 +25,7 @@ from collapselab.errors import UserError
 from collapselab.loop.engine import Event, run_loop
 from collapselab.loop.policies import parse_policy
 from collapselab.loop.provenance import RunLedger, content_hash
+from collapselab.provenance.ledger import run_head
 from collapselab.metrics.suite import TextEvaluator, numeric_evaluator
 from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
 from collapselab.runfolder import RunFolder, RunLock, new_run_id
@@ -289,6 +290,8 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
         "caption": run.caption(),
         "final": _final(run.metrics, config),
         "table": table_records(blocks),
+        # the ledger's final tree head: `ledger verify RUN/ledger.sqlite` checks the ledger extends it
+        "ledger_head": run_head(folder.ledger_path, getattr(config, "ledger_signing_key", None)),
         "seconds": round(time.perf_counter() - started, 2),
         "python": platform.python_version(),
         "numpy": np.__version__,

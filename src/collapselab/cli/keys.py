@@ -1,4 +1,4 @@
-"""``collapselab keys``: secret key files (watermark keys), created 0600 and never printed."""
+"""``collapselab keys``: secret key files (watermark keys, signing keys), created 0600 and never printed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import typer
 
 from collapselab.cli.common import console
 
-keys_app = typer.Typer(help="Secret keys (watermark keys): created 0600, never printed.", no_args_is_help=True)
+keys_app = typer.Typer(help="Secret keys (watermark keys, Ed25519 signing keys): created 0600, never printed.", no_args_is_help=True)
 
 
 @keys_app.command("new")
@@ -19,3 +19,13 @@ def keys_new(path: Path = typer.Argument(..., help="Where to write the key file 
 
     new_key_file(path)
     console.print(f"key written to {path} (mode 600); key id {Watermark(load_key(path)).key_id}")
+
+
+@keys_app.command("new-signing")
+def keys_new_signing(path: Path = typer.Argument(..., help="Where to write the signing key (must not exist); the public key goes to PATH.pub.")) -> None:
+    """Create an Ed25519 signing key (PEM, 0600) for ledger tree heads and in-toto exports, and PATH.pub beside it."""
+    from collapselab.provenance.keys import load_public_key, new_signing_key_file, signing_key_id
+
+    pub = new_signing_key_file(path)
+    console.print(f"signing key written to {path} (mode 600), public key to {pub}; key id {signing_key_id(load_public_key(pub))}",
+                  highlight=False, markup=False, soft_wrap=True)

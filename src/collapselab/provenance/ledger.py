@@ -25,6 +25,15 @@ Tamper evidence
     the newest entries were cut off: keep :meth:`Ledger.head` somewhere else (a run's
     ``summary.json``, a signed note) and pass it as ``verify(..., expected_head=...)``.
 
+Tree heads
+    As in Certificate Transparency, all entries are also the leaves of one RFC 6962 / 9162 Merkle
+    tree (leaf i: the 32 raw bytes of entry i's ``entry_hash``, in ``seq`` order).
+    :meth:`Ledger.tree_head` is its root and size, :meth:`Ledger.sign_head` signs it with Ed25519
+    (:mod:`collapselab.provenance.sth`), :meth:`Ledger.prove_entry` proves one entry is in the tree
+    and :meth:`Ledger.consistency` that an older tree is a prefix of the current one.
+    ``verify(..., expected_sth=...)`` checks, with a consistency proof, that the ledger extends a
+    head kept from earlier: a truncated or rewritten ledger does not.
+
 Concurrency
     Appends take a database lock for the whole transaction (SQLite: ``BEGIN IMMEDIATE``;
     PostgreSQL: a transaction-scoped advisory lock), read the head, write and commit; a busy
@@ -56,6 +65,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 
 from collapselab.errors import UserError
 from collapselab.provenance import merkle
+from collapselab.provenance.sth import TreeHead, sign_head, verify_head
 
 __all__ = [
     "ORIGINS",
@@ -63,6 +73,8 @@ __all__ = [
     "Model",
     "Snapshot",
     "InclusionProof",
+    "EntryProof",
+    "ConsistencyProof",
     "Problem",
     "VerifyReport",
     "Ledger",
@@ -72,6 +84,7 @@ __all__ = [
     "chain_hash",
     "snapshot_root",
     "verify",
+    "run_head",
 ]
 
 FORMAT = "collapselab-ledger"
@@ -184,12 +197,50 @@ class InclusionProof:
 
 
 @dataclass(frozen=True)
+class EntryProof:
+    """Proof that entry ``seq`` is leaf ``index`` of the ledger's Merkle tree of ``tree_size`` entries."""
+
+    seq: int
+    entry_hash: str
+    index: int
+    tree_size: int
+    path: tuple[str, ...]  # sibling hashes, hex, leaf upwards
+    root_hash: str
+
+    def verify(self) -> bool:
+        try:
+            leaf = merkle.leaf_hash(bytes.fromhex(self.entry_hash))
+            return merkle.verify_inclusion(leaf, self.index, self.tree_size, [bytes.fromhex(p) for p in self.path],
+                                           bytes.fromhex(self.root_hash))
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
+class ConsistencyProof:
+    """Proof that the ledger's tree of ``old_size`` entries is a prefix of its tree of ``new_size`` (RFC 9162 2.1.4)."""
+
+    old_size: int
+    new_size: int
+    old_root: str
+    new_root: str
+    path: tuple[str, ...]
+
+    def verify(self) -> bool:
+        try:
+            return merkle.verify_consistency(self.old_size, self.new_size, bytes.fromhex(self.old_root),
+                                             bytes.fromhex(self.new_root), [bytes.fromhex(p) for p in self.path])
+        except ValueError:
+            return False
+
+
+@dataclass(frozen=True)
 class Problem:
     """One thing :func:`verify` found wrong, at entry ``seq`` (None: not tied to one entry)."""
 
     seq: int | None
     kind: str | None
-    what: str  # changed | removed | inserted | broken-chain | unreadable | merkle | reference | truncated
+    what: str  # changed | removed | inserted | broken-chain | unreadable | merkle | reference | truncated | inconsistent | signature
     message: str
 
     def __str__(self) -> str:
@@ -657,6 +708,44 @@ class Ledger:
         with self._read() as conn:
             return self._head(conn)
 
+    def _leaves(self) -> list[bytes]:
+        """The Merkle tree's leaves: every entry's hash (32 raw bytes), in ``seq`` order."""
+        with self._read() as conn:
+            return [bytes.fromhex(h) for h in conn.scalars(sa.select(entries_table.c.entry_hash).order_by(entries_table.c.seq))]
+
+    def tree_head(self) -> TreeHead:
+        """The unsigned tree head: size, Merkle root over all entries, and the newest entry's hash."""
+        leaves = self._leaves()
+        return TreeHead(len(leaves), merkle.merkle_root(leaves).hex(), leaves[-1].hex() if leaves else GENESIS)
+
+    def sign_head(self, key_path: str | os.PathLike, *, timestamp: int | None = None) -> TreeHead:
+        """The tree head signed with the Ed25519 key in ``key_path`` (`collapselab keys new-signing`)."""
+        from collapselab.provenance.keys import load_signing_key
+
+        return sign_head(self.tree_head(), load_signing_key(Path(key_path)), timestamp=timestamp)
+
+    def prove_entry(self, seq: int) -> EntryProof:
+        """An inclusion proof of entry ``seq`` in the current tree of all entries."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(entries_table.c.seq, entries_table.c.entry_hash).order_by(entries_table.c.seq)).all()
+        index = next((i for i, r in enumerate(rows) if int(r.seq) == seq), None)
+        if index is None:
+            raise UserError(f"{self.label}: no entry {seq}; the ledger has entries 1 to {len(rows)}")
+        leaves = [bytes.fromhex(r.entry_hash) for r in rows]
+        path = tuple(p.hex() for p in merkle.inclusion_proof(leaves, index))
+        return EntryProof(seq, rows[index].entry_hash, index, len(leaves), path, merkle.merkle_root(leaves).hex())
+
+    def consistency(self, old_size: int, new_size: int | None = None) -> ConsistencyProof:
+        """A consistency proof from the tree of the first ``old_size`` entries to that of ``new_size`` (default: all)."""
+        leaves = self._leaves()
+        new_size = len(leaves) if new_size is None else new_size
+        if not 0 <= old_size <= new_size <= len(leaves):
+            raise UserError(f"{self.label}: no consistency proof from {old_size} to {new_size} entries; "
+                            f"the ledger has {len(leaves)}, and the old size must be at most the new one")
+        path = tuple(p.hex() for p in merkle.consistency_proof(leaves, old_size, new_size))
+        return ConsistencyProof(old_size, new_size, merkle.merkle_root(leaves[:old_size]).hex(),
+                                merkle.merkle_root(leaves[:new_size]).hex(), path)
+
     def __len__(self) -> int:
         with self._read() as conn:
             return int(conn.scalar(sa.select(sa.func.count()).select_from(entries_table)) or 0)
@@ -694,6 +783,12 @@ class Ledger:
         with self._read() as conn:
             seqs = conn.scalars(sa.select(models_table.c.seq).order_by(models_table.c.seq)).all()
             return [_load_model(conn, seq=s) for s in seqs]  # type: ignore[misc]
+
+    def snapshots(self) -> list[Snapshot]:
+        """Every snapshot, with its members, in ledger order."""
+        with self._read() as conn:
+            names = conn.scalars(sa.select(snapshots_table.c.name).order_by(snapshots_table.c.seq)).all()
+            return [_load_snapshot(conn, n) for n in names]  # type: ignore[misc]
 
     # -- proofs -------------------------------------------------------------------------------
 
@@ -796,23 +891,62 @@ class Ledger:
 
     # -- verification -------------------------------------------------------------------------
 
-    def verify(self, *, expected_head: tuple[int, str] | None = None) -> VerifyReport:
+    def verify(self, *, expected_head: tuple[int, str] | None = None, expected_sth: TreeHead | None = None,
+               public_key: Any = None) -> VerifyReport:
         """Recompute the chain and every snapshot's Merkle root; see :func:`verify`."""
         with self._read() as conn:
             tables = {t.name: [dict(r) for r in conn.execute(sa.select(t)).mappings()] for t in metadata.sorted_tables
                       if t is not meta_table}
-        return _check(self.label, tables, expected_head)
+        report = _check(self.label, tables, expected_head)
+        if expected_sth is not None:
+            _check_tree_head(report, tables["ledger_entries"], expected_sth, public_key)
+        return report
 
 
-def verify(target: str | os.PathLike, *, expected_head: tuple[int, str] | None = None) -> VerifyReport:
+def verify(target: str | os.PathLike, *, expected_head: tuple[int, str] | None = None,
+           expected_sth: TreeHead | None = None, public_key: Any = None) -> VerifyReport:
     """Check the ledger at ``target`` (path or URL) without modifying it.
 
     Names every entry that was changed, removed, reordered or inserted, recomputes each
     snapshot's Merkle root, and fails closed: an unreadable row makes the ledger invalid. A
     file or database that is not a ledger at all raises :class:`UserError`.
+
+    ``expected_sth``: a tree head kept from earlier (signed or not); the ledger must extend it,
+    shown by an RFC 9162 consistency proof. With ``public_key`` (Ed25519), its signature must be
+    that key's.
     """
     with Ledger(target, create=False) as ledger:
-        return ledger.verify(expected_head=expected_head)
+        return ledger.verify(expected_head=expected_head, expected_sth=expected_sth, public_key=public_key)
+
+
+def run_head(target: str | os.PathLike, signing_key: str | os.PathLike | None = None) -> dict[str, Any]:
+    """A run's final tree head for its ``summary.json``: signed when ``signing_key`` is given."""
+    with Ledger(target, create=False) as ledger:
+        head = ledger.tree_head() if signing_key is None else ledger.sign_head(signing_key)
+    return head.to_dict()
+
+
+def _check_tree_head(report: VerifyReport, entry_rows: list[dict], sth: TreeHead, public_key: Any) -> None:
+    """Add to ``report`` what keeps the ledger from extending ``sth``: a bad signature, fewer
+    entries than the head counts (truncated), or a tree that is not an extension (inconsistent)."""
+    def problem(what: str, message: str) -> None:
+        report.problems.append(Problem(None, None, what, message))
+
+    if public_key is not None and not verify_head(sth, public_key):
+        why = "it is not signed" if not sth.signed else "its signature is not this key's"
+        problem("signature", f"the tree head of {sth.tree_size} entries cannot be trusted: {why}")
+    rows = sorted((r for r in entry_rows if isinstance(r.get("seq"), int) and isinstance(r.get("entry_hash"), str)
+                   and _HEX64.fullmatch(r["entry_hash"])), key=lambda r: r["seq"])
+    leaves = [bytes.fromhex(r["entry_hash"]) for r in rows]
+    if sth.tree_size > len(leaves):
+        problem("truncated", f"the ledger has {len(leaves)} entries, but the tree head kept from earlier has {sth.tree_size}: "
+                             "entries were cut off")
+        return
+    proof = merkle.consistency_proof(leaves, sth.tree_size)
+    if not merkle.verify_consistency(sth.tree_size, len(leaves), bytes.fromhex(sth.root_hash),
+                                     merkle.merkle_root(leaves), proof):
+        problem("inconsistent", f"the ledger's first {sth.tree_size} entries do not give the root {sth.root_hash} of the "
+                                "tree head kept from earlier: the ledger was rewritten")
 
 
 class _Known:
