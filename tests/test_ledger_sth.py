@@ -315,3 +315,15 @@ def test_keys_new_signing_cli(tmp_path, cli):
     assert stat.S_IMODE(os.stat(tmp_path / "k").st_mode) == 0o600
     code, out = cli("keys", "new-signing", tmp_path / "k")
     assert code != 0 and "exists already" in out
+
+
+def test_run_head_is_signed_when_a_key_is_given(tmp_path, key):
+    from collapselab.provenance.keys import load_public_key
+    from collapselab.provenance.ledger import run_head
+
+    path, pub = key
+    build(tmp_path / "l.sqlite").close()
+    plain = TreeHead.from_dict(run_head(tmp_path / "l.sqlite"))
+    signed = TreeHead.from_dict(run_head(tmp_path / "l.sqlite", path))
+    assert not plain.signed and signed.signed and verify_head(signed, load_public_key(pub))
+    assert (signed.tree_size, signed.root_hash, signed.entry_hash) == (plain.tree_size, plain.root_hash, plain.entry_hash)
