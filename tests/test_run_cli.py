@@ -259,3 +259,25 @@ def test_snapshot_flag_and_its_deprecated_old_spelling(tmp_path, corpus, run_mai
 
     (option,) = [p for p in typer.main.get_command(app).commands["run"].params if "--snapshot" in p.opts]
     assert option.opts == ["--snapshot", "--vault-snapshot"] and "old spelling --vault-snapshot: deprecated" in option.help
+
+
+def test_a_run_signs_its_ledger_head_and_verify_checks_it(tmp_path, corpus, run_main):
+    status, _, err = run_main(["keys", "new-signing", "led.key"], tmp_path)
+    assert status == 0, err
+    status, _, err = run_main(["run", "--corpus", corpus, *TINY, "--out", "r", "--ledger-signing-key", "led.key"], tmp_path)
+    assert status == 0, err
+    head = json.loads((tmp_path / "r" / "summary.json").read_text())["ledger_head"]
+    assert head["tree_size"] >= 3 and len(head["signature"]) == 128  # an Ed25519 signature, hex
+    pub = next(p for p in tmp_path.iterdir() if p.name.startswith("led.key") and p.name.endswith(".pub"))
+    status, out, err = run_main(["ledger", "verify", tmp_path / "r" / "ledger.sqlite", "--sth", tmp_path / "r" / "summary.json",
+                                 "--public-key", pub, "--json"], tmp_path)
+    assert status == 0 and strict(out)["ok"], (out, err)
+    status, _, err = run_main(["ledger", "verify", tmp_path / "r" / "ledger.sqlite", "--sth", tmp_path / "r" / "summary.json",
+                               "--public-key", tmp_path / "r" / "ledger.sqlite"], tmp_path)
+    assert status in (1, 2) and "Traceback" not in err  # not the key: refused
+
+
+def test_a_missing_ledger_signing_key_fails_before_the_run(tmp_path, corpus, run_main):
+    status, _, err = run_main(["run", "--corpus", corpus, *TINY, "--out", "r", "--ledger-signing-key", "nope.key"], tmp_path)
+    one_error_line(status, err, "nope.key", "keys new-signing")
+    assert not (tmp_path / "r").exists()

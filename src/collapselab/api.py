@@ -195,6 +195,10 @@ def run_experiment(
         from collapselab.provenance.watermark import Watermark
 
         key_id = Watermark(load_key(config.watermark_key)).key_id
+    if config.ledger_signing_key is not None:  # a bad signing key fails now, not after the last generation
+        from collapselab.provenance.keys import load_signing_key
+
+        load_signing_key(config.ledger_signing_key)
     if config.credentials is not None:  # missing or unreadable credentials fail before any folder too
         from collapselab.provenance.credentials import check_credentials
 
@@ -291,7 +295,7 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
         "final": _final(run.metrics, config),
         "table": table_records(blocks),
         # the ledger's final tree head: `ledger verify RUN/ledger.sqlite` checks the ledger extends it
-        "ledger_head": run_head(folder.ledger_path, getattr(config, "ledger_signing_key", None)),
+        "ledger_head": run_head(folder.ledger_path, config.ledger_signing_key),
         "seconds": round(time.perf_counter() - started, 2),
         "python": platform.python_version(),
         "numpy": np.__version__,

@@ -216,6 +216,7 @@ class ExperimentConfig(BaseModel):
     vault_snapshot: Optional[str] = Field(None, description="the vault snapshot to draw from (None: the newest)")
     credentials: Optional[str] = Field(None, description="a credentials folder (`collapselab credentials init`): each generation's sample shard gets a signed sidecar manifest")
     watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark; 'new': a fresh key made in the run folder (watermark.key, 0600)")
+    ledger_signing_key: Optional[str] = Field(None, description="Ed25519 key file (`collapselab keys new-signing FILE`): the run's final ledger tree head in summary.json is signed with it")
     watermark_share: float = Field(1.0, gt=0, le=1, description="share of each generation's samples that carry the watermark (the contaminated web: not every maker marks its text)")
     preset: Optional[str] = Field(None, description="the preset this config started from ('defences'): `run` prints its table")
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")

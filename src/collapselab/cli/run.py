@@ -115,6 +115,7 @@ def run(
     vault_snapshot: Optional[str] = typer.Option(None, "--snapshot", "--vault-snapshot", help="With --vault: the snapshot to draw from (default: the newest). (old spelling --vault-snapshot: deprecated)"),
     credentials: Optional[Path] = typer.Option(None, "--credentials", help="Sign each generation's sample shard with these credentials (`collapselab credentials init DIR`)."),
     watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`), or 'new' for a fresh key in the run folder."),
+    ledger_signing_key: Optional[Path] = typer.Option(None, "--ledger-signing-key", help="Sign the run's final ledger tree head (in summary.json) with this Ed25519 key (`collapselab keys new-signing FILE`)."),
     watermark_share: Optional[float] = typer.Option(None, "--watermark-share", help="Share of each generation's samples that carry the watermark (default 1)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
@@ -147,6 +148,7 @@ def run(
             watermark_key=str(watermark_key) if watermark_key else None,
             vault=str(vault) if vault else None, vault_snapshot=vault_snapshot,
             credentials=str(credentials) if credentials else None,
+            ledger_signing_key=str(ledger_signing_key) if ledger_signing_key else None,
         )
     elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items, holdout_items)):
         err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")
