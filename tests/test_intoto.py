@@ -90,7 +90,7 @@ def test_tampered_envelopes_fail_the_independent_check(setup, tmp_path):
 
 def test_cli_export(setup, tmp_path, run_main):
     ledger, key, pub, _, _ = setup
-    code, out, err = run_main(["ledger", "export", ledger.path, "--format", "in-toto", "--key", key, "--out", "att.jsonl"], tmp_path)
+    code, out, err = run_main(["ledger", "export", ledger.path, "--format", "in-toto", "--signing-key", key, "--out", "att.jsonl"], tmp_path)
     assert code == 0 and "3 DSSE envelope(s)" in out, err
     lines = (tmp_path / "att.jsonl").read_text().splitlines()
     assert len(lines) == 3

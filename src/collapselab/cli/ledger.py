@@ -136,7 +136,7 @@ def ledger_consistency(
 def ledger_export(
     target: str = typer.Argument(..., metavar="PATH_OR_URL", help=TARGET_HELP),
     fmt: str = typer.Option("in-toto", "--format", help="in-toto: DSSE-signed in-toto Statements v1, one line each."),
-    key: Path = typer.Option(..., "--key", help="The Ed25519 signing key (`collapselab keys new-signing KEY`)."),
+    key: Path = typer.Option(..., "--signing-key", "--key", help="The Ed25519 signing key (`collapselab keys new-signing KEY`). (--key: the same, kept as the vault's old spelling)"),
     out: Path = typer.Option(..., "--out", help="The JSON Lines file to write (one DSSE envelope a line)."),
 ) -> None:
     """Export the lineage as signed attestations: one DSSE envelope per model and per untrained snapshot."""
