@@ -483,7 +483,7 @@ def render(d: dict) -> str:
            f"| Modality | {g['modality']} |",
            f"| Documents | {v(g['documents'])} |",
            f"| Malformed lines left out | {v(g['malformed_skipped'])} |",
-           f"| Mix manifest | " + (f"`{_cell(g['manifest'])}` (SHA-256 `{g['manifest_sha256']}`)" if g["manifest"] else "none")
+           "| Mix manifest | " + (f"`{_cell(g['manifest'])}` (SHA-256 `{g['manifest_sha256']}`)" if g["manifest"] else "none")
            + " |",
            "| Vault snapshot | " + (f"`{g['vault']['snapshot']}` (Merkle root `{g['vault']['merkle_root']}`)"
                                    if g["vault"] else "none") + " |",

@@ -35,7 +35,7 @@ th{background:#f3f3f3} td.l,th.l{text-align:left} .charts{display:flex;flex-wrap
 def render(runs: list, title: str | None = None) -> str:
     """The whole page for ``runs`` (:class:`collapselab.api.Run` objects) as one HTML string."""
     cols = f"grid-template-columns:repeat({len(runs)},minmax(0,1fr))" if len(runs) > 1 else ""
-    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'>",
              f"<title>{_e(title or 'Collapse Lab report')}</title><style>{STYLE}</style></head><body>",
              f"<h1>{_e(title or 'Collapse Lab report')}</h1>",
              f"<p class='meta'>{len(runs)} run{'s' if len(runs) > 1 else ''}: "
