@@ -203,19 +203,16 @@ def _sample_cell(r, policy: str, seed: int, g: int, k: int = 6) -> str:
 
 def _lineage(r) -> str:
     from collapselab.errors import UserError
-    from collapselab.report.lineage import lineage
+    from collapselab.report.lineage import children, lineage
 
     try:
         nodes = lineage(r.folder.ledger_path)
     except UserError:
         return ""
-    kids: dict = {}
-    for n in nodes.values():
-        main = max(n.data_parents, key=lambda p: nodes[p].depth, default=None)
-        kids.setdefault(main, []).append(n)
+    kids = children(nodes)
 
     def grow(parent) -> str:
-        items = sorted(kids.get(parent, []), key=lambda n: (n.depth, n.model_id))
+        items = [nodes[m] for m in kids.get(parent, [])]
         if not items:
             return ""
         return "<ul class='tree'>" + "".join(

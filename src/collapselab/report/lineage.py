@@ -38,24 +38,34 @@ def lineage(ledger_path: str | Path) -> dict[str, Node]:
     return nodes
 
 
+def main_parent(n: Node, nodes: dict[str, Node]) -> str | None:
+    """The data parent that sets ``n``'s synthetic depth (its deepest); None for generation 0."""
+    return max(n.data_parents, key=lambda p: nodes[p].depth, default=None)
+
+
+def children(nodes: dict[str, Node]) -> dict[str | None, list[str]]:
+    """Model ids under each main parent (None: the human-data root), shallowest first, then by id."""
+    out: dict[str | None, list[str]] = {}
+    for n in nodes.values():
+        out.setdefault(main_parent(n, nodes), []).append(n.model_id)
+    return {k: sorted(v, key=lambda m: (nodes[m].depth, m)) for k, v in out.items()}
+
+
 def render(nodes: dict[str, Node], title: str):
     """A :class:`rich.tree.Tree`: human data at the root, each model under its deepest parent."""
     from rich.tree import Tree
 
     root = Tree(f"[bold]{title}[/bold]: human data")
-    children: dict[str | None, list[str]] = {}
-    for n in nodes.values():
-        main = max(n.data_parents, key=lambda p: nodes[p].depth, default=None)
-        children.setdefault(main, []).append(n.model_id)
+    kids = children(nodes)
 
     def label(n: Node) -> str:
-        main = max(n.data_parents, key=lambda p: nodes[p].depth, default=None)
+        main = main_parent(n, nodes)
         others = [p.rsplit("/", 1)[-1] for p in n.data_parents if p != main]
         extra = (" + human data" if n.human and n.data_parents else "") + (f" + output of {', '.join(others)}" if others else "")
         return f"{n.model_id}  [dim]depth {n.depth}{extra}[/dim]"
 
     def grow(tree, parent: str | None) -> None:
-        for mid in sorted(children.get(parent, []), key=lambda m: (nodes[m].depth, m)):
+        for mid in kids.get(parent, []):
             grow(tree.add(label(nodes[mid])), mid)
 
     grow(root, None)
