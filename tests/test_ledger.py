@@ -611,3 +611,25 @@ def test_cli_ledger_verify(tmp_path, monkeypatch, capsys):
     junk.write_bytes(b"\x00garbage" * 100)
     code, _, err = run("ledger", "verify", str(junk))
     assert code == 2 and "junk.sqlite: not a ledger" in err and err.count("\n") == 1
+
+
+def test_wal_switch_refused_while_another_process_writes_is_not_an_error(tmp_path):
+    """Several processes opening a new ledger together: one may be writing when another asks for
+    WAL mode, which SQLite then refuses at once. The open must succeed (CI saw
+    'database is locked' from the PRAGMA) and the switch happen on a later open."""
+    import sqlite3
+
+    path = tmp_path / "l.sqlite"
+    Ledger(path).close()
+    con = sqlite3.connect(path, isolation_level=None)
+    assert con.execute("PRAGMA journal_mode=DELETE").fetchall() == [("delete",)]
+    con.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        with Ledger(path) as ledger:
+            assert len(ledger) == 0
+    finally:
+        con.execute("ROLLBACK")
+    con.close()
+    Ledger(path).close()
+    with sqlite3.connect(path) as fresh:
+        assert fresh.execute("PRAGMA journal_mode").fetchall() == [("wal",)]

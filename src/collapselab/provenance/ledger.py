@@ -52,6 +52,7 @@ import json
 import os
 import random
 import re
+import sqlite3
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -496,20 +497,34 @@ class Ledger:
             with self.engine.connect() as conn:
                 with conn.begin():
                     state = self._state(conn)
-            if state == "ledger":
-                return
-            if state == "foreign" or not create:
-                what = "is a database but not a collapselab ledger" if state == "foreign" else "holds no ledger"
-                raise UserError(f"{self.label}: {what} (no ledger_meta table); pass the ledger's path or URL, or a new one to create a ledger")
-            self._with_lock(self._create)
+            if state != "ledger":
+                if state == "foreign" or not create:
+                    what = "is a database but not a collapselab ledger" if state == "foreign" else "holds no ledger"
+                    raise UserError(f"{self.label}: {what} (no ledger_meta table); pass the ledger's path or URL, or a new one to create a ledger")
+                self._with_lock(self._create)
             if self.is_sqlite:
-                # WAL: readers never block the writer. The mode is stored in the file, so it is
-                # set once, here, on a file that is now a ledger.
-                raw = self.engine.raw_connection()
-                try:
-                    raw.cursor().execute("PRAGMA journal_mode=WAL")
-                finally:
-                    raw.close()
+                self._use_wal()
+
+    def _use_wal(self) -> None:
+        """Put a SQLite ledger in WAL mode (readers never block the writer), if it is not already.
+
+        The mode is stored in the file. Switching needs a moment with no other connection in a
+        transaction; SQLite refuses at once (no busy wait) when another process is writing, which
+        happens when several processes open a new ledger together. WAL only makes readers faster,
+        so a refused switch (or a read-only file) is left to the next open rather than failing this one.
+        """
+        raw = self.engine.raw_connection()
+        try:
+            cur = raw.cursor()
+            if cur.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                return
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as e:
+                if not any(w in str(e).lower() for w in ("locked", "busy", "readonly", "read-only")):
+                    raise
+        finally:
+            raw.close()
 
     def _state(self, conn: Connection) -> str:
         """'ledger', 'empty' (nothing there yet) or 'foreign' (a database with other tables)."""
