@@ -24,7 +24,6 @@ Private keys are written 0600 and never printed, logged or put into an error mes
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import io
 import json
 import os
@@ -36,6 +35,7 @@ from typing import Any, Optional, Union
 
 from collapselab.atomic import all_or_nothing, atomic_write, atomic_write_text, check_output_file, check_writable_dir
 from collapselab.errors import UserError
+from collapselab.provenance import core
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 GENERATION_LABEL = "org.collapselab.generation"
@@ -73,12 +73,7 @@ class CredentialsPaths:
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Create a key file that is 0600 from its first byte (no chmod after the fact)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    core.write_secret_file(path, data)
 
 
 def _write_public(path: Path, data: bytes) -> None:
@@ -481,20 +476,18 @@ def verify_png(path: Union[str, os.PathLike], *, trust: Optional[Union[str, os.P
 # --------------------------------------------------------------------------------------------
 
 
-def _sha256(b: bytes) -> str:
-    return hashlib.sha256(b).hexdigest()
-
-
 def _document_hashes(path: Path, data: bytes) -> list[dict]:
     if path.suffix.lower() == ".jsonl":
         lines = data.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
-        return [{"line": i + 1, "sha256": _sha256(line)} for i, line in enumerate(lines)]
-    return [{"file": path.name, "sha256": _sha256(data)}]
+        return [{"line": i + 1, "sha256": core.content_hash(line)} for i, line in enumerate(lines)]
+    return [{"file": path.name, "sha256": core.content_hash(data)}]
 
 
-def _canonical(obj: Any) -> bytes:
+def _legacy_signed_bytes(obj: Any) -> bytes:
+    """What sidecars written before the provenance core signed: canonical JSON with ``\\u`` escapes.
+    It differs from :func:`core.canonical_json` only where the payload holds non-ASCII text."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
@@ -550,7 +543,7 @@ def sign_text_shard(
         "shard": path.name,
         "format": path.suffix.lower().lstrip("."),
         "size": len(data),
-        "sha256": _sha256(data),
+        "sha256": core.content_hash(data),
         "documents": _document_hashes(path, data),
         "origin": origin,
         "model_id": model_id,
@@ -558,7 +551,7 @@ def sign_text_shard(
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "certificate_chain": chain,
     }
-    sig = signing.key.sign(_canonical({"format": SIDECAR_FORMAT, "payload": payload}), ec.ECDSA(hashes.SHA256()))
+    sig = signing.key.sign(core.canonical_json({"format": SIDECAR_FORMAT, "payload": payload}), ec.ECDSA(hashes.SHA256()))
     doc = {"format": SIDECAR_FORMAT, "payload": payload, "signature": {"alg": "ES256", "value": sig.hex()}}
     out = sidecar_path(path)
     atomic_write_text(out, _file_text(doc))
@@ -666,9 +659,14 @@ def _verify_sidecar(path: Path, anchors: Optional[list], res: VerifyResult) -> V
         return res
     res.signer = _subject_cn(certs[0])
     res.origin, res.model_id, res.generation = payload.get("origin"), payload.get("model_id"), payload.get("generation")
-    try:
-        key.verify(signature, _canonical({"format": doc["format"], "payload": payload}), ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
+    signed = {"format": doc["format"], "payload": payload}
+    for encoding in (core.canonical_json, _legacy_signed_bytes):
+        try:
+            key.verify(signature, encoding(signed), ec.ECDSA(hashes.SHA256()))
+            break
+        except InvalidSignature:
+            continue
+    else:
         res.problems.append(f"{side.name}: signature does not match (the manifest was changed)")
         return res
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -678,7 +676,7 @@ def _verify_sidecar(path: Path, anchors: Optional[list], res: VerifyResult) -> V
     data = path.read_bytes()
     if payload.get("shard") != path.name:
         res.problems.append(f"manifest was made for {payload.get('shard')!r}, not {path.name!r}")
-    if payload.get("size") != len(data) or payload.get("sha256") != _sha256(data):
+    if payload.get("size") != len(data) or payload.get("sha256") != core.content_hash(data):
         res.problems.append("shard SHA-256 does not match the manifest (the shard was changed)")
     want = payload.get("documents") or []
     have = _document_hashes(path, data)

@@ -11,7 +11,7 @@ on. Each Statement's subjects are the snapshot's documents (shards), ``{"name": 
 The envelope is DSSE (https://github.com/secure-systems-lab/dsse): ``payloadType``
 ``application/vnd.in-toto+json``, ``payload`` the Statement's JSON in base64, and one Ed25519
 signature over ``PAE(payloadType, payload)`` with the key id of
-:func:`collapselab.provenance.keys.signing_key_id`. Any DSSE verifier (securesystemslib, in-toto,
+:func:`collapselab.provenance.core.key_id`. Any DSSE verifier (securesystemslib, in-toto,
 sigstore) checks it with the signer's public key.
 """
 
@@ -21,6 +21,7 @@ import base64
 import json
 from typing import Any
 
+from collapselab.provenance import core
 from collapselab.provenance.ledger import Ledger, Snapshot
 
 __all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "pae", "statements", "sign_envelope", "verify_envelope",
@@ -66,12 +67,10 @@ def statements(ledger: Ledger) -> list[dict[str, Any]]:
 
 def sign_envelope(statement: dict[str, Any], private_key) -> dict[str, Any]:
     """A DSSE envelope around ``statement``, signed with an Ed25519 private key."""
-    from collapselab.provenance.keys import signing_key_id
-
-    payload = json.dumps(statement, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    payload = core.canonical_json(statement)
     sig = private_key.sign(pae(PAYLOAD_TYPE, payload))
     return {"payload": base64.b64encode(payload).decode("ascii"), "payloadType": PAYLOAD_TYPE,
-            "signatures": [{"keyid": signing_key_id(private_key.public_key()), "sig": base64.b64encode(sig).decode("ascii")}]}
+            "signatures": [{"keyid": core.key_id(private_key.public_key()), "sig": base64.b64encode(sig).decode("ascii")}]}
 
 
 def verify_envelope(envelope: dict[str, Any], public_key) -> dict[str, Any] | None:

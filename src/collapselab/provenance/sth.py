@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from collapselab.errors import UserError
+from collapselab.provenance import core
 
 __all__ = ["TreeHead", "head_bytes", "sign_head", "verify_head", "load_head"]
 
@@ -86,20 +87,16 @@ def head_bytes(tree_size: int, root_hash: str, timestamp: int) -> bytes:
 
 def sign_head(head: TreeHead, private_key, *, timestamp: int | None = None) -> TreeHead:
     """``head`` signed with an Ed25519 private key, at ``timestamp`` (default: now)."""
-    from collapselab.provenance.keys import signing_key_id
-
     ts = int(time.time() * 1000) if timestamp is None else timestamp
     sig = private_key.sign(head_bytes(head.tree_size, head.root_hash, ts))
-    return replace(head, timestamp=ts, key_id=signing_key_id(private_key.public_key()), signature=sig.hex())
+    return replace(head, timestamp=ts, key_id=core.key_id(private_key.public_key()), signature=sig.hex())
 
 
 def verify_head(head: TreeHead, public_key) -> bool:
     """True if ``head`` is signed, by ``public_key`` (key id and signature), over its size and root."""
     from cryptography.exceptions import InvalidSignature
 
-    from collapselab.provenance.keys import signing_key_id
-
-    if not head.signed or head.timestamp is None or head.key_id != signing_key_id(public_key):
+    if not head.signed or head.timestamp is None or head.key_id != core.key_id(public_key):
         return False
     try:
         public_key.verify(bytes.fromhex(head.signature or ""), head_bytes(head.tree_size, head.root_hash, head.timestamp))

@@ -41,7 +41,7 @@ import numpy as np
 
 from collapselab.atomic import all_or_nothing, atomic_write, check_output_file, check_writable_dir, public_mode
 from collapselab.errors import UserError
-from collapselab.provenance import merkle
+from collapselab.provenance import core, merkle
 
 __all__ = [
     "Vault",
@@ -71,9 +71,7 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-def content_hash(text: str) -> str:
-    """SHA-256 of the text's UTF-8 bytes, as 64 lowercase hex digits: a document's address."""
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+content_hash = core.content_hash  # a document's address: SHA-256 of its UTF-8 bytes
 
 
 def parse_date(value: str | date, flag: str = "--captured-before") -> str:
@@ -91,14 +89,6 @@ def parse_date(value: str | date, flag: str = "--captured-before") -> str:
         raise UserError(f"{flag} {value!r}: not a date. Write it as YYYY-MM-DD, e.g. {flag} 2021-12-31.") from None
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _canonical(obj: dict) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-
-
 def _root_hex(hashes: Sequence[str]) -> str:
     """The Merkle root over the content hashes (each hash's 32 bytes is one leaf)."""
     return merkle.merkle_root([bytes.fromhex(h) for h in hashes]).hex()
@@ -109,78 +99,20 @@ def _read_only_mode() -> int:
     return public_mode() & 0o444
 
 
-def _key_id(public_raw: bytes) -> str:
-    return hashlib.sha256(public_raw).hexdigest()[:16]
-
-
-# ---------------------------------------------------------------------------------------- keys
-
-
 def _load_public_key(path: Path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: public key missing. Restore the vault's vault.pub, or pass the right one with --public-key.") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the public key ({e.strerror}).") from None
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        raise UserError(f"{path}: not a PEM public key. Pass the vault's vault.pub.") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise UserError(f"{path}: not an Ed25519 public key. Pass the vault's vault.pub.")
-    return key
-
-
-def _public_raw(key) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return core.load_public_key(path, missing_hint="Restore the vault's vault.pub, or pass the right one with --public-key.",
+                                wrong_hint="Pass the vault's vault.pub.")
 
 
 def _load_private_key(path: Path):
     """The signing key; refuses a key file that others can read. Its bytes never reach a message."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise UserError(f"{path}: signing key missing. Pass the vault's key with --signing-key.") from None
-    if st.st_mode & 0o077:
-        raise UserError(f"{path}: the signing key is readable by others (mode {st.st_mode & 0o777:04o}). Run: chmod 600 {path}")
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the signing key ({e.strerror}).") from None
-    try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError):
-        raise UserError(f"{path}: not an unencrypted PEM private key. Pass the key `vault init` created.") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise UserError(f"{path}: not an Ed25519 private key. Pass the key `vault init` created.")
-    return key
+    return core.load_private_key(path, missing_hint="Pass the vault's key with --signing-key.",
+                                 wrong_hint="Pass the key `vault init` created.")
 
 
 def _write_private_key(path: Path, key) -> None:
-    """Create the key file 0600 from the start (never world-readable, not even for an instant)."""
-    from cryptography.hazmat.primitives import serialization
-
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise UserError(f"{path}: a key file is already there; refusing to overwrite it. Pass another --signing-key path.") from None
-    try:
-        os.fchmod(fd, 0o600)  # whatever the umask
-        os.write(fd, pem)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    core.write_secret_file(path, core.private_pem(key), exists_hint="Pass another --signing-key path.")
 
 
 # ---------------------------------------------------------------------------------- records
@@ -300,7 +232,7 @@ def init_vault(path: str | os.PathLike, *, key: str | os.PathLike | None = None)
         _write_private_key(key_path, private)
         pem = public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         atomic_write(root / PUBLIC_KEY, lambda tmp: Path(tmp).write_bytes(pem))
-        marker = {"format": FORMAT, "version": VERSION, "created_at": _now(), "key_id": _key_id(_public_raw(public))}
+        marker = {"format": FORMAT, "version": VERSION, "created_at": core.utc_now(), "key_id": core.key_id(public)}
         # the marker comes last: a folder is a vault only once everything else is in place
         atomic_write(root / MARKER, lambda tmp: Path(tmp).write_text(json.dumps(marker, indent=2) + "\n", encoding="utf-8"))
     return Vault(root, key=key_path)
@@ -437,7 +369,7 @@ class Vault:
                             continue
                         if self._store(h, text.encode("utf-8")):  # object first, then its index line
                             new.append(h)
-                        rec = {"hash": h, "source": source, "licence": licence, "captured_before": captured, "added_at": _now(), "where": where}
+                        rec = {"hash": h, "source": source, "licence": licence, "captured_before": captured, "added_at": core.utc_now(), "where": where}
                         index.write(json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n")
                         known.add(h)
                         result.added += 1
@@ -505,7 +437,7 @@ class Vault:
             raise UserError(f"--name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit.")
         key = _load_private_key(self.key_path)
         public = self.public_key()
-        if not hmac.compare_digest(_public_raw(key.public_key()), _public_raw(public)):
+        if not hmac.compare_digest(core.public_raw(key.public_key()), core.public_raw(public)):
             raise UserError(f"{self.key_path}: wrong key, it does not match this vault's public key ({self.key_id}). Pass the vault's key with --signing-key.")
         with self._lock():
             target = self.snapshot_path(name)
@@ -515,8 +447,8 @@ class Vault:
             missing = [h for h in hashes if not self.object_path(h).is_file()]
             if missing:
                 raise UserError(f"{self.object_path(missing[0])}: object missing ({len(missing)} in all); not sealing. Run `collapselab vault verify`.")
-            snap = Snapshot(name, _now(), len(hashes), _root_hex(hashes), _key_id(_public_raw(public)), tuple(hashes), "")
-            sig = key.sign(_canonical(snap.body())).hex()
+            snap = Snapshot(name, core.utc_now(), len(hashes), _root_hex(hashes), core.key_id(public), tuple(hashes), "")
+            sig = key.sign(core.canonical_json(snap.body())).hex()
             snap = replace(snap, signature=sig)
             text = json.dumps(snap.to_json(), indent=1) + "\n"
 
@@ -555,7 +487,7 @@ class Vault:
         where = f"snapshot {file_name!r}"
         problems = []
         try:
-            public.verify(bytes.fromhex(snap.signature), _canonical(snap.body()))
+            public.verify(bytes.fromhex(snap.signature), core.canonical_json(snap.body()))
         except (InvalidSignature, ValueError):
             problems.append(f"{where}: bad signature (the file was altered, or signed with another key)")
         if snap.name != file_name:
@@ -638,11 +570,11 @@ class Vault:
         public = self.public_key()
         if public_key is not None:
             trusted = self.public_key(public_key)
-            if not hmac.compare_digest(_public_raw(trusted), _public_raw(public)):
-                raise UserError(f"{public_key}: wrong key, it is not this vault's public key (key id {_key_id(_public_raw(trusted))}, the vault holds {_key_id(_public_raw(public))}).")
+            if not hmac.compare_digest(core.public_raw(trusted), core.public_raw(public)):
+                raise UserError(f"{public_key}: wrong key, it is not this vault's public key (key id {core.key_id(trusted)}, the vault holds {core.key_id(public)}).")
         problems: list[str] = []
-        if _key_id(_public_raw(public)) != self.key_id:
-            problems.append(f"{PUBLIC_KEY}: key id {_key_id(_public_raw(public))} is not the one the vault was made with ({self.key_id})")
+        if core.key_id(public) != self.key_id:
+            problems.append(f"{PUBLIC_KEY}: key id {core.key_id(public)} is not the one the vault was made with ({self.key_id})")
 
         names = [snapshot] if snapshot is not None else self.snapshot_names()
         if snapshot is not None:
