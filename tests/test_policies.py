@@ -12,7 +12,7 @@ import pytest
 
 from collapselab.corpus.sequences import TokenSequences
 from collapselab.errors import UserError
-from collapselab.loop.policies import Accumulate, Anchor, Fresh, LoopState, Replace, TrainingSet, parse_policy
+from collapselab.loop.policies import Accumulate, AccumulateSubsample, Anchor, Fresh, LoopState, Replace, TrainingSet, parse_policy
 
 HUMAN, POOL, GEN = 3, 4, 100
 N_HUMAN, N_POOL, N_OUT, G = 200, 500, 150, 6
@@ -65,6 +65,33 @@ def test_accumulate_holds_human_and_every_earlier_output():
         for h in range(g):
             assert np.count_nonzero(ts.origin == h) == N_OUT
         assert ts.synthetic_share == pytest.approx(g * N_OUT / (N_HUMAN + g * N_OUT))
+
+
+def test_accumulate_subsample_trains_on_n_items_of_the_accumulated_set():
+    """Kazdan et al.'s size-matched control: accumulate's pool, replace's budget (n items)."""
+    full = run_policy(Accumulate())
+    sub = run_policy(AccumulateSubsample(), seed=0)
+    for g, (ts, pool) in enumerate(zip(sub, full), start=1):
+        check_origin(ts)
+        it = items_of(ts)
+        assert len(it) == len(set(it)) == N_OUT == ts.stats["train_items_used"]  # without replacement
+        assert set(it) <= set(items_of(pool)) and it == sorted(it, key=items_of(pool).index)  # a subset, in order
+    # drawn at random from the whole pool: over the seeds, each source's share is its share of the pool
+    g = G
+    shares = np.array([[np.mean(ts.origin == -1) for ts in run_policy(AccumulateSubsample(), seed=s)][g - 1] for s in range(40)])
+    expected = N_HUMAN / (N_HUMAN + g * N_OUT)
+    se = np.sqrt(expected * (1 - expected) / N_OUT * (1 - N_OUT / (N_HUMAN + g * N_OUT)) / len(shares))  # hypergeometric
+    assert abs(shares.mean() - expected) < 4 * se
+    assert run_policy(AccumulateSubsample(), seed=3)[2].data == run_policy(AccumulateSubsample(), seed=3)[2].data
+    assert run_policy(AccumulateSubsample(), seed=3)[2].data != run_policy(AccumulateSubsample(), seed=4)[2].data
+
+
+def test_accumulate_subsample_defence_keeps_the_web_pool_at_n_items():
+    sets = run_policy(parse_policy("web:0.5:train+accumulate-subsample"))
+    full = run_policy(parse_policy("web:0.5:train+accumulate"))
+    for ts, pool in zip(sets, full):
+        assert len(ts.origin) == N_OUT and set(items_of(ts)) <= set(items_of(pool))
+    assert len(full[-1].origin) == N_HUMAN + G * N_OUT
 
 
 @pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5, 0.0, 1.0])
@@ -148,6 +175,7 @@ def test_policies_work_on_numeric_arrays():
     [
         ("replace", Replace, "replace"),
         ("Accumulate", Accumulate, "accumulate"),
+        ("accumulate-subsample", AccumulateSubsample, "accumulate-subsample"),
         (" anchor ", Anchor, "anchor:0.1"),
         ("anchor:0.25", Anchor, "anchor:0.25"),
         ("fresh", Fresh, "fresh:0.1"),
@@ -165,7 +193,8 @@ def test_parse_policy_names(spec, cls, name):
 
 @pytest.mark.parametrize(
     "spec",
-    ["mix", "", "replaces", "anchor:1.5", "anchor:-0.1", "fresh:2", "fresh:abc", "anchor:nan", "replace:0.1", "accumulate:0.5"],
+    ["mix", "", "replaces", "anchor:1.5", "anchor:-0.1", "fresh:2", "fresh:abc", "anchor:nan", "replace:0.1", "accumulate:0.5",
+     "accumulate-subsample:0.5", "accumulate-sub"],
 )
 def test_parse_policy_rejects_bad_specs(spec):
     with pytest.raises(UserError):

@@ -150,17 +150,19 @@ def rogan_gladen(
 class Calibrated:
     """A detector with a threshold for a target false-positive rate, and its measured rates.
 
-    ``fit(human, synthetic, human_check=None)``: the threshold comes from ``human`` (held-out human
-    text); ``tpr_`` is measured on ``synthetic``; ``fpr_`` on ``human_check`` (independent human
-    text) when given, else it is the calibration set's empirical rate (``<= fpr``). These are the
-    rates :meth:`prevalence` corrects with, so measure them on text like the corpus to be scanned.
+    ``fit(human, synthetic=None, human_check=None)``: the threshold comes from ``human`` (held-out
+    human text); ``tpr_`` is measured on ``synthetic`` (NaN without it: a threshold needs no
+    synthetic text, and TPR means something only on text the detector never learnt from); ``fpr_``
+    on ``human_check`` (independent human text) when given, else it is the calibration set's
+    empirical rate (``<= fpr``). These are the rates :meth:`prevalence` corrects with, so measure
+    them on text like the corpus to be scanned.
     """
 
     def __init__(self, detector, *, fpr: float = 0.01) -> None:
         self.detector = detector
         self.fpr = fpr
 
-    def fit(self, human, synthetic, *, human_check=None, rng=None) -> "Calibrated":
+    def fit(self, human, synthetic=None, *, human_check=None, rng=None) -> "Calibrated":
         sh = self.detector.score(human)
         self.threshold_ = threshold_at_fpr(sh, self.fpr)
         self.n_fpr_ = len(sh)
@@ -168,6 +170,9 @@ class Calibrated:
         if human_check is not None:
             sc = self.detector.score(human_check)
             self.fpr_, self.n_fpr_ = rate_above(sc, self.threshold_), len(sc)
+        if synthetic is None:
+            self.tpr_, self.n_tpr_ = float("nan"), 0
+            return self
         ss = self.detector.score(synthetic)
         self.tpr_, self.n_tpr_ = rate_above(ss, self.threshold_), len(ss)
         return self

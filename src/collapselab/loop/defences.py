@@ -17,6 +17,9 @@ that composes them (``web:0.1-0.9+filter:watermark:0.01+anchor:0.1``) is in
   generation 1..g. Earlier sets are rebuilt with the chain's own per-generation stream
   (``LoopState.rng('data', h)``), so each generation's part is the same set every time it is
   built, and a resumed run rebuilds exactly what it had.
+* :class:`AccumulatedSubsample` ``accumulate-subsample``: the size-matched control of
+  ``accumulate`` (Kazdan et al. 2024): the same accumulated set, of which generation g trains on
+  ``n`` items (the size of one generation's output) drawn at random without replacement.
 
 A filter or curation shrinks the training set (that is its cost); ``train_items_used`` records
 the size that reached training.
@@ -31,8 +34,8 @@ import numpy as np
 
 from collapselab.data import n_items, take
 from collapselab.errors import UserError
-from collapselab.loop.judges import DETECTORS, REWARDS, calibrated_detector, reward_scores
-from collapselab.loop.policies import Anchor, LoopState, Policy, TrainingSet, bad_spec, join, parse_fraction
+from collapselab.loop.judges import DETECTORS, REWARDS, calibrated_detector, check_reserve, reward_scores
+from collapselab.loop.policies import Anchor, LoopState, Policy, TrainingSet, bad_spec, join, parse_fraction, subsample
 
 DEFAULT_FPR = 0.01
 DEFAULT_KEEP = 0.5
@@ -77,6 +80,7 @@ class Filter(_Wrapper):
         return frozenset({"text", "watermark"} if self.detector == "watermark" else {"text"})
 
     def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
+        check_reserve(self, state)
         ts = self.inner.training_set(g, state, rng)
         flagged = calibrated_detector(self.detector, self.fpr, state).flag(ts.data)
         keep = np.flatnonzero(~flagged)
@@ -99,6 +103,8 @@ class Curate(_Wrapper):
         return f"curate:{self.reward}:{self.keep:g}"
 
     def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
+        if self.reward == "reward":
+            check_reserve(self, state)
         ts = self.inner.training_set(g, state, rng)
         scores = reward_scores(self.reward, g, ts.data, state, rng)
         k = max(1, int(round(self.keep * len(scores))))
@@ -136,9 +142,18 @@ class Accumulated(_Wrapper):
         return join(parts, {**parts[-1].stats, "train_items_used": float(sum(len(p.origin) for p in parts))})
 
 
+@dataclass(frozen=True)
+class AccumulatedSubsample(_Wrapper):
+    part: ClassVar[str] = "accumulate-subsample"
+
+    def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
+        return subsample(Accumulated(self.inner).training_set(g, state, rng), n_items(state.outputs[g - 1]), rng)
+
+
 EXAMPLES = {"filter": f"web:0.1-0.9+filter:watermark:{DEFAULT_FPR:g}", "curate": f"web:0.1-0.9+curate:reward:{DEFAULT_KEEP:g}",
-            "anchor": "web:0.1-0.9+anchor:0.1", "accumulate": "web:0.1-0.9+accumulate"}
-MAX_ARGS = {"filter": 2, "curate": 1, "anchor": 1, "accumulate": 0}  # curate: besides its optional reward name
+            "anchor": "web:0.1-0.9+anchor:0.1", "accumulate": "web:0.1-0.9+accumulate",
+            "accumulate-subsample": "web:0.1-0.9+accumulate-subsample"}
+MAX_ARGS = {"filter": 2, "curate": 1, "anchor": 1, "accumulate": 0, "accumulate-subsample": 0}  # curate: besides its optional reward name
 
 
 def _is_number(arg: str) -> bool:
@@ -175,4 +190,6 @@ def parse_defence(part: str, inner: Policy, spec: str) -> Policy:
         return Curate(inner, reward, parse_fraction(args[0], spec, "kept share", example) if args else DEFAULT_KEEP)
     if name == "anchor":
         return Anchored(inner, parse_fraction(args[0], spec, "fraction", example) if args else 0.1)
+    if name == "accumulate-subsample":
+        return AccumulatedSubsample(inner)
     return Accumulated(inner)

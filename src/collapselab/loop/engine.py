@@ -128,7 +128,16 @@ class _Job:
         return self._watermark
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_watermark", "_models")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_watermark", "_models", "_judge_draws")}
+
+    def judge_draw(self, seed: int):
+        """The judges' own sample of generation 0's model (loop.judges): as many items as one
+        generation's output, from the stream ``(seed, 'judges', 0)``; drawn once per process."""
+        self._judge_draws = getattr(self, "_judge_draws", {})
+        if seed not in self._judge_draws:
+            n = self.config.samples or n_items(self.corpus.train)
+            self._judge_draws[seed] = self.sample(self.gen0[seed], n, generation_rng(seed, "judges", 0))
+        return self._judge_draws[seed]
 
     def sample(self, model, n: int, rng):
         """``n`` items; with a key, the first ``round(watermark_share n)`` carry the watermark and the
@@ -178,10 +187,13 @@ class _Job:
         c = self.corpus
         return LoopState(human=c.train, pool=c.pool, vault=getattr(c, "vault", None), outputs=outputs,
                          holdout=getattr(c, "holdout", None), watermark=self.watermark,
-                         generations=self.config.generations, seed=seed, label=label)
+                         generations=self.config.generations, seed=seed, label=label,
+                         judge_draw=lambda: self.judge_draw(seed))
 
-    def row(self, policy: str, seed: int, g: int, share: float, metrics: dict) -> dict:
-        return {"policy": policy, "seed": seed, "generation": g, "family": self.config.family, "synthetic_share": share, **metrics}
+    def row(self, policy: str, seed: int, g: int, share: float, metrics: dict, train_items: int) -> dict:
+        """The metrics row; ``train_items_used``: the items the generation's model was fitted on."""
+        return {"policy": policy, "seed": seed, "generation": g, "family": self.config.family, "synthetic_share": share,
+                "train_items_used": float(train_items), **metrics}
 
     def run_chain(self, seed: int, policy_name: str, done: set, emit: Callable) -> None:
         """Generations 1..G of one (seed, policy); ``emit(row, event)`` after each."""
@@ -207,7 +219,7 @@ class _Job:
         samples = self.sample(model, self.config.samples or n_items(self.corpus.train), rng)
         metrics, per_item = self.measure(seed, model, samples)
         self.save(label, seed, g, samples, per_item)
-        emit({**self.row(label, seed, g, ts.synthetic_share, metrics), **ts.stats, **(extra or {})},
+        emit({**self.row(label, seed, g, ts.synthetic_share, metrics, len(ts.origin)), **ts.stats, **(extra or {})},
              Event("generation", seed=seed, policy=label, generation=g, seconds=time.perf_counter() - t0,
                    sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples),
                    ancestors=ancestors))
@@ -298,7 +310,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
                 ledger.record("", seed, 0, (-1,), content_hash(samples0))
             for p in missing:
                 job.save(p, seed, 0, samples0, per_item0)
-                rows.append(job.row(p, seed, 0, 0.0, metrics0))
+                rows.append(job.row(p, seed, 0, 0.0, metrics0, n_items(corpus.train)))
                 done.add((p, seed, 0))
             folder.write_metrics(rows)
         emit_event(Event("generation", seed=seed, policy="all", generation=0, seconds=time.perf_counter() - t0))

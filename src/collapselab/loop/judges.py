@@ -1,30 +1,43 @@
 """What the in-loop defences judge candidate items with: calibrated detectors and rewards.
 
-A defence knows only what a data team would know: which text is verified human (the vault
-snapshot if the run has one, else generation 0's training set), which text is known to be
-synthetic (generation 0's output, shared by every chain), held-out human text, and the run's
-watermark key. Everything is fitted once per chain, with the chain's own random stream
-(``LoopState.rng``), and kept in ``LoopState.cache``, so a resumed run judges exactly as an
-uninterrupted one.
+A defence knows only what a data team would know, and no judge ever sees an item it will later
+judge, nor text a metric is measured on. Each judge learns from data of its own:
+
+* **synthetic**: :func:`judge_synthetic`, a sample of generation 0's model drawn for the judges
+  alone (``LoopState.judge_draw``: the engine draws it with its own stream, ``(seed, 'judges', 0)``,
+  as many items as one generation's output, watermarked in the same share). It is never training
+  data and never judged; generation 0's output itself, which generation 1's training set draws
+  from, is not used by any judge.
+* **human**: :func:`judge_human`, two splits from the end of the corpus' reserve pool: a *fitting*
+  split (as many items as the human training set) and a *calibration* split (as many as the
+  held-out set), at most half the pool between them. The web and ``fresh`` take the pool from its
+  start; :func:`check_reserve` makes a policy whose consumption would reach the judges' splits a
+  user error. No metric looks at the pool (``ppl_holdout`` is measured on ``LoopState.holdout``,
+  which no judge uses), and the human training set, the vault and the pool's start, which
+  policies put into training sets, are not used by any judge.
+
+Everything is fitted once per chain, with the chain's own random stream (``LoopState.rng``), and
+kept in ``LoopState.cache``, so a resumed run judges exactly as an uninterrupted one.
 
 Detectors, for ``filter:DETECTOR:FPR`` (score higher = more likely synthetic; an item is flagged
-when its score is above a threshold set on the held-out human text for false-positive rate FPR,
+when its score is above a threshold set on the calibration split for false-positive rate FPR,
 :class:`collapselab.detect.Calibrated`):
 
 * ``watermark``: the KGW z-score under the run's key; nothing to learn.
-* ``likelihood``: log-perplexity under a reference trigram (Kneser-Ney) fitted on verified human
-  text, its direction learnt on held-out human text vs generation 0's output.
-* ``classifier``: hashed word 1-3-grams and logistic regression, trained on verified human text vs
-  generation 0's output.
+* ``likelihood``: log-perplexity under a reference trigram (Kneser-Ney) fitted on the fitting
+  split; its direction (one sign) learnt on the calibration split vs the judges' synthetic sample.
+* ``classifier``: hashed word 1-3-grams and logistic regression, trained on the fitting split vs
+  the judges' synthetic sample.
 
 Rewards, for ``curate:REWARD:KEEP`` (higher = preferred):
 
 * ``reward``: :class:`PreferenceReward`, a Bradley-Terry reward model trained on preference pairs
-  (a verified human item preferred over an item of generation 0's output), as RLHF reward models
-  are trained, on the classifier's features.
+  (an item of the fitting split preferred over one of the judges' synthetic sample), as RLHF
+  reward models are trained, on the classifier's features.
 * ``self``: the model's own likelihood (mean log-probability per token). The loop keeps outputs,
   not models, so generation g-1 is stood in for by a trigram (Kneser-Ney) fitted on its output,
-  the candidates included: a model that prefers what it wrote itself.
+  the candidates included: a model that prefers what it wrote itself. (Not a judge fitted on
+  known data: it stands in for the model that wrote the candidates.)
 * ``random``: a uniform random score from the generation's generator: the control that keeps the
   same share without looking.
 """
@@ -35,7 +48,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from collapselab.corpus.sequences import TokenSequences
-from collapselab.loop.policies import LoopState
+from collapselab.data import Data, n_items, take
+from collapselab.errors import UserError
+from collapselab.loop.policies import LoopState, Policy
 
 DETECTORS = ("watermark", "likelihood", "classifier")
 REWARDS = ("reward", "self", "random")
@@ -88,14 +103,49 @@ def _cached(state: LoopState, key: tuple, make):
     return state.cache[key]
 
 
-def verified_human(state: LoopState) -> TokenSequences:
-    """The text a data team knows to be human: the vault snapshot, else generation 0's training set."""
-    return state.human if state.vault is None else state.vault
+def _reserve_sizes(state: LoopState) -> tuple[int, int]:
+    """Items of the judges' (fitting, calibration) splits: as many as the human training set and
+    the held-out set, scaled down together to at most half the reserve pool."""
+    want_fit = n_items(state.human)
+    want_cal = n_items(state.holdout) if state.holdout is not None else want_fit
+    total = min(want_fit + want_cal, n_items(state.pool) // 2)
+    n_cal = int(round(total * want_cal / max(want_fit + want_cal, 1)))
+    return total - n_cal, n_cal
+
+
+def check_reserve(policy: Policy, state: LoopState) -> None:
+    """One UserError line if the pool items ``policy`` consumes (from the pool's start) would reach
+    the judges' splits at its end, or if the pool leaves the judges nothing."""
+    n_fit, n_cal = _reserve_sizes(state)
+    n_pool = n_items(state.pool)
+    used = policy.human_pool_needed(state.generations, n_items(state.outputs[0]))
+    if n_fit < 2 or n_cal < 1 or used + n_fit + n_cal > n_pool:
+        raise UserError(f"policy {policy.name!r}: the corpus' reserve pool has {n_pool} unseen human items; the policy takes "
+                        f"{used} and its judges need {n_fit + n_cal} of their own (at least 3). Use a larger corpus, "
+                        "fewer --train-items or fewer --generations.")
+
+
+def judge_human(state: LoopState) -> tuple[Data, Data]:
+    """The judges' own human text, ``(fitting, calibration)``: the end of the reserve pool."""
+    def make():
+        n_fit, n_cal = _reserve_sizes(state)
+        end = n_items(state.pool)
+        start = end - n_fit - n_cal
+        return take(state.pool, np.arange(start, start + n_fit)), take(state.pool, np.arange(start + n_fit, end))
+
+    return _cached(state, ("judge_human",), make)
+
+
+def judge_synthetic(state: LoopState) -> Data:
+    """The judges' own sample of generation 0's model (``LoopState.judge_draw``), drawn once per chain."""
+    if state.judge_draw is None:
+        raise ValueError("the judges need LoopState.judge_draw: a sample of generation 0's model of their own")
+    return _cached(state, ("judge_synthetic",), state.judge_draw)
 
 
 def _vocab_size(state: LoopState) -> int:
     """Ids the reference models must cover: every id in the run's human text and generation 0's output."""
-    parts = [state.human, state.pool, state.holdout, state.vault, state.outputs[0]]
+    parts = [state.human, state.pool, state.holdout, state.vault, state.outputs[0], judge_synthetic(state)]
     return 1 + max(int(p.tokens.max(initial=2)) for p in parts if p is not None and len(p))
 
 
@@ -108,22 +158,22 @@ def _reference(state: LoopState, data: TokenSequences):
 def _detector(kind: str, state: LoopState):
     from collapselab.detect import ClassifierDetector, PerplexityDetector, WatermarkDetector
 
-    synthetic = state.outputs[0]
     if kind == "watermark":
         return WatermarkDetector(state.watermark)
+    fit, calibration = judge_human(state)
     if kind == "likelihood":
-        return PerplexityDetector(_reference(state, verified_human(state))).fit(state.holdout, synthetic)
+        return PerplexityDetector(_reference(state, fit)).fit(calibration, judge_synthetic(state))
     return ClassifierDetector(word_orders=WORD_ORDERS, char_orders=None).fit(
-        verified_human(state), synthetic, rng=state.rng("classifier", 0))
+        fit, judge_synthetic(state), rng=state.rng("classifier", 0))
 
 
 def calibrated_detector(kind: str, fpr: float, state: LoopState):
-    """The ``kind`` detector with its threshold for ``fpr`` set on the held-out human text."""
+    """The ``kind`` detector with its threshold for ``fpr`` set on the judges' calibration split."""
     from collapselab.detect import Calibrated
 
     def make():
         detector = _cached(state, ("detector", kind), lambda: _detector(kind, state))
-        return Calibrated(detector, fpr=fpr).fit(state.holdout, state.outputs[0])
+        return Calibrated(detector, fpr=fpr).fit(judge_human(state)[1])
 
     return _cached(state, ("calibrated", kind, fpr), make)
 
@@ -137,5 +187,5 @@ def reward_scores(kind: str, g: int, candidates: TokenSequences, state: LoopStat
 
         return -log_perplexity(_reference(state, state.outputs[g - 1]), candidates)
     model = _cached(state, ("reward",), lambda: PreferenceReward().fit(
-        verified_human(state), state.outputs[0], rng=state.rng("reward", 0)))
+        judge_human(state)[0], judge_synthetic(state), rng=state.rng("reward", 0)))
     return model.score(candidates)

@@ -9,8 +9,9 @@ The spec grammar
 A policy is written as a **data source**, optionally followed by **defences**, joined by ``+``::
 
     spec    := source ( "+" defence )*
-    source  := replace | accumulate | anchor[:F] | fresh[:F] | web[:LO-HI | :S][:pool | :train]
-    defence := filter:DETECTOR[:FPR] | curate[:REWARD][:KEEP] | anchor[:F] | accumulate
+    source  := replace | accumulate | accumulate-subsample | anchor[:F] | fresh[:F]
+             | web[:LO-HI | :S][:pool | :train]
+    defence := filter:DETECTOR[:FPR] | curate[:REWARD][:KEEP] | anchor[:F] | accumulate | accumulate-subsample
     DETECTOR := watermark | likelihood | classifier          (FPR default 0.01)
     REWARD   := reward | self | random                       (default reward; KEEP default 0.5)
 
@@ -25,6 +26,9 @@ Data sources:
 - ``replace``: only generation g-1's output.
 - ``accumulate``: all human training data plus every earlier generation's output (Gerstgrasser et
   al. 2024); the set grows by one output per generation.
+- ``accumulate-subsample``: the size-matched control of ``accumulate`` (Kazdan et al. 2024): the
+  same accumulated pool, but each generation trains on ``n`` items of it (``n``: the size of one
+  generation's output, the budget of ``replace``) drawn at random without replacement.
 - ``anchor:f``: a share ``f`` (default 0.1) of each training set drawn afresh at random from the
   original human training set, the rest from generation g-1's output (Shumailov et al.'s 10%).
 - ``fresh:f``: a share ``f`` (default 0.1) of new human items never seen before, taken in order
@@ -45,6 +49,7 @@ Defences (:mod:`collapselab.loop.defences`), each wrapping the policy before it:
   the run has one).
 - ``accumulate``: keep everything: the human training data plus what the policy before it built
   at every generation so far.
+- ``accumulate-subsample``: the same pool, of which each generation trains on a random ``n`` items.
 
 With a vault (``LoopState.vault``), anchor and fresh take their human items from its sealed
 snapshot instead (origin -3).
@@ -81,12 +86,13 @@ class LoopState:
     pool: Data  # unseen human items, in order
     vault: Data | None = None  # human items from a sealed vault snapshot: anchor and fresh draw here when set
     outputs: list[Data] = field(default_factory=list)  # outputs[g] = what generation g produced
-    holdout: Data | None = None  # held-out human items: defences calibrate their detectors here
+    holdout: Data | None = None  # held-out human items that ppl_holdout is measured on: no defence looks at them
     watermark: object | None = None  # the run's Watermark (key loaded), for filter:watermark
     generations: int = 1  # generations of the run (the web's schedule spans them)
     seed: int = 0  # the run seed and the chain's label name the policy's own random streams
     label: str = ""
     cache: dict = field(default_factory=dict)  # what a defence fits once per chain (detectors, earlier sets)
+    judge_draw: Callable[[], Data] | None = None  # a sample of generation 0's model of its own, for the judges (loop.judges)
 
     def rng(self, purpose: str, generation: int) -> np.random.Generator:
         """A generator of its own for ``purpose`` at ``generation``: the same every time it is
@@ -147,6 +153,27 @@ class Accumulate:
         return 0
 
 
+def subsample(ts: TrainingSet, n: int, rng: np.random.Generator) -> TrainingSet:
+    """``n`` items of ``ts`` drawn at random without replacement (all of it when it has no more), in order."""
+    m = len(ts.origin)
+    idx = np.arange(m) if n >= m else np.sort(rng.choice(m, size=n, replace=False))
+    return TrainingSet(take(ts.data, idx), ts.origin[idx], {**ts.stats, "train_items_used": float(len(idx))})
+
+
+@dataclass(frozen=True)
+class AccumulateSubsample:
+    """Kazdan et al. 2024's size-matched control: accumulate everything, train on ``n`` items of it."""
+
+    name: str = "accumulate-subsample"
+    requires: ClassVar[frozenset] = frozenset()
+
+    def training_set(self, g, state, rng):
+        return subsample(Accumulate().training_set(g, state, rng), n_items(state.outputs[g - 1]), rng)
+
+    def human_pool_needed(self, generations, n):
+        return 0
+
+
 @dataclass(frozen=True)
 class _HumanShare:
     """A share ``fraction`` of human items (chosen by the subclass), the rest from g-1's output."""
@@ -190,9 +217,10 @@ class Fresh(_HumanShare):
         return generations * int(round(self.fraction * n))
 
 
-POLICIES = {"replace": Replace, "accumulate": Accumulate, "anchor": Anchor, "fresh": Fresh}
-SPEC_HELP = ("Write a data source (replace, accumulate, anchor[:F], fresh[:F], web[:LO-HI]), then defences joined by '+' "
-             "(filter:DETECTOR[:FPR], curate[:REWARD][:KEEP], anchor[:F], accumulate), "
+POLICIES = {"replace": Replace, "accumulate": Accumulate, "accumulate-subsample": AccumulateSubsample, "anchor": Anchor,
+            "fresh": Fresh}
+SPEC_HELP = ("Write a data source (replace, accumulate, accumulate-subsample, anchor[:F], fresh[:F], web[:LO-HI]), then defences "
+             "joined by '+' (filter:DETECTOR[:FPR], curate[:REWARD][:KEEP], anchor[:F], accumulate, accumulate-subsample), "
              "e.g. 'anchor:0.1' or 'web:0.1-0.9+filter:watermark:0.01' (docs/defences.md).")
 
 
@@ -226,7 +254,7 @@ def _source(part: str, spec: str) -> Policy:
     cls = POLICIES[name]
     if not arg:
         return cls()
-    if name in ("replace", "accumulate"):
+    if name in ("replace", "accumulate", "accumulate-subsample"):
         raise bad_spec(spec, f"{name!r} takes no fraction", f"Write just '{name}'.")
     return cls(parse_fraction(arg, spec, "fraction", f"{name}:0.1"))
 
