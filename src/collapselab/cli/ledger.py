@@ -12,7 +12,7 @@ from collapselab.cli.common import JSON_HELP, console, print_json
 from collapselab.jsonout import jsonable
 from collapselab.errors import UserError
 
-ledger_app = typer.Typer(help="The provenance ledger: documents, models and snapshots, hash-chained.", no_args_is_help=True)
+ledger_app = typer.Typer(help="The provenance ledger: documents, models, snapshots and pipeline steps, hash-chained.", no_args_is_help=True)
 
 
 def _parse_head(text: str | None) -> tuple[int, str] | None:
@@ -132,6 +132,28 @@ def ledger_consistency(
                   highlight=False, markup=False, soft_wrap=True)
 
 
+@ledger_app.command("steps")
+def ledger_steps(
+    target: str = typer.Argument(..., metavar="PATH_OR_URL", help=TARGET_HELP),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
+    """List the pipeline steps recorded (scan, filter, mix with --ledger): the files each read and wrote."""
+    from collapselab.provenance.ledger import Ledger
+
+    with Ledger(target, create=False) as ledger:
+        steps = ledger.steps()
+    if as_json:
+        return print_json([{"seq": st.seq, "step_id": st.step_id, "name": st.name, "created_at": st.created_at,
+                            "inputs": [{"name": n, "sha256": d} for n, d in st.inputs],
+                            "outputs": [{"name": n, "sha256": d} for n, d in st.outputs], **st.parameters} for st in steps])
+    if not steps:
+        console.print(f"{target}: no pipeline steps recorded (scan, filter and mix record one with --ledger)",
+                      highlight=False, markup=False, soft_wrap=True)
+    for st in steps:
+        console.print(f"entry {st.seq}  {st.created_at}  {st.name}: {', '.join(n for n, _ in st.inputs) or '-'} -> "
+                      f"{', '.join(n for n, _ in st.outputs) or '-'}", highlight=False, markup=False, soft_wrap=True)
+
+
 @ledger_app.command("export")
 def ledger_export(
     target: str = typer.Argument(..., metavar="PATH_OR_URL", help=TARGET_HELP),
@@ -139,7 +161,7 @@ def ledger_export(
     key: Path = typer.Option(..., "--signing-key", "--key", help="The Ed25519 signing key (`collapselab keys new-signing KEY`). (--key: the same, kept as the vault's old spelling)"),
     out: Path = typer.Option(..., "--out", help="The JSON Lines file to write (one DSSE envelope a line)."),
 ) -> None:
-    """Export the lineage as signed attestations: one DSSE envelope per model and per untrained snapshot."""
+    """Export the lineage as signed attestations: one DSSE envelope per model, per untrained snapshot and per pipeline step."""
     from collapselab.atomic import atomic_write_text
     from collapselab.provenance.intoto import export_in_toto
     from collapselab.provenance.keys import load_signing_key

@@ -22,6 +22,8 @@ ON_ERROR_HELP = "What a malformed JSONL line does: 'fail' stops with its file an
 JOBS_HELP = "Local processes working on shards at once (default: one per core). The output is the same whatever it is."
 SHARD_HELP = ("Plain JSONL per shard (the unit of parallel work and of resuming), in bytes or with a unit: 64MiB, 500MB, 1GiB; "
               ".gz and Parquet files are one shard each.")
+LEDGER_HELP = ("A provenance ledger (SQLite file or postgresql:// URL; made if absent) to record this command in: "
+               "the files it read and wrote, by SHA-256, and its settings and counts (see `collapselab ledger steps`).")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10**3, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
           "g": 1 << 30, "gb": 10**9, "gib": 1 << 30}
 
@@ -62,6 +64,7 @@ def scan_cmd(
     force: bool = typer.Option(False, "--force", help="Rescan even if a finished sidecar matches the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP),
     shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help=SHARD_HELP),
+    ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -76,7 +79,7 @@ def scan_cmd(
                         z_threshold=z_threshold, gamma=gamma, context_width=context_width, tpr=tpr, n_tpr=n_tpr, fpr=fpr,
                         n_fpr=n_fpr, tpr_from=tpr_from, batch_size=batch_size, force=force,
                         reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
-                        direction=direction, jobs=jobs, shard_bytes=shard_size, progress=progress)
+                        direction=direction, jobs=jobs, shard_bytes=shard_size, progress=progress, ledger=ledger)
     _show(r, as_json)
 
 
@@ -93,6 +96,7 @@ def filter_cmd(
     force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " With --scores it works on the scan's shards."),
     shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help="With --detector: " + SHARD_HELP),
+    ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -104,7 +108,7 @@ def filter_cmd(
     with _progress("filter", quiet or as_json) as progress:
         r = filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
                           on_error=on_error, force=force, jobs=jobs, detector=detector, text_field=text_field,
-                          shard_bytes=shard_size, progress=progress)
+                          shard_bytes=shard_size, progress=progress, ledger=ledger)
     _show(r, as_json)
 
 
@@ -119,6 +123,7 @@ def mix_cmd(
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
     force: bool = typer.Option(False, "--force", help="Redo even if a finished output matches the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " It counts the inputs' shards; the writing pass is one."),
+    ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -127,7 +132,7 @@ def mix_cmd(
 
     with _progress("mix", quiet or as_json) as progress:
         r = mix_corpus(inputs, vault=vault, snapshot=snapshot, min_human=min_human, out=out, seed=seed,
-                       text_field=text_field, on_error=on_error, force=force, jobs=jobs, progress=progress)
+                       text_field=text_field, on_error=on_error, force=force, jobs=jobs, progress=progress, ledger=ledger)
     _show(r, as_json)
 
 

@@ -44,6 +44,7 @@ import numpy as np
 from collapselab.atomic import AtomicFile, atomic_write_json, check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
+from collapselab.pipeline.record import check_ledger, record_step
 from collapselab.pipeline.io import (BATCH, Found, JsonlWriter, LineReader, MalformedLine, ParquetWriter, check_on_error,
                                      fail_message, file_sha256, kind_of, open_parquet, parquet_batches, parse_lines,
                                      parse_slowly, read_manifest, shard_records)
@@ -403,9 +404,12 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
                   quarantine: str | os.PathLike, fpr: float | None = None, threshold: float | None = None,
                   on_error: str = "fail", force: bool = False, jobs: int | None = None, detector: str | None = None,
                   text_field: str = "text", shard_bytes: int = sh.SHARD_BYTES,
-                  progress: sh.Progress | None = None) -> FilterResult:
+                  progress: sh.Progress | None = None, ledger: str | os.PathLike | None = None) -> FilterResult:
     """Split ``inp`` into ``out`` and ``quarantine`` by the scores in ``scores``, or by the scores of
-    ``detector`` computed while reading (see the module)."""
+    ``detector`` computed while reading (see the module).
+
+    ``ledger``: a provenance ledger to record the filter in, as a step whose inputs are ``inp`` (and
+    the scan's sidecar) and whose outputs are the kept, quarantined and reasons files and the manifest."""
     check_on_error(on_error)
     jobs = sh.check_jobs(jobs)
     sh.check_shard_bytes(shard_bytes)
@@ -449,6 +453,8 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
         source = {"detector": detector, "text_field": text_field, "shard_bytes": shard_bytes}
     manifest_path = Path(str(out) + ".json")
     parts = Path(str(out) + ".parts")
+    check_ledger(ledger)
+    read = [inp, *([scores] if scores is not None else [])]
     key = {"version": VERSION, "input": str(inp), **source, "rule": rule, "on_error": on_error}
     outputs = (out, quarantine, reasons)
     old = read_manifest(manifest_path)
@@ -457,7 +463,9 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
             and [s.to_dict() for s in shards] == [{k: r.get(k) for k in s.to_dict()} for s, r in zip(shards, old["shards"])]
             and sh.run(sh.input_digest, shards, jobs) == [r["sha256"] for r in old["shards"]]):
         shutil.rmtree(parts, ignore_errors=True)
-        return FilterResult(**{**old["result"], "skipped": True})
+        result = FilterResult(**{**old["result"], "skipped": True})
+        record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result)
+        return result
     if force:
         shutil.rmtree(parts, ignore_errors=True)
     digest = sh.settings_digest({"format": FORMAT, **key})
@@ -492,6 +500,7 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
             dest.unlink(missing_ok=True)
         raise
     shutil.rmtree(parts, ignore_errors=True)
+    record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result)
     return result
 
 

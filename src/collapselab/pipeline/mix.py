@@ -36,6 +36,7 @@ import numpy as np
 from collapselab.atomic import atomic_write_json, check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
+from collapselab.pipeline.record import check_ledger, record_step
 from collapselab.pipeline.io import (MAX_EXAMPLES, Found, JsonlWriter, check_on_error, dumps_line, file_sha256, inputs_record,
                                      read_manifest, shard_records)
 
@@ -87,8 +88,12 @@ def human_needed(n_input: int, min_human: float) -> int:
 
 def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, out: str | os.PathLike,
                snapshot: str | None = None, seed: int = 0, text_field: str = "text", on_error: str = "fail",
-               force: bool = False, jobs: int | None = None, progress: sh.Progress | None = None) -> MixResult:
-    """Write the mixed training set ``out`` and its manifest ``out.json`` (see the module)."""
+               force: bool = False, jobs: int | None = None, progress: sh.Progress | None = None,
+               ledger: str | os.PathLike | None = None) -> MixResult:
+    """Write the mixed training set ``out`` and its manifest ``out.json`` (see the module).
+
+    ``ledger``: a provenance ledger to record the mix in, as a step whose inputs are ``inputs`` and
+    the vault snapshot's signed file, and whose outputs are the training set and its manifest."""
     from collapselab.provenance.vault import Vault
 
     check_on_error(on_error)
@@ -112,6 +117,8 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
     snapshot = snapshot or v.latest_snapshot()
     snap = v.snapshot(snapshot)  # signature, count and Merkle root checked
     manifest_path = Path(str(out) + ".json")
+    check_ledger(ledger)
+    read = [*inputs, v.snapshot_path(snap.name)]
     ins = inputs_record(inputs)
     params = {"vault": str(v.path), "snapshot": snap.name, "merkle_root": snap.merkle_root, "min_human": min_human,
               "seed": seed, "text_field": text_field, "on_error": on_error}
@@ -119,7 +126,9 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
     if (not force and old and old.get("format") == FORMAT and old.get("params") == params
             and [{k: s[k] for k in ("path", "sha256", "bytes")} for s in old.get("sources", [])] == ins
             and out.is_file() and file_sha256(out) == old.get("output", {}).get("sha256")):
-        return MixResult(**{**old["result"], "skipped": True})
+        result = MixResult(**{**old["result"], "skipped": True})
+        record_step(ledger, "mix", inputs=read, outputs=[out, manifest_path], params=params, result=result)
+        return result
 
     # pass 1: count the records, shard by shard
     shards = sh.plan(inputs)
@@ -181,6 +190,7 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
         out.unlink(missing_ok=True)
         manifest_path.unlink(missing_ok=True)
         raise
+    record_step(ledger, "mix", inputs=read, outputs=[out, manifest_path], params=params, result=result)
     return result
 
 

@@ -58,6 +58,7 @@ import numpy as np
 from collapselab.atomic import AtomicFile, atomic_write_json, check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
+from collapselab.pipeline.record import check_ledger, record_step
 from collapselab.pipeline.io import (BATCH, MAX_EXAMPLES, Found, check_on_error, file_sha256, inputs_record,
                                      read_manifest, shard_records)
 
@@ -404,8 +405,12 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
                 fpr: float | None = None, n_fpr: int | None = None, tpr_from: Sequence[str | os.PathLike] = (),
                 batch_size: int = BATCH, force: bool = False, reference_vault=None, snapshot: str | None = None,
                 fpr_target: float = 0.01, order: int = 3, direction: float = 1.0, jobs: int | None = None,
-                shard_bytes: int = sh.SHARD_BYTES, progress: sh.Progress | None = None) -> ScanResult:
-    """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module)."""
+                shard_bytes: int = sh.SHARD_BYTES, progress: sh.Progress | None = None,
+                ledger: str | os.PathLike | None = None) -> ScanResult:
+    """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module).
+
+    ``ledger``: a provenance ledger (path or URL) to record the scan in, as a step whose inputs are
+    ``inputs`` and whose outputs are the sidecar and its manifest (:mod:`collapselab.pipeline.record`)."""
     from collapselab.detect.calibration import rogan_gladen
 
     if detector not in DETECTORS:
@@ -451,13 +456,16 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         scorer, dparams = LengthScorer(), {}
     manifest_path = Path(str(out) + ".json")
     parts = Path(str(out) + ".parts")
+    check_ledger(ledger)
     params = {"detector": detector, **dparams, "text_field": text_field, "on_error": on_error, "tpr": tpr,
               "n_tpr": n_tpr, "fpr": fpr, "n_fpr": n_fpr, "tpr_from": inputs_record(tpr_from), "shard_bytes": shard_bytes}
     shards = sh.plan(inputs, shard_bytes)
     old = read_manifest(manifest_path)
     if not force and _valid_manifest(old, params, shards, out, jobs):
         shutil.rmtree(parts, ignore_errors=True)
-        return ScanResult(**{**old["result"], "skipped": True})
+        result = ScanResult(**{**old["result"], "skipped": True})
+        record_step(ledger, "scan", inputs=inputs, outputs=[out, manifest_path], params=params, result=result)
+        return result
     if force:
         shutil.rmtree(parts, ignore_errors=True)
 
@@ -534,6 +542,7 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         manifest_path.unlink(missing_ok=True)
         raise
     shutil.rmtree(parts, ignore_errors=True)
+    record_step(ledger, "scan", inputs=inputs, outputs=[out, manifest_path], params=params, result=result)
     return result
 
 

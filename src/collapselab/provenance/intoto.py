@@ -8,6 +8,14 @@ on. Each Statement's subjects are the snapshot's documents (shards), ``{"name": 
      "trainingSnapshot": {"name", "merkleRoot", "size", "ledgerSeq"},
      "ledger": {"treeSize", "rootHash"}}          # the ledger's tree head when exported
 
+And one per pipeline step (``scan``, ``filter``, ``mix`` run with ``--ledger``) that wrote a file:
+its subjects are the files it wrote, ``{"name": PATH, "digest": {"sha256": ...}}``, and its
+predicate (type :data:`STEP_PREDICATE_TYPE`, in the spirit of SLSA provenance) names what it read::
+
+    {"step": {"name", "id", "ledgerSeq", "parameters"},
+     "materials": [{"name": PATH, "digest": {"sha256": ...}}, ...],
+     "ledger": {"treeSize", "rootHash"}}
+
 The envelope is DSSE (https://github.com/secure-systems-lab/dsse): ``payloadType``
 ``application/vnd.in-toto+json``, ``payload`` the Statement's JSON in base64, and one Ed25519
 signature over ``PAE(payloadType, payload)`` with the key id of
@@ -24,12 +32,13 @@ from typing import Any
 from collapselab.provenance import core
 from collapselab.provenance.ledger import Ledger, Snapshot
 
-__all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "pae", "statements", "sign_envelope", "verify_envelope",
+__all__ = ["PAYLOAD_TYPE", "STATEMENT_TYPE", "PREDICATE_TYPE", "STEP_PREDICATE_TYPE", "pae", "statements", "sign_envelope", "verify_envelope",
            "export_in_toto"]
 
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://collapselab.dev/attestation/lineage/v1"
+STEP_PREDICATE_TYPE = "https://collapselab.dev/attestation/pipeline-step/v1"
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -43,7 +52,7 @@ def _snapshot_json(snap: Snapshot) -> dict[str, Any]:
 
 
 def statements(ledger: Ledger) -> list[dict[str, Any]]:
-    """The in-toto Statements of :func:`export_in_toto`, unsigned, models first (in ledger order)."""
+    """The in-toto Statements of :func:`export_in_toto`, unsigned: models, untrained snapshots, steps (each in ledger order)."""
     head = ledger.tree_head()
     snapshots = {s.name: s for s in ledger.snapshots()}
     ledger_json = {"treeSize": head.tree_size, "rootHash": head.root_hash}
@@ -62,7 +71,18 @@ def statements(ledger: Ledger) -> list[dict[str, Any]]:
         trained_on.add(snap.name)
         out.append(statement(snap, {"id": m.model_id, "family": m.family, "parents": list(m.parents), "ledgerSeq": m.seq}))
     out += [statement(s, None) for s in snapshots.values() if s.name not in trained_on and s.content_hashes]
+    for step in ledger.steps():
+        if not step.outputs:  # a Statement needs a subject
+            continue
+        out.append({"_type": STATEMENT_TYPE, "subject": _files(step.outputs), "predicateType": STEP_PREDICATE_TYPE,
+                    "predicate": {"step": {"name": step.name, "id": step.step_id, "ledgerSeq": step.seq,
+                                           "parameters": step.parameters},
+                                  "materials": _files(step.inputs), "ledger": ledger_json}})
     return out
+
+
+def _files(files) -> list[dict[str, Any]]:
+    return [{"name": name, "digest": {"sha256": digest}} for name, digest in files]
 
 
 def sign_envelope(statement: dict[str, Any], private_key) -> dict[str, Any]:
@@ -91,5 +111,5 @@ def verify_envelope(envelope: dict[str, Any], public_key) -> dict[str, Any] | No
 
 
 def export_in_toto(ledger: Ledger, private_key) -> list[dict[str, Any]]:
-    """One signed DSSE envelope per model with a training snapshot and per untrained snapshot."""
+    """One signed DSSE envelope per model with a training snapshot, per untrained snapshot and per step that wrote a file."""
     return [sign_envelope(s, private_key) for s in statements(ledger)]
