@@ -106,3 +106,16 @@ def test_a_bad_ledger_fails_in_one_line_before_any_output(d, run_main, command, 
     one_error_line(*run_main([*command, "--ledger", ledger], d)[::2], needle)
     assert not (d / "s.parquet").exists() and not (d / "kept.jsonl").exists()
     assert (d / "afile").read_text() == "mine"
+
+
+def test_compose_traces_the_training_set_back_through_the_recorded_steps(d, vault, run_main):
+    run_pipeline(run_main, d, vault)
+    status, out, err = run_main(["compose", "train.jsonl", "--ledger", "l.sqlite", "--json"], d)
+    assert status == 0, err
+    steps = strict(out)["processing"]["steps"]
+    assert [s["name"] for s in steps] == ["mix", "filter", "scan"]  # nearest first: what wrote the set, then its inputs
+    assert [s["trace"][0]["seqs"] for s in steps] == [[3], [2], [1]]
+    assert steps[1]["result"]["kept"] == len((d / "kept.jsonl").read_text().splitlines())
+    status, md, _ = run_main(["compose", "train.jsonl", "--ledger", "l.sqlite"], d)
+    assert status == 0 and "### 3.4 Pipeline steps recorded in the ledgers" in md
+    assert "| mix[" in md and "`train.jsonl`, `train.jsonl.json` | `kept.jsonl`" in md

@@ -81,7 +81,8 @@ class Ledgers:
         """``hash -> (ledger index, Document)`` for the hashes some ledger records (the first wins)."""
         import sqlalchemy as sa
 
-        from collapselab.provenance.ledger import Document, documents_table as t
+        from collapselab.provenance.ledger import documents_table as t
+        from collapselab.provenance.ledger.lookup import from_row
 
         found: dict[str, tuple[int, object]] = {}
         for i, led in enumerate(self.ledgers):
@@ -89,10 +90,31 @@ class Ledgers:
             with led.engine.connect() as conn:
                 for lo in range(0, len(todo), 500):
                     for r in conn.execute(sa.select(t).where(t.c.content_hash.in_(todo[lo:lo + 500]))).mappings():
-                        found[r["content_hash"]] = (i, Document(r["content_hash"], r["origin"], r["source"], r["licence"],
-                                                                r["model_id"], r["generation"], r["watermark_key_id"],
-                                                                r["created_at"], int(r["seq"])))
+                        found[r["content_hash"]] = (i, from_row("document", conn, r))
         return found
+
+    def steps_behind(self, digest: str) -> list[dict]:
+        """The recorded pipeline steps that made the file with SHA-256 ``digest``, nearest first: the
+        step that wrote it, then the steps that wrote that step's inputs, and so on."""
+        made_by: dict[str, tuple[int, object]] = {}  # output digest -> (ledger index, step); the latest wins
+        for i, led in enumerate(self.ledgers):
+            for step in led.steps():
+                for _, d in step.outputs:
+                    made_by[d] = (i, step)
+        out, seen, todo = [], set(), [digest]
+        while todo:
+            d = todo.pop(0)
+            if d not in made_by or (made_by[d][0], made_by[d][1].seq) in seen:
+                continue
+            i, step = made_by[d]
+            seen.add((i, step.seq))
+            out.append({"name": step.name, "step_id": step.step_id, "created_at": step.created_at,
+                        "inputs": [{"name": n, "sha256": h} for n, h in step.inputs],
+                        "outputs": [{"name": n, "sha256": h} for n, h in step.outputs],
+                        "result": step.parameters.get("result", {}),
+                        "trace": [{"ledger": self.traces[i]["ledger"], "head": self.traces[i]["head"], "seqs": [step.seq]}]})
+            todo += [h for _, h in step.inputs]
+        return out
 
     def depth(self, i: int, doc) -> int:
         """Synthetic depth of a training set holding ``doc``: 1 + its maker's depth, or its generation."""
@@ -328,6 +350,10 @@ def compose_trainset(trainset: str | os.PathLike, *, manifest: str | os.PathLike
 
 def _summary(trainset, tsha, mpath, m, msha, vtrace, snap, tally: _Tally, sources, led, scans, filters, kinds,
              checks) -> dict:
+    steps = led.steps_behind(tsha) if led else []
+    if led and not steps and any(ledger.steps() for ledger in led.ledgers):
+        checks.append(f"no pipeline step in the ledgers wrote this training set's bytes (SHA-256 {tsha[:16]}...): "
+                      "if it was made with --ledger, it changed afterwards")
     ttrace = file_trace(trainset, tsha)
     total = tally.records
     cat_trace = {"verified_human": [ttrace] + ([vtrace] if vtrace else []) + _ledger_traces(led, tally.human_ledger.seqs),
@@ -406,7 +432,8 @@ def _summary(trainset, tsha, mpath, m, msha, vtrace, snap, tally: _Tally, source
                                          "distinct_texts": num(int(dedup), ttrace),
                                          "exact_duplicates": num(total - int(dedup), ttrace),
                                          "method": "SHA-256 of each text, compared on its first 64 bits"},
-                       "detection": scans},
+                       "detection": scans,
+                       "steps": steps},
         "checks": checks,
     }
 
@@ -437,6 +464,15 @@ def _trace_text(t: dict) -> str:
                 + (f", entries {', '.join(map(str, seqs))}" if seqs else "")
                 + (f", model entry {t['model_seq']}" if "model_seq" in t else ""))
     return _cell(t)
+
+
+def _files(files: list[dict]) -> str:
+    return ", ".join(f"`{_cell(f['name'])}`" for f in files) or "-"
+
+
+def _counts(result: dict) -> str:
+    """A step's whole-number counts (documents, kept, quarantined, ...), as its ledger entry records them."""
+    return ", ".join(f"{k} {x}" for k, x in result.items() if isinstance(x, int) and not isinstance(x, bool))
 
 
 class _Notes:
@@ -538,6 +574,11 @@ def render(d: dict) -> str:
                   "No scan given (--scores).")
     out += [f"- `{_cell(s['sidecar'])}`: TPR {_cell(s['tpr_source'])}; FPR {_cell(s['fpr_source'])}."
             for s in proc["detection"]] + ([""] if proc["detection"] else [])
+    out += ["### 3.4 Pipeline steps recorded in the ledgers", ""]
+    out += _table(("Step", "Wrote", "Read", "Counts"),
+                  [f"| {_cell(st['name'])}{notes.ref(st['trace'])} | {_files(st['outputs'])} | {_files(st['inputs'])} | "
+                   f"{_cell(_counts(st['result']))} |" for st in proc.get("steps", [])],
+                  "No recorded step wrote this training set (scan, filter and mix record theirs with --ledger).")
     out += ["## 4. Checks", ""]
     out += [f"- {_cell(c)}" for c in d["checks"]] or ["All provenance records agree with the training set."]
     out += ["", "## Sources of the numbers", "", *notes.render(), ""]
