@@ -24,7 +24,7 @@ from collapselab.data import n_items
 from collapselab.errors import UserError
 from collapselab.loop.engine import Event, run_loop
 from collapselab.loop.policies import parse_policy
-from collapselab.loop.provenance import RunLedger, content_hash
+from collapselab.loop.provenance import RunLedger, dataset_hash
 from collapselab.provenance.ledger import run_head
 from collapselab.metrics.suite import TextEvaluator, numeric_evaluator
 from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
@@ -119,7 +119,7 @@ def _vault_shard(corpus) -> dict:
     ref = getattr(corpus, "vault_ref", None)
     if ref is None:
         return {}
-    return {"vault": content_hash(corpus.vault),
+    return {"vault": dataset_hash(corpus.vault),
             "vault_source": f"vault {ref['vault']}, snapshot {ref['snapshot']}, Merkle root {ref['merkle_root']}"}
 
 
@@ -268,7 +268,7 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
         evaluator = numeric_evaluator(config.family, corpus)
 
     ledger = RunLedger(folder.ledger_path, family=config.family, corpus_name=str(config.corpus),
-                       human=content_hash(corpus.train), pool=content_hash(corpus.pool), watermark_key_id=key_id,
+                       human=dataset_hash(corpus.train), pool=dataset_hash(corpus.pool), watermark_key_id=key_id,
                        **_vault_shard(corpus))
     try:
         run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event, ledger=ledger)

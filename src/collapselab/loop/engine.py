@@ -27,7 +27,7 @@ import numpy as np
 from collapselab.config import NEURAL_TEXT_FAMILIES, ExperimentConfig
 from collapselab.data import concat, n_items
 from collapselab.loop.policies import LoopState, parse_policy
-from collapselab.loop.provenance import RunLedger, content_hash
+from collapselab.loop.provenance import RunLedger, dataset_hash
 from collapselab.loop.streams import generation_rng
 from collapselab.models import make_model
 from collapselab.runfolder import RunFolder
@@ -221,7 +221,7 @@ class _Job:
         self.save(label, seed, g, samples, per_item)
         emit({**self.row(label, seed, g, ts.synthetic_share, metrics, len(ts.origin)), **ts.stats, **(extra or {})},
              Event("generation", seed=seed, policy=label, generation=g, seconds=time.perf_counter() - t0,
-                   sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=content_hash(samples),
+                   sources=tuple(int(o) for o in np.unique(ts.origin)), output_hash=dataset_hash(samples),
                    ancestors=ancestors))
         return samples
 
@@ -307,7 +307,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
             samples0 = job.sample(job.gen0[seed], n_out, rng)
             metrics0, per_item0 = job.measure(seed, job.gen0[seed], samples0)
             if ledger is not None:
-                ledger.record("", seed, 0, (-1,), content_hash(samples0))
+                ledger.record("", seed, 0, (-1,), dataset_hash(samples0))
             for p in missing:
                 job.save(p, seed, 0, samples0, per_item0)
                 rows.append(job.row(p, seed, 0, 0.0, metrics0, n_items(corpus.train)))

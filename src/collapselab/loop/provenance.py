@@ -28,8 +28,12 @@ from collapselab.provenance.ledger import Document, Ledger, Model, Snapshot
 HUMAN, POOL, VAULT = -1, -2, -3  # TrainingSet origins that are human data
 
 
-def content_hash(data) -> str:
-    """SHA-256 of a data set: its token ids and offsets, or its array's dtype, shape and bytes."""
+def dataset_hash(data) -> str:
+    """SHA-256 of an in-memory data set: its token ids and offsets, or its array's shape and bytes.
+
+    Not a document's content hash (:func:`collapselab.provenance.core.content_hash`, the SHA-256 of
+    its bytes): a run records each data set as one document whose ``content_hash`` field holds this
+    digest, so it matches an exported file only if that file's own SHA-256 is recorded too."""
     h = hashlib.sha256()
     if isinstance(data, TokenSequences):
         h.update(b"token-sequences\0")
@@ -40,6 +44,9 @@ def content_hash(data) -> str:
         h.update(f"array {a.shape}\0".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+content_hash = dataset_hash  # its old name, kept for code that imports it; new code says dataset_hash
 
 
 def model_id(policy: str, seed: int, generation: int) -> str:
