@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     flags = "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
     md = f"""### Fresh-data admissibility (MAD §5, Fig. 10-11): a grid over (n_r, n_s, λ)
 
-Computed by `python bench/mad_fresh_grid.py{flags}` ({time.strftime('%Y-%m-%d')}, this machine, {time.perf_counter() - t0:.0f} s
-with the run folders it found). The `gmm` image family on digits; the grid {grid}, {args.generations} generations, seeds
+Computed by `python bench/mad_fresh_grid.py{flags}` ({time.strftime('%Y-%m-%d')}, this machine; this invocation took
+{time.perf_counter() - t0:.0f} s, reusing the finished run folders it found under bench/out/mad_fresh_grid/). The `gmm` image family on digits; the grid {grid}, {args.generations} generations, seeds
 {', '.join(map(str, args.seeds))}: {len(rows)} runs of `fresh:F` with F = n_r / (n_r + n_s), n_r + n_s images drawn a
 generation and `train_items` = n_r, so generation 0 is the real-only model on n_r images (MAD: the loop's limit does not
 depend on what generation 0 trained on). The loop's limit is each seed's mean FID over generations {args.generations // 2}-{args.generations},

@@ -237,8 +237,9 @@ versions of this page called it MAD's fixed-real loop; it is not, and its result
 
 Whether a loop "still rises" or is "bounded" is decided by `collapselab.metrics.verdicts.trend`, not by eye: each
 seed's least-squares slope of FID over the second half of the run (generations G/2..G), the slopes' mean over seeds
-and its 95% t interval; "still rising" when the interval's lower end is above 0, "bounded" when its upper end, over
-the window, would move FID by under a tenth of its level, "undetermined" otherwise (three seeds often cannot tell).
+and its 95% t interval; "bounded" when the interval's upper end, over the window, would move FID by under a tenth of
+its level, else "still rising" when the interval's lower end is above 0, "undetermined" otherwise (three seeds often
+cannot tell).
 "holds here" is the script's verdict on each claim, not a hand-written one.
 
 Our scale is far smaller (8×8 digits, 500 images a generation, models that fit in seconds; MAD trains on 60 k MNIST
