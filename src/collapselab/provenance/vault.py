@@ -42,6 +42,7 @@ import numpy as np
 from collapselab.atomic import all_or_nothing, atomic_write, check_output_file, check_writable_dir, public_mode
 from collapselab.errors import UserError
 from collapselab.provenance import core, merkle
+from collapselab.provenance.proofs import InclusionProof, hashes_root
 
 __all__ = [
     "Vault",
@@ -89,9 +90,7 @@ def parse_date(value: str | date, flag: str = "--captured-before") -> str:
         raise UserError(f"{flag} {value!r}: not a date. Write it as YYYY-MM-DD, e.g. {flag} 2021-12-31.") from None
 
 
-def _root_hex(hashes: Sequence[str]) -> str:
-    """The Merkle root over the content hashes (each hash's 32 bytes is one leaf)."""
-    return merkle.merkle_root([bytes.fromhex(h) for h in hashes]).hex()
+_root_hex = hashes_root
 
 
 def _read_only_mode() -> int:
@@ -181,21 +180,6 @@ class VerifyReport:
         lines = [f"{head}: {self.objects_checked} objects, {self.snapshots_checked} snapshots checked, {len(self.problems)} problems"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class InclusionProof:
-    """RFC 6962 audit path: ``content_hash`` is leaf ``index`` of the ``size``-leaf tree ``root``."""
-
-    content_hash: str
-    index: int
-    size: int
-    root: str
-    path: tuple[str, ...]
-
-    def verify(self) -> bool:
-        leaf = merkle.leaf_hash(bytes.fromhex(self.content_hash))
-        return merkle.verify_inclusion(leaf, self.index, self.size, [bytes.fromhex(p) for p in self.path], bytes.fromhex(self.root))
 
 
 # ------------------------------------------------------------------------------------- vault
@@ -551,7 +535,7 @@ class Vault:
         except ValueError:
             raise UserError(f"{h}: not in snapshot {snapshot!r}.") from None
         path = merkle.inclusion_proof([bytes.fromhex(x) for x in snap.hashes], i)
-        return InclusionProof(h, i, snap.count, snap.merkle_root, tuple(p.hex() for p in path))
+        return InclusionProof(snapshot, h, i, snap.count, tuple(p.hex() for p in path), snap.merkle_root)
 
     def latest_snapshot(self) -> str:
         snaps = [self._read_snapshot(n) for n in self.snapshot_names()]

@@ -46,8 +46,8 @@ The package, one idea a module
     ``records`` (one class per record kind: fields, key, references, checks, rows), ``schema``
     (the tables), ``store`` (engines, opening, locking), ``log`` (the :class:`Ledger`: append,
     read, tree heads, proofs), ``lookup`` (reading a record back), ``verify`` (the checks, pure),
-    ``lineage`` (ancestors, synthetic depth), ``proofs`` (Merkle proofs). Canonical JSON, hashing and
-    timestamps are :mod:`collapselab.provenance.core`'s.
+    ``lineage`` (ancestors, synthetic depth). The Merkle proofs are :mod:`collapselab.provenance.proofs`'s
+    (the vault's too); canonical JSON, hashing and timestamps :mod:`collapselab.provenance.core`'s.
 
 Appending is idempotent: registering a document, model or snapshot that is already there with the
 same fields returns the existing entry (so a resumed run adds no duplicates); the same key with
@@ -57,7 +57,7 @@ different fields is a :class:`~collapselab.errors.UserError`.
 from __future__ import annotations
 
 from collapselab.provenance.ledger.log import Ledger, run_head, verify
-from collapselab.provenance.ledger.proofs import ConsistencyProof, EntryProof, InclusionProof
+from collapselab.provenance.proofs import ConsistencyProof, EntryProof, InclusionProof
 from collapselab.provenance.ledger.records import (
     KINDS,
     ORIGINS,

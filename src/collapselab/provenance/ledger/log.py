@@ -15,7 +15,7 @@ from collapselab.errors import UserError
 from collapselab.provenance import core, merkle
 from collapselab.provenance.ledger import lineage
 from collapselab.provenance.ledger.lookup import from_row, load, load_all
-from collapselab.provenance.ledger.proofs import ConsistencyProof, EntryProof, InclusionProof
+from collapselab.provenance.proofs import ConsistencyProof, EntryProof, InclusionProof
 from collapselab.provenance.ledger.records import (
     KEY_COLUMNS,
     Document,

@@ -17,12 +17,13 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Iterable, Protocol, Sequence, Union
+from typing import Any, ClassVar, Iterable, Protocol, Union
 
 import sqlalchemy as sa
 
 from collapselab.errors import UserError
-from collapselab.provenance import core, merkle
+from collapselab.provenance import core
+from collapselab.provenance.proofs import hashes_root
 from collapselab.provenance.ledger.schema import (
     documents_table,
     model_parents_table,
@@ -61,9 +62,7 @@ def chain_hash(prev_hash: str, fields: dict[str, Any]) -> str:
     return core.content_hash(bytes.fromhex(prev_hash) + core.canonical_json(fields))
 
 
-def snapshot_root(content_hashes: Sequence[str]) -> str:
-    """The Merkle root over sorted content hashes (each leaf is the 32 raw bytes of one hash)."""
-    return merkle.merkle_root([bytes.fromhex(h) for h in content_hashes]).hex()
+snapshot_root = hashes_root  # the Merkle root over a snapshot's sorted content hashes
 
 
 # ------------------------------------------------------------------ reading stored rows

@@ -1,11 +1,20 @@
-"""Merkle proofs a ledger hands out (RFC 9162): a document in a snapshot, an entry in the tree of all
-entries, and one tree being a prefix of a later one. Each checks itself with ``verify()``."""
+"""Merkle proofs (RFC 9162) that the ledger and the vault hand out: a document in a snapshot (either's),
+an entry in the ledger's tree of all entries, and one tree being a prefix of a later one. Each checks
+itself with ``verify()``, from its own fields alone."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from collapselab.provenance import merkle
+
+__all__ = ["InclusionProof", "EntryProof", "ConsistencyProof", "hashes_root"]
+
+
+def hashes_root(content_hashes) -> str:
+    """The Merkle root (hex) over content hashes, each hash's 32 raw bytes one leaf, in the order given
+    (a ledger snapshot and a vault snapshot keep theirs sorted)."""
+    return merkle.merkle_root([bytes.fromhex(h) for h in content_hashes]).hex()
 
 
 @dataclass(frozen=True)
