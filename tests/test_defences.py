@@ -301,6 +301,22 @@ def test_mitigation_matrix_columns_and_values(reference):
     assert row["diversity"] == pytest.approx(v[(POLICIES[2], 3)] / v[(POLICIES[2], 0)])
     assert row["synthetic_share"] == pytest.approx(m.query("policy == @POLICIES[2] and generation == 3")["synthetic_share"].item())
     assert sorted(t["rank"].dropna()) == sorted(t["rank"].dropna().astype(int))
+    used = m.set_index(["policy", "generation"])["train_items_used"]
+    assert row["train_items_used"] == used[(POLICIES[2], 3)] < 60  # the filter's cost, in items
+    assert t.set_index("policy").loc[POLICIES[0], "train_items_used"] == used[(POLICIES[0], 3)] > 120 + 2 * 45
+
+
+def test_every_row_and_run_table_says_how_many_items_the_model_was_trained_on(reference):
+    m = reference.metrics.set_index(["policy", "generation"])
+    assert (m.xs(0, level="generation")["train_items_used"] == 120).all()  # generation 0: the human training set
+    assert m.loc[(POLICIES[1], 2), "train_items_used"] == 30  # curate keeps half of the 60-item scrape
+    for block in reference.table():
+        for g, _, _, text in block.rows:
+            assert text.startswith(f"trained on {m.loc[(block.policy, g), 'train_items_used']:,.0f} items; ")
+    from collapselab.presets import format_matrix
+
+    heads, rows = format_matrix(mitigation_matrix(reference.metrics, POLICIES))
+    assert heads[-1] == "training items" and rows[0][-1] == "120"
 
 
 @pytest.mark.slow

@@ -8,8 +8,9 @@ flags override the preset's (e.g. ``--generations 3 --train-items 500`` for a qu
 
 :func:`mitigation_matrix` turns the run's ``metrics.parquet`` into one row per defence: output
 diversity at the last generation relative to generation 0, tail retention, held-out perplexity,
-recall of the rare facts, and the synthetic share of what reached training; mean and standard
-deviation over seeds, ranked by the numbers (:func:`rank`).
+recall of the rare facts, the synthetic share of what reached training, and its size in items
+(``train_items_used``; it ranks nothing: a defence's cost); mean and standard deviation over seeds,
+ranked by the numbers (:func:`rank`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ OUTCOMES = {
     "ppl_holdout": ("held-out ppl", False),
     "rare_fact_recall": ("rare-fact recall", True),
 }
-COLUMNS = {**{k: v[0] for k, v in OUTCOMES.items()}, "synthetic_share": "synthetic share in training"}
+COLUMNS = {**{k: v[0] for k, v in OUTCOMES.items()}, "synthetic_share": "synthetic share in training",
+           "train_items_used": "training items"}
 
 
 def preset_config(name: str) -> dict:
@@ -80,6 +82,7 @@ def _outcomes(metrics: pd.DataFrame, diversity_metric: str) -> pd.DataFrame:
     recall = [f"fact_recall_{b}" for b in RARE_BUCKETS if f"fact_recall_{b}" in m]
     out["rare_fact_recall"] = m[recall].mean(axis=1) if recall else np.nan
     out["synthetic_share"] = m["synthetic_share"]
+    out["train_items_used"] = m["train_items_used"] if "train_items_used" in m else np.nan
     return out
 
 
@@ -122,7 +125,7 @@ def format_matrix(table: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         cells = ["" if pd.isna(r.rank) else f"{int(r.rank)}", r.defence]
         for c in COLUMNS:
             x, s = getattr(r, c), getattr(r, c + "_sd")
-            fmt = (lambda v: f"{v:.0%}") if c in pct else (lambda v: f"{v:.0f}")
+            fmt = (lambda v: f"{v:.0%}") if c in pct else (lambda v: f"{v:,.0f}")
             cells.append("n/a" if pd.isna(x) else fmt(x) + (f" ± {fmt(s)}" if s > 0 else ""))
         rows.append(cells)
     return heads, rows

@@ -1,6 +1,9 @@
 """The article's table, computed: generation, output diversity relative to generation 0, and the
 degradation observed. Every number and phrase comes from ``metrics.parquet``.
 
+Every row starts with the size of the generation's training set (``train_items_used``, in items),
+so a defence that shrinks or grows the set reads as such next to what it did.
+
 A phrase is chosen by thresholds on the run's own numbers (a change below the threshold is not
 mentioned), so the same run always reads the same, and a different run reads differently.
 """
@@ -123,6 +126,13 @@ def degradation(g0: pd.Series, g: pd.Series, generation: int, diversity: float, 
     return "; ".join(parts[:4]) if parts else "no measurable change from generation 0"
 
 
+def with_size(text: str, row: pd.Series) -> str:
+    """``text`` after the training-set size of ``row`` (``train_items_used``; runs made before the
+    column existed have none and read as before)."""
+    size = row.get("train_items_used", np.nan)
+    return text if pd.isna(size) else f"trained on {size:,.0f} items; {text}"
+
+
 def build_table(metrics: pd.DataFrame, metric: str, kind: str, order: list[str] | None = None) -> list[PolicyBlock]:
     """One block per policy (in ``order``, else as they appear), rows = generations."""
     numeric = metrics.select_dtypes(include=[np.number]).columns.drop(["seed", "generation"], errors="ignore")
@@ -139,7 +149,8 @@ def build_table(metrics: pd.DataFrame, metric: str, kind: str, order: list[str] 
         rows = []
         for gen in mean.index:
             d = float(rel_mean.loc[gen])
-            rows.append((int(gen), d, float(spread.loc[gen]), degradation(g0, mean.loc[gen], int(gen), d, kind)))
+            text = degradation(g0, mean.loc[gen], int(gen), d, kind)
+            rows.append((int(gen), d, float(spread.loc[gen]), with_size(text, mean.loc[gen])))
         blocks.append(PolicyBlock(policy, rows))
     return blocks
 
@@ -177,7 +188,8 @@ def tree_nodes(metrics: pd.DataFrame, metric: str, kind: str) -> dict[str, TreeN
         depth = int(first.loc[label, "generation"])
         parent = None if label == "root" else first.loc[label, "parent"]
         d = float(rel_mean.loc[label])
-        nodes[label] = TreeNode(label, depth, parent, d, float(spread.loc[label]), degradation(g0, mean.loc[label], depth, d, kind))
+        text = with_size(degradation(g0, mean.loc[label], depth, d, kind), mean.loc[label])
+        nodes[label] = TreeNode(label, depth, parent, d, float(spread.loc[label]), text)
     return nodes
 
 
