@@ -1,6 +1,6 @@
 """MAD's fresh-data loop over a grid of (n_r, n_s, λ): how much synthetic data is admissible (issue 13).
 
-MAD (Alemohammad et al., ICLR 2024, §5, Fig. 10-11): in the fresh-data loop each generation trains on
+MAD (Alemohammad et al., ICLR 2024, the fresh-data loop, Fig. 10): in the fresh-data loop each generation trains on
 n_r real images never seen before plus n_s images sampled (with bias λ) from the previous generation;
 the loop's distance to the real distribution converges to a limit set by (n_r, n_s, λ), whatever the
 first generation trained on. Synthetic data is *admissible* when that limit is no worse than what a
@@ -36,7 +36,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,7 +58,7 @@ def floats(text: str) -> list[float]:
 def cell_config(n_r: int, n_s: int, bias: float, seeds: list[int], generations: int, corpus: str) -> dict:
     """The run of one grid cell; checks that `fresh:F` takes exactly n_r real images a generation."""
     policy = parse_policy(f"fresh:{n_r / (n_r + n_s)!r}")
-    if int(round(policy.fraction * (n_r + n_s))) != n_r:
+    if round(policy.fraction * (n_r + n_s)) != n_r:
         raise SystemExit(f"fresh:{policy.fraction:g} of {n_r + n_s} images is not {n_r} real ones")
     return {"family": "gmm", "corpus": corpus, "seeds": seeds, "generations": generations, "train_items": n_r,
             "samples": n_r + n_s, "policies": [policy.name], "model": {"bias": bias}}
@@ -103,6 +102,22 @@ def run_cell(args, n_r: int, n_s: int, bias: float, seeds: list[int], tag: str) 
     return {"n_r": n_r, "n_s": n_s, "bias": bias, **admissibility(run.metrics)}
 
 
+def readme_line(confirmed: list[dict], args, flags: str) -> str:
+    """README.md's sentence on the grid: the threshold per (λ, n_r), and how it fared on the confirmation seeds."""
+    per_bias = "; ".join(f"λ = {b:g}: " + ", ".join(f"n_r = {c['n_r']} from n_s = {c['bad'] if c['bad'] is not None else 'none'}"
+                                                    for c in confirmed if c["bias"] == b) for b in args.bias)
+    upper = [r for c in confirmed for r in c["again"] if r["n_s"] == c["bad"]]
+    lower = [r for c in confirmed for r in c["again"] if r["n_s"] == c["below"]]
+    return (f"- **MAD's fresh-data admissibility** (`python bench/mad_fresh_grid.py{flags}`: `gmm` on digits, "
+            f"n_r ∈ {{{', '.join(map(str, args.n_real))}}} fresh real and n_s ∈ {{{', '.join(map(str, args.n_synth))}}} synthetic "
+            f"images a generation, {args.generations} generations; docs/results.md): synthetic data is not admissible (the loop "
+            f"settles further from the digits than a model of the n_r real images alone, 95% interval over seeds "
+            f"{', '.join(map(str, args.seeds))}) {per_bias}. On seeds {', '.join(map(str, args.confirm_seeds))}, not used to find "
+            f"it, {sum(r['verdict'] == 'not admissible' for r in upper)} of {len(upper)} cells at the threshold are again not "
+            f"admissible and {sum(r['verdict'] == 'not admissible' for r in lower)} of {len(lower)} cells just below it are; "
+            f"{sum(r['verdict'] == 'admissible' for r in lower)} of those below are shown admissible (the rest undetermined).")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n-real", type=ints, default=[40, 80, 120], help="n_r values (>= 32: gmm's 32 PCA components)")
@@ -131,13 +146,13 @@ def main(argv: list[str] | None = None) -> int:
                      "not admissible") + ("" if below is None else f"; n_s = {below}: " + next(
                          r["verdict"] for r in rows if r["bias"] == b and r["n_r"] == n_r and r["n_s"] == below))
             again = [run_cell(args, n_r, n, b, args.confirm_seeds, "-confirm") for n in (below, bad) if n is not None]
-            confirmed += again
+            confirmed.append({"bias": b, "n_r": n_r, "below": below, "bad": bad, "again": again})
             summary.append(f"| {b:g} | {n_r} | {found} | " + "; ".join(f"n_s = {r['n_s']}: {r['verdict']} ({r['diff'].mean:+.1f})"
                                                                     for r in again) + " |")
     grid = (f"n_r ∈ {{{', '.join(map(str, args.n_real))}}} × n_s ∈ {{{', '.join(map(str, args.n_synth))}}} × "
             f"λ ∈ {{{', '.join(f'{b:g}' for b in args.bias)}}}")
     flags = "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
-    md = f"""### Fresh-data admissibility (MAD §5, Fig. 10-11): a grid over (n_r, n_s, λ)
+    md = f"""### Fresh-data admissibility (MAD's fresh-data loop): a grid over (n_r, n_s, λ)
 
 Computed by `python bench/mad_fresh_grid.py{flags}` ({time.strftime('%Y-%m-%d')}, this machine; this invocation took
 {time.perf_counter() - t0:.0f} s, reusing the finished run folders it found under bench/out/mad_fresh_grid/). The `gmm` image family on digits; the grid {grid}, {args.generations} generations, seeds
@@ -159,6 +174,7 @@ included.
 """
     if not args.no_docs:
         write_section(ROOT / "docs" / "results.md", "images-fresh-grid", md)
+        write_section(ROOT / "README.md", "images-fresh-grid", readme_line(confirmed, args, flags))
     print(md)
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0

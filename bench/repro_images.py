@@ -2,7 +2,7 @@
 
 Two experiments per image family, each a run of the loop over 10 generations and 3 seeds:
 
-1. **Loops** (MAD Fig. 4, 7, 10): MAD's three loops as the paper defines them, and one more.
+1. **Loops** (MAD Fig. 4 and 10, and the synthetic augmentation loop): MAD's three loops as the paper defines them, and one more.
    - fully synthetic (`replace`): generation g trains on generation g-1's output only;
    - synthetic augmentation (`accumulate`): the fixed real training set plus every earlier generation's
      output, the pool growing by one output (as many images as the real set) a generation: MAD's
@@ -106,13 +106,13 @@ def loop_findings(m: pd.DataFrame, G: int) -> list[str]:
     if "accumulate" in t:
         acc = t["accumulate"]
         between = fid0 < f["accumulate"] < f["replace"] and r["replace"] < r["accumulate"] < rec0
-        out.append(f"- Synthetic augmentation, `accumulate` (MAD §4: a fixed real set only delays MADness: FID still rises, "
+        out.append(f"- Synthetic augmentation, `accumulate` (MAD: a fixed real set only delays MADness: FID still rises, "
                    f"more slowly than fully synthetic): at generation {G} FID {f['accumulate']:.1f} ({f['accumulate'] / fid0:.1f}× "
                    f"generation 0's) and recall {r['accumulate']:.2f}, between generation 0 and the fully synthetic loop: "
                    f"{'yes' if between else 'no'}; FID's {acc.describe()}: "
                    f"{says(None if between and acc.verdict == 'undetermined' else between and acc.verdict == 'still rising')}.")
     else:
-        out.append("- Synthetic augmentation, `accumulate` (MAD §4): **not run** in these metrics.")
+        out.append("- Synthetic augmentation, `accumulate` (MAD's synthetic augmentation loop): **not run** in these metrics.")
     fr = t["fresh:0.2"]
     out.append(f"- Fresh data, `fresh:0.2` (MAD Fig. 10: the loop settles at a bounded distance): FID at generation {G} "
                f"{f['fresh:0.2']:.1f} ({f['fresh:0.2'] / fid0:.1f}× generation 0's, fully synthetic {f['replace']:.1f}), recall "

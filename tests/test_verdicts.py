@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from collapselab.loop.policies import parse_policy
 from collapselab.metrics.verdicts import mean_interval, paired_difference, trend, trend_of
 
 GENS = np.arange(11)
@@ -84,3 +85,42 @@ def test_intervals():
     assert np.isnan(mean_interval([1.0]).low)
     d = paired_difference([10, 11, 12], [5, 5.5, 6])
     assert d.mean == pytest.approx(5.5) and d.low > 0
+
+
+def _grid():
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parent.parent / "bench"
+    sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location("mad_fresh_grid", bench / "mad_fresh_grid.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cell(gen0, later, sd, seeds=3):
+    """A fresh loop's metrics: FID gen0 at generation 0, then flat at ``later``, FID noise ``sd``."""
+    rng = np.random.default_rng(1)
+    return pd.DataFrame([{"seed": s, "generation": g, "fid": (gen0 if g == 0 else later) + rng.normal(0, sd)}
+                         for s in range(seeds) for g in GENS])
+
+
+def test_admissibility_of_a_grid_cell():
+    grid = _grid()
+    assert grid.admissibility(_cell(20, 30, 0.5))["verdict"] == "not admissible"  # settles above the real-only model
+    assert grid.admissibility(_cell(30, 20, 0.5))["verdict"] == "admissible"
+    assert grid.admissibility(_cell(20, 21, 5.0))["verdict"] == "undetermined"
+    climbing = _cell(30, 20, 0.1)
+    climbing["fid"] += np.where(climbing.generation >= 5, 2.0 * (climbing.generation - 5), 0)  # below gen 0 but climbing
+    assert grid.admissibility(climbing)["verdict"] == "undetermined"
+
+
+def test_grid_threshold_and_exact_sizes():
+    grid = _grid()
+    assert grid.threshold({10: "admissible", 40: "undetermined", 160: "not admissible", 640: "not admissible"}) == (40, 160)
+    assert grid.threshold({10: "not admissible", 40: "admissible"}) == (None, 10)
+    assert grid.threshold({10: "admissible", 40: "undetermined"}) == (40, None)
+    for n_r, n_s in ((40, 10), (80, 640), (120, 160), (7, 13)):
+        c = grid.cell_config(n_r, n_s, 1.0, [0], 10, "digits")
+        assert round(parse_policy(c["policies"][0]).fraction * c["samples"]) == n_r and c["train_items"] == n_r
