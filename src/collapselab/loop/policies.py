@@ -41,7 +41,8 @@ Data sources:
 Defences (:mod:`collapselab.loop.defences`), each wrapping the policy before it:
 
 - ``filter:DETECTOR:FPR``: drop what a detector flags; the detector is fitted and calibrated
-  inside the loop, its threshold set on held-out human text for false-positive rate ``FPR``.
+  inside the loop on data of its own that it never judges (:mod:`collapselab.loop.judges`), its
+  threshold set on a human calibration split for false-positive rate ``FPR``.
 - ``curate:REWARD:KEEP``: best-of-k selection, keep the ``KEEP`` share that a reward ranks
   highest: a preference-trained reward model (human preferred over synthetic), the model's own
   likelihood (``self``), or chance (``random``, the control).
