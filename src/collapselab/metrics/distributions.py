@@ -24,16 +24,37 @@ def moments(mix: Mixture) -> tuple[np.ndarray, np.ndarray]:
     return mean, total
 
 
-def w2(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray) -> float:
-    from scipy.linalg import sqrtm
+def _sqrtm_psd(s: np.ndarray) -> np.ndarray:
+    """The symmetric square root of a symmetric positive semi-definite matrix (eigenvalues clipped at 0)."""
+    vals, vecs = np.linalg.eigh((s + s.T) / 2)
+    return (vecs * np.sqrt(np.clip(vals, 0.0, None))) @ vecs.T
 
-    r2 = np.real(sqrtm(s2))
-    cross = np.real(sqrtm(r2 @ s1 @ r2))
+
+def w2(m1: np.ndarray, s1: np.ndarray, m2: np.ndarray, s2: np.ndarray) -> float:
+    s1, s2 = np.atleast_2d(s1), np.atleast_2d(s2)
+    r2 = _sqrtm_psd(s2)
+    cross = _sqrtm_psd(r2 @ s1 @ r2)
     val = float(np.sum((m1 - m2) ** 2) + np.trace(s1 + s2 - 2 * cross))
     return float(np.sqrt(max(val, 0.0)))
 
 
 def _cross_term(a: Mixture, b: Mixture) -> float:
+    """``sum_ij wa_i wb_j N(ma_i; mb_j, ca_i + cb_j)``: the integral of the product of two mixture
+    densities, every pair of components at once."""
+    wa, ma, ca = a
+    wb, mb, cb = b
+    cov = ca[:, None] + cb[None, :]  # (Ka, Kb, d, d)
+    diff = ma[:, None, :] - mb[None, :, :]  # (Ka, Kb, d)
+    sign, logdet = np.linalg.slogdet(cov)
+    if np.any(sign <= 0) or np.any(logdet < -700):  # singular sums (collapsed components): the pseudo-inverse
+        return _cross_term_singular(a, b)
+    maha = np.einsum("abi,abi->ab", diff, np.linalg.solve(cov, diff[..., None])[..., 0])
+    d = ma.shape[1]
+    dens = np.exp(-0.5 * (maha + logdet + d * np.log(2 * np.pi)))
+    return float(wa @ dens @ wb)
+
+
+def _cross_term_singular(a: Mixture, b: Mixture) -> float:
     from scipy.stats import multivariate_normal
 
     wa, ma, ca = a
