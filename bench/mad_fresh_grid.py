@@ -163,7 +163,8 @@ the real-only distance its generation-0 FID, both on min(n_r + n_s, 300) samples
 only the difference within a row is comparable (FID depends on the sample count). Synthetic data is "admissible"
 (MAD's n_e ≥ n_r) when the 95% interval over seeds of the difference is at or below 0 and the loop's FID is not still
 rising, "not admissible" when the interval lies above 0. Sampling bias λ applies to every generation, generation 0
-included.
+included. A seed varies the fitting and sampling; which digits train generation 0 and which arrive fresh is one split
+(`split_seed` 0) for every seed, so the intervals leave out the variation between draws of real data.
 
 {cells_table(rows)}
 
