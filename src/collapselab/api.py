@@ -28,10 +28,22 @@ from collapselab.loop.provenance import RunLedger, dataset_hash
 from collapselab.provenance.ledger import run_head
 from collapselab.metrics.suite import TextEvaluator, numeric_evaluator
 from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
-from collapselab.runfolder import RunFolder, RunLock, new_run_id
+from collapselab.runfolder import RUN_CHECKPOINT_SECONDS, RunFolder, RunLock, new_run_id
 
 DEFAULT_RUNS_DIR = Path("runs")
 NEW_KEY = "new"  # watermark_key: make the run its own key
+
+
+def seed_ranges(seeds, most: int = 4) -> str:
+    """Seeds as runs of consecutive numbers, ``0-999`` or ``0-4, 7, 9-10``; past ``most`` runs, the first ones and '…'."""
+    runs: list[list[int]] = []
+    for s in sorted(set(seeds)):
+        if runs and s == runs[-1][1] + 1:
+            runs[-1][1] = s
+        else:
+            runs.append([s, s])
+    text = [f"{a}" if a == b else f"{a}-{b}" for a, b in runs]
+    return ", ".join(text[:most]) + (", …" if len(text) > most else "")
 
 
 class Run:
@@ -69,7 +81,7 @@ class Run:
     def title(self) -> str:
         """What a figure of this run shows: model, corpus, seeds, generations."""
         c = self.config
-        seeds = f"seed {c.seeds[0]}" if len(c.seeds) == 1 else f"seeds {', '.join(map(str, c.seeds))}"
+        seeds = f"seed {c.seeds[0]}" if len(c.seeds) == 1 else f"{len(c.seeds):,} seeds ({seed_ranges(c.seeds)})"
         return f"{c.family} on {c.corpus}, {seeds}, {c.generations} generations"
 
     def plot(self) -> list[Path]:
@@ -270,10 +282,17 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
     ledger = RunLedger(folder.ledger_path, family=config.family, corpus_name=str(config.corpus),
                        human=dataset_hash(corpus.train), pool=dataset_hash(corpus.pool), watermark_key_id=key_id,
                        **_vault_shard(corpus))
+    # A text or image generation takes far longer than a checkpoint: one after each. A theory model's
+    # takes a millisecond, and runs have thousands of chains: one a second at most (see runfolder).
+    folder.checkpoint_every = 0.0 if (config.is_text or config.is_image) else RUN_CHECKPOINT_SECONDS
+    folder.before_checkpoint = ledger.flush  # provenance first: a row in metrics.parquet always has its entries
     try:
         run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event, ledger=ledger)
     finally:
-        ledger.close()
+        try:
+            folder.flush_metrics()  # the generations held back by the checkpoint interval (also on Ctrl-C)
+        finally:
+            ledger.close()
     run = Run(folder.path)
     run.plot()
     blocks = run.table()

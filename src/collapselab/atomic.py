@@ -71,7 +71,16 @@ class AtomicFile:
     Leftovers of a killed job (``.NAME.*.tmp``) are removed when the same output is started again.
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, check: bool = True) -> None:
+        if not check:  # a file of a folder the caller made and owns (a run's samples): no checks, no sweep
+            self.path = Path(path)
+            try:
+                fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            self._opened(fd, tmp)
+            return
         self.path = check_output_file(path)
         for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             try:
@@ -79,15 +88,20 @@ class AtomicFile:
             except OSError:
                 pass
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        self._opened(fd, tmp)
+
+    def _opened(self, fd: int, tmp: str) -> None:
         try:
             os.fchmod(fd, public_mode())  # mkstemp makes 0600; the finished file follows the umask
         finally:
             os.close(fd)
         self.tmp = Path(tmp)
 
-    def commit(self) -> None:
-        with open(self.tmp, "rb") as f:
-            os.fsync(f.fileno())
+    def commit(self, *, durable: bool = True) -> None:
+        """Move the finished file into place; ``durable``: on disk first (fsync), not only in the page cache."""
+        if durable:
+            with open(self.tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
@@ -97,12 +111,17 @@ class AtomicFile:
             pass
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)``, then move the finished file onto ``path`` in one rename."""
-    f = AtomicFile(path)
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, durable: bool = True, check: bool = True) -> None:
+    """Call ``write(tmp_path)``, then move the finished file onto ``path`` in one rename.
+
+    ``durable=False`` skips the fsync: a killed process still leaves only whole files, but after a
+    power cut the file may be lost; for files a later, durable checkpoint syncs (see runfolder).
+    ``check=False``: no early checks of the path and no sweep of stale temporary files, for the many
+    small files of a folder the caller made (a run's samples)."""
+    f = AtomicFile(path, check=check)
     try:
         write(str(f.tmp))
-        f.commit()
+        f.commit(durable=durable)
     except BaseException:
         f.abort()
         raise

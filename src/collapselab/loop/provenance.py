@@ -54,6 +54,10 @@ def model_id(policy: str, seed: int, generation: int) -> str:
 
 
 class RunLedger:
+    """A run's ledger. ``record`` holds entries back until ``flush`` (which the run folder calls just
+    before each checkpoint, see :mod:`collapselab.runfolder`) and ``close``: one transaction for many
+    generations, instead of one each."""
+
     def __init__(self, path: str | Path, *, family: str, corpus_name: str, human: str, pool: str,
                  watermark_key_id: str | None = None, vault: str | None = None, vault_source: str = ""):
         self.ledger = Ledger(path)
@@ -61,6 +65,8 @@ class RunLedger:
         self.vault = vault
         self.family = family
         self.human, self.pool = human, pool
+        self.pending: list = []
+        self.outputs: dict[str, str] = {}  # model id -> the hash of its output, for its children's snapshots
         self.ledger.append([
             Document(human, "human", f"{corpus_name}: generation 0's training set"),
             Document(pool, "human", f"{corpus_name}: unseen human reserve"),
@@ -75,13 +81,20 @@ class RunLedger:
         mid = model_id(policy, seed, generation)
         shards = sorted({self._shard(ancestors[s] if ancestors and s >= 0 else policy, seed, s) for s in sources})
         snap = f"train:{mid}"
-        self.ledger.append([
+        self.pending += [
             Snapshot(snap, shards),
             Model(mid, self.family, (), snap),
             # the ledger counts data generations (human = 0): loop generation g makes data generation g+1
             Document(output_hash, "synthetic", f"samples of {mid}", model_id=mid, generation=generation + 1,
                      watermark_key_id=self.watermark_key_id),
-        ])
+        ]
+        self.outputs[mid] = output_hash
+
+    def flush(self) -> None:
+        """Append what ``record`` holds, in one transaction."""
+        if self.pending:
+            self.ledger.append(self.pending)
+            self.pending = []
 
     def _shard(self, policy: str, seed: int, origin: int) -> str:
         if origin == HUMAN:
@@ -90,8 +103,13 @@ class RunLedger:
             return self.pool
         if origin == VAULT:
             return self.vault
-        docs = self.ledger.documents(model_id=model_id(policy, seed, origin))
-        return docs[0].content_hash
+        mid = model_id(policy, seed, origin)
+        if mid not in self.outputs:  # made before a resume: in the ledger
+            self.outputs[mid] = self.ledger.documents(model_id=mid)[0].content_hash
+        return self.outputs[mid]
 
     def close(self) -> None:
-        self.ledger.close()
+        try:
+            self.flush()
+        finally:
+            self.ledger.close()

@@ -38,11 +38,16 @@ class GaussianModel:
         return self.mean_ + np.sqrt(self.bias) * z @ _sqrt_psd(self.cov_).T
 
     def log_likelihood(self, data: np.ndarray) -> np.ndarray:
-        from scipy.stats import multivariate_normal
-
         x = np.asarray(data, dtype=np.float64)
         x = x[:, None] if x.ndim == 1 and len(self.mean_) == 1 else np.atleast_2d(x)
-        return np.atleast_1d(multivariate_normal(self.mean_, self.cov_, allow_singular=True).logpdf(x))
+        vals, vecs = np.linalg.eigh(self.cov_)
+        if vals.min() <= 1e6 * np.finfo(np.float64).eps * np.abs(vals).max():
+            # (near-)singular, as after collapse: scipy's pseudo-determinant and support mask
+            from scipy.stats import multivariate_normal
+
+            return np.atleast_1d(multivariate_normal(self.mean_, self.cov_, allow_singular=True).logpdf(x))
+        maha = np.sum(((x - self.mean_) @ vecs) ** 2 / vals, axis=1)
+        return -0.5 * (len(vals) * np.log(2 * np.pi) + np.log(vals).sum() + maha)
 
     # the fitted distribution as a one-component mixture, for the shared metrics
     def mixture(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Connection
 from collapselab.errors import UserError
 from collapselab.provenance import core, merkle
 from collapselab.provenance.ledger import lineage
-from collapselab.provenance.ledger.lookup import from_row, load, load_all
+from collapselab.provenance.ledger.lookup import from_row, load, load_all, load_many
 from collapselab.provenance.proofs import ConsistencyProof, EntryProof, InclusionProof
 from collapselab.provenance.ledger.records import (
     KEY_COLUMNS,
@@ -315,23 +315,24 @@ def run_head(target: str | os.PathLike, signing_key: str | os.PathLike | None = 
 
 
 class _Known:
-    """What an append needs to look up, read once per batch: the stored documents the batch
-    mentions (in one query per 500), other records on demand; plus what the batch itself has added."""
+    """What an append needs to look up, read in bulk once per batch (a query per kind and 500 keys):
+    every record the batch adds or refers to; plus what the batch itself has added so far."""
 
     def __init__(self, conn: Connection, batch: list[Record]) -> None:
         self.conn = conn
+        wanted: dict[str, set[str]] = {}
+        for r in batch:
+            wanted.setdefault(r.kind, set()).add(r.key)
+            wanted.setdefault("document", set()).update(r.mentions())
+            for kind, key in r.references():
+                wanted.setdefault(kind, set()).add(key)
         self.records: dict[tuple[str, str], Record | None] = {}
-        wanted = sorted({h for r in batch for h in r.mentions()})
-        col = documents_table.c.content_hash
-        for i in range(0, len(wanted), 500):
-            for row in conn.execute(sa.select(documents_table).where(col.in_(wanted[i:i + 500]))).mappings():
-                self.records[("document", row["content_hash"])] = from_row("document", conn, row)
-        self.prefetched = set(wanted)
+        for kind, keys in wanted.items():
+            found = load_many(conn, kind, keys)
+            self.records.update({(kind, k): found.get(k) for k in keys})
 
     def get(self, kind: str, key: str) -> Record | None:
         if (kind, key) not in self.records:
-            if kind == "document" and key in self.prefetched:
-                return None  # looked up in bulk: not stored
             self.records[(kind, key)] = load(self.conn, kind, key)
         return self.records[(kind, key)]
 

@@ -38,3 +38,28 @@ def load_all(conn: Connection, kind: str, where: Iterable[Any] = ()) -> list[Rec
     table = RECORDS[kind].table
     rows = conn.execute(sa.select(table).where(*where).order_by(table.c.seq)).mappings().all()
     return [from_row(kind, conn, r) for r in rows]
+
+
+def load_many(conn: Connection, kind: str, keys: Iterable[str]) -> dict[str, Record]:
+    """The stored ``kind`` records among ``keys``, by key: a query per 500 keys (and one for their child rows)."""
+    cls = RECORDS[kind]
+    table = cls.table
+    col = table.c[KEY_COLUMNS[kind]]
+    keys = sorted(set(keys))
+    rows = []
+    for i in range(0, len(keys), 500):
+        rows += [dict(r) for r in conn.execute(sa.select(table).where(col.in_(keys[i:i + 500]))).mappings()]
+    children: dict[int, list[dict]] = {}
+    if cls.children is not None and rows:
+        child, parent = cls.children
+        seqs = [int(r["seq"]) for r in rows]
+        for i in range(0, len(seqs), 500):
+            for c in conn.execute(sa.select(child).where(child.c[parent].in_(seqs[i:i + 500]))).mappings():
+                children.setdefault(int(c[parent]), []).append(dict(c))
+    out: dict[str, Record] = {}
+    for r in rows:
+        try:
+            out[r[KEY_COLUMNS[kind]]] = cls.from_rows(int(r["seq"]), r, children.get(int(r["seq"]), []))
+        except Garbled as e:
+            raise UserError(f"damaged ledger: entry {r['seq']} ({kind}): {e}; run `collapselab ledger verify`") from None
+    return out
