@@ -121,7 +121,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None], *, durab
     f = AtomicFile(path, check=check)
     try:
         write(str(f.tmp))
-        f.commit(durable=durable)
+        f.commit() if durable else f.commit(durable=False)
     except BaseException:
         f.abort()
         raise
