@@ -133,12 +133,15 @@ def test_evaluate_on_separated_scores():
 
 
 # ------------------------------------------------------------------ prevalence (Rogan-Gladen)
-@pytest.mark.parametrize("method", ["delta", "bootstrap"])
+SIMS = 400  # simulated surveys per method: the coverage band below is derived from it
+
+
+@pytest.mark.parametrize("method", ["exact", "delta", "bootstrap"])
 def test_rogan_gladen_recovers_a_known_prevalence(method):
     rng = np.random.default_rng(7)
     p, tpr, fpr, n, n_cal = 0.3, 0.8, 0.05, 20_000, 5_000
     covered = 0
-    for _ in range(100):
+    for _ in range(SIMS):
         tpr_hat = rng.binomial(n_cal, tpr) / n_cal
         fpr_hat = rng.binomial(n_cal, fpr) / n_cal
         k = rng.binomial(n, p)
@@ -147,10 +150,48 @@ def test_rogan_gladen_recovers_a_known_prevalence(method):
                            method=method, rng=rng, n_boot=1000)
         assert abs(est.estimate - p) < 0.03
         covered += est.low <= p <= est.high
-    assert 85 <= covered <= 100  # nominal 95 %
+    # nominal 95 %: the share covered is within 4 binomial standard errors of it (about 90.6-99.4 %);
+    # the exact method is conservative by construction, so only its lower side is bounded
+    se = np.sqrt(0.95 * 0.05 / SIMS)
+    assert covered / SIMS >= 0.95 - 4 * se
+    if method != "exact":
+        assert covered / SIMS <= 0.95 + 4 * se
     assert abs(rogan_gladen(0.05, 0.8, 0.05).estimate) < 1e-12  # only false positives: zero
     with pytest.raises(ValueError):
         rogan_gladen(0.5, 0.1, 0.2)
+
+
+@pytest.mark.parametrize("k", [0, 1, 17, 39, 40])
+def test_exact_interval_at_the_edges_and_between(k):
+    """At 0 and at n flagged the interval is not a point; everywhere it is scipy's Clopper-Pearson."""
+    from scipy.stats import binomtest
+
+    from collapselab.detect.calibration import binomial_interval
+
+    n = 40
+    lo, hi = binomial_interval(k / n, n)
+    ref = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    assert lo == pytest.approx(ref.low, abs=1e-12) and hi == pytest.approx(ref.high, abs=1e-12)
+    assert lo <= k / n <= hi and hi - lo > 0.05
+    est = rogan_gladen(k / n, 1.0, 0.0, n=n)  # a perfect detector: the correction is the identity
+    assert (est.low, est.high) == pytest.approx((lo, hi), abs=1e-12)
+    if k == 0:  # none of 40 flagged: up to 1 - 0.025^(1/40) = 8.8 %, not "0.00%-0.00%"
+        assert est.low == 0 and est.high == pytest.approx(1 - 0.025 ** (1 / 40), rel=1e-9)
+    if k == n:
+        assert est.high == 1 and est.low == pytest.approx(0.025 ** (1 / 40), rel=1e-9)
+
+
+def test_exact_correction_takes_the_corners_of_the_rates_and_clips():
+    from collapselab.detect.calibration import binomial_interval
+
+    level = 0.95 ** (1 / 3)  # three estimated rates, independent: all hold at once with 95 %
+    q, t, f = (binomial_interval(x, m, level) for x, m in ((0.3, 2000), (0.8, 500), (0.05, 500)))
+    est = rogan_gladen(0.3, 0.8, 0.05, n=2000, n_tpr=500, n_fpr=500)
+    assert est.low == pytest.approx((q[0] - f[1]) / (t[1] - f[1]), rel=1e-12)
+    assert est.high == pytest.approx((q[1] - f[0]) / (t[0] - f[0]), rel=1e-12)
+    assert est.low < est.estimate < est.high
+    clipped = rogan_gladen(0.02, 0.8, 0.05, n=100)  # fewer flagged than the false-positive rate
+    assert clipped.estimate == 0.0 and clipped.low == 0.0 and 0 < clipped.high < 1
 
 
 def test_calibrated_prevalence_on_a_real_mixture(sotu):

@@ -29,9 +29,21 @@ rate whose count is not given is treated as known)::
     Var(p) = [Var(q) + p^2 Var(tpr) + (1 - p)^2 Var(fpr)] / (tpr - fpr)^2
     CI = p -/+ 1.96 sqrt(Var(p)), clipped to [0, 1]
 
-``method="bootstrap"``: parametric bootstrap with the passed ``rng`` (q, tpr, fpr redrawn as
-binomial shares, the estimate recomputed, the 2.5 % and 97.5 % quantiles taken). Caveat: a
-measured fpr of 0 has delta-method variance 0; calibrate on enough human text.
+``method="exact"`` (the default): an exact (Clopper–Pearson) interval for each rate that was
+estimated (``q`` from ``n`` items, and ``tpr``, ``fpr`` when ``n_tpr``, ``n_fpr`` are given), each at
+level ``level ** (1 / m)`` for ``m`` estimated rates, so that all hold at once with probability at
+least ``level`` (they are independent); the correction is monotone in each rate (up in ``q``, down in
+``tpr`` and ``fpr`` between ``fpr`` and ``tpr``), so its interval is the corners::
+
+    low  = clip((q_lo - fpr_hi) / (tpr_hi - fpr_hi)),   high = clip((q_hi - fpr_lo) / (tpr_lo - fpr_lo))
+
+Conservative (coverage >= ``level``), and right at the edges where the normal approximation is not:
+40 documents with none flagged give ``q`` in [0, 8.8 %], not [0, 0].
+
+``method="delta"``: the normal approximation above; ``method="bootstrap"``: parametric bootstrap
+with the passed ``rng`` (q, tpr, fpr redrawn as binomial shares, the estimate recomputed, the 2.5 %
+and 97.5 % quantiles taken). Both give an interval of width 0 when nothing (or everything) is
+flagged, and the delta method when the measured fpr is 0: use them only with many items.
 """
 
 from __future__ import annotations
@@ -103,6 +115,22 @@ class Prevalence:
     method: str
 
 
+def binomial_interval(share: float, n: int | None, level: float = 0.95) -> tuple[float, float]:
+    """Clopper–Pearson interval of a binomial rate observed as ``share`` of ``n`` trials (``n`` None:
+    the rate is known, the interval is the point). Exact: 0 successes give [0, 1 - (a/2)^(1/n)]."""
+    if n is None:
+        return share, share
+    from scipy.stats import beta
+
+    if n < 1:
+        raise ValueError(f"a rate needs at least one trial, got n={n}")
+    k = int(round(share * n))
+    a = 1 - level
+    lo = 0.0 if k == 0 else float(beta.ppf(a / 2, k, n - k + 1))
+    hi = 1.0 if k == n else float(beta.ppf(1 - a / 2, k + 1, n - k))
+    return lo, hi
+
+
 def rogan_gladen(
     flagged_share: float,
     tpr: float,
@@ -111,7 +139,7 @@ def rogan_gladen(
     n: int | None = None,
     n_tpr: int | None = None,
     n_fpr: int | None = None,
-    method: str = "delta",
+    method: str = "exact",
     rng: np.random.Generator | None = None,
     n_boot: int = 4000,
     level: float = 0.95,
@@ -125,7 +153,13 @@ def rogan_gladen(
         return np.clip((q - f) / (t - f), 0.0, 1.0)
 
     p = float(point(q, t, f))
-    if method == "delta":
+    if method == "exact":
+        rates = [(q, n), (t, n_tpr), (f, n_fpr)]
+        each = level ** (1 / max(1, sum(m is not None for _, m in rates)))
+        (q_lo, q_hi), (t_lo, t_hi), (f_lo, f_hi) = (binomial_interval(x, m, each) for x, m in rates)
+        lo = float(point(q_lo, t_hi, f_hi)) if t_hi > f_hi else 0.0
+        hi = float(point(q_hi, t_lo, f_lo)) if t_lo > f_lo else 1.0
+    elif method == "delta":
         var = lambda x, m: 0.0 if m is None else x * (1 - x) / m  # noqa: E731
         from scipy.stats import norm
 
@@ -143,7 +177,7 @@ def rogan_gladen(
         a = (1 - level) / 2
         lo, hi = (float(v) for v in np.quantile(pb, [a, 1 - a]))
     else:
-        raise ValueError(f"method must be 'delta' or 'bootstrap', got {method!r}")
+        raise ValueError(f"method must be 'exact', 'delta' or 'bootstrap', got {method!r}")
     return Prevalence(p, lo, hi, q, method)
 
 
@@ -184,7 +218,7 @@ class Calibrated:
         """Boolean per item: score above the calibrated threshold."""
         return _clean(self.detector.score(texts)) > self.threshold_
 
-    def prevalence(self, texts, *, method: str = "delta", rng=None) -> Prevalence:
+    def prevalence(self, texts, *, method: str = "exact", rng=None) -> Prevalence:
         """Estimated synthetic share of ``texts`` with a 95 % CI (Rogan–Gladen)."""
         flags = self.flag(texts)
         return rogan_gladen(float(flags.mean()), self.tpr_, self.fpr_, n=len(flags),
