@@ -26,7 +26,7 @@ from collapselab.loop.engine import Event, run_loop
 from collapselab.loop.policies import parse_policy
 from collapselab.loop.provenance import RunLedger, dataset_hash
 from collapselab.provenance.ledger import run_head
-from collapselab.metrics.suite import TextEvaluator, numeric_evaluator
+from collapselab.metrics.suite import make_evaluator
 from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
 from collapselab.runfolder import RUN_CHECKPOINT_SECONDS, RunFolder, RunLock, new_run_id
 
@@ -271,13 +271,7 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
     folder.write_config(config.model_dump(mode="json"))
     if config.is_text:
         corpus.vocab.save(folder.path / "vocab.txt")
-        evaluator = TextEvaluator(corpus, rare_max_count=config.rare_max_count)
-    elif config.is_image:
-        from collapselab.metrics.image_suite import ImageEvaluator  # torch: only for image runs
-
-        evaluator = ImageEvaluator(corpus)
-    else:
-        evaluator = numeric_evaluator(config.family, corpus)
+    evaluator = make_evaluator(config, corpus)
 
     ledger = RunLedger(folder.ledger_path, family=config.family, corpus_name=str(config.corpus),
                        human=dataset_hash(corpus.train), pool=dataset_hash(corpus.pool), watermark_key_id=key_id,

@@ -208,6 +208,7 @@ class ExperimentConfig(BaseModel):
     holdout_fraction: float = Field(0.1, gt=0, lt=1)
     holdout_items: Optional[int] = Field(None, ge=1, description="held-out human items every generation is scored on (None: family default; text 5000 sentences, smollm2 500, images 300)")
     split_seed: int = Field(0, description="seed of the train/held-out split, shared by all run seeds")
+    resample_data: bool = Field(False, description="per seed, draw generation 0's human data and the held-out split anew (from split_seed and the seed), so that spreads over seeds include the variation between draws of real data; off: every seed shares one split")
     rare_max_count: int = Field(10, ge=1, description="a 'rare word' occurs at most this often in the human training set")
     diversity_metric: Optional[str] = Field(None, description="metric shown as 'output diversity' in the table (None: family default)")
     model: dict[str, Any] = Field(default_factory=dict, description="family hyper-parameters")

@@ -8,10 +8,22 @@ from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.text_corpus import TextCorpus, attach_vault, build_text_corpus, sotu_documents
 
 
-def load_corpus(config):
+def seed_split(split_seed: int, seed: int) -> int:
+    """The split seed of run seed ``seed`` when data are resampled per seed (``resample_data``)."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([split_seed, seed, 0x5EED]).generate_state(1)[0])
+
+
+def load_corpus(config, seed: int | None = None):
     """The corpus an :class:`~collapselab.config.ExperimentConfig` names, split and ready: a
-    TextCorpus, an ImageCorpus or a NumericCorpus."""
+    TextCorpus, an ImageCorpus or a NumericCorpus. With ``config.resample_data`` and a run ``seed``,
+    that seed's own split (:func:`seed_split`): its own generation-0 data, reserve and held-out set
+    (text: its own held-out documents, hence its own vocabulary)."""
     from collapselab.loop.policies import parse_policy
+
+    if seed is not None and getattr(config, "resample_data", False):
+        config = config.model_copy(update={"split_seed": seed_split(config.split_seed, seed), "resample_data": False})
 
     n_out = config.samples or config.train_items
     pool_needed = max(parse_policy(p).human_pool_needed(config.generations, n_out) for p in config.policies)
@@ -50,4 +62,4 @@ def load_corpus(config):
     )
 
 
-__all__ = ["TextCorpus", "NumericCorpus", "TokenSequences", "load_corpus", "read_documents"]
+__all__ = ["TextCorpus", "NumericCorpus", "TokenSequences", "load_corpus", "read_documents", "seed_split"]

@@ -69,14 +69,28 @@ class _Job:
     folder: RunFolder
     gen0: dict  # seed -> generation 0's model
 
-    def new_model(self):
-        vocab = self.corpus.vocab if self.config.is_text else None
+    def data(self, seed: int) -> tuple:
+        """(corpus, evaluator) of run seed ``seed``: the run's own, or with ``resample_data`` the seed's
+        own split (built once per process, from the config alone)."""
+        if not self.config.resample_data:
+            return self.corpus, self.evaluator
+        self._data = getattr(self, "_data", {})
+        if seed not in self._data:
+            from collapselab.corpus import load_corpus
+            from collapselab.metrics.suite import make_evaluator
+
+            corpus = load_corpus(self.config, seed)
+            self._data[seed] = (corpus, make_evaluator(self.config, corpus))
+        return self._data[seed]
+
+    def new_model(self, seed: int):
+        vocab = self.data(seed)[0].vocab if self.config.is_text else None
         return make_model(self.config.family, self.config.model, vocab=vocab, image=self.config.is_image)
 
     def fit(self, data, rng, seed: int, parent: str | None = None):
         """A new model fitted on ``data``. Neural text families fine-tune (``init``): from generation
         0's weights (the Nature paper), from the ``parent`` model's, or from scratch."""
-        model = self.new_model()
+        model = self.new_model(seed)
         init = self.config.model.get("init") if self.config.family in NEURAL_TEXT_FAMILIES else None
         if init is None or parent is None:
             return model.fit(data, rng=rng)
@@ -128,14 +142,14 @@ class _Job:
         return self._watermark
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_watermark", "_models", "_judge_draws")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_watermark", "_models", "_judge_draws", "_data")}
 
     def judge_draw(self, seed: int):
         """The judges' own sample of generation 0's model (loop.judges): as many items as one
         generation's output, from the stream ``(seed, 'judges', 0)``; drawn once per process."""
         self._judge_draws = getattr(self, "_judge_draws", {})
         if seed not in self._judge_draws:
-            n = self.config.samples or n_items(self.corpus.train)
+            n = self.config.samples or n_items(self.data(seed)[0].train)
             self._judge_draws[seed] = self.sample(self.gen0[seed], n, generation_rng(seed, "judges", 0))
         return self._judge_draws[seed]
 
@@ -150,8 +164,9 @@ class _Job:
         return concat(parts + [model.sample(n - marked, rng=rng)])
 
     def measure(self, seed: int, model, samples) -> tuple[dict, dict]:
-        self.evaluator.gen0 = self.gen0[seed]
-        row, per_item = self.evaluator.evaluate(model, samples)
+        evaluator = self.data(seed)[1]
+        evaluator.gen0 = self.gen0[seed]
+        row, per_item = evaluator.evaluate(model, samples)
         wm = self.watermark
         if wm is not None:  # how strongly the generation's output carries the key
             from collapselab.models.ngram import BOS
@@ -163,7 +178,7 @@ class _Job:
         return row, per_item
 
     def save(self, policy: str, seed: int, g: int, samples, per_item: dict) -> None:
-        decode = self.corpus.vocab.decode if self.config.is_text else None
+        decode = self.data(seed)[0].vocab.decode if self.config.is_text else None
         self.folder.write_samples(policy, seed, g, samples, decode=decode, extra=per_item)
         if self.config.is_image:  # what people look at: a grid of the generation's first images
             from collapselab.report.grid import save_grid
@@ -184,7 +199,7 @@ class _Job:
 
     def loop_state(self, seed: int, label: str, outputs: list) -> LoopState:
         """What the policy of chain (or tree node) ``label`` may draw from and judge with."""
-        c = self.corpus
+        c = self.data(seed)[0]
         return LoopState(human=c.train, pool=c.pool, vault=getattr(c, "vault", None), outputs=outputs,
                          holdout=getattr(c, "holdout", None), watermark=self.watermark,
                          generations=self.config.generations, seed=seed, label=label,
@@ -216,7 +231,7 @@ class _Job:
         ts = policy.training_set(g, state, rng)
         model = self.fit(ts.data, rng, seed, parent=parent)
         self.keep_model(label, seed, g, model)
-        samples = self.sample(model, self.config.samples or n_items(self.corpus.train), rng)
+        samples = self.sample(model, self.config.samples or n_items(self.data(seed)[0].train), rng)
         metrics, per_item = self.measure(seed, model, samples)
         self.save(label, seed, g, samples, per_item)
         emit({**self.row(label, seed, g, ts.synthetic_share, metrics, len(ts.origin)), **ts.stats, **(extra or {})},
@@ -296,12 +311,15 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
         emit_event(event)
 
     job = _Job(config, corpus, evaluator, folder, gen0={})
-    n_out = config.samples or n_items(corpus.train)
     for seed in config.seeds:
         # generation 0: human data only, shared by all policies, evaluated once
         t0 = time.perf_counter()
         rng = generation_rng(seed, "gen0", 0)
-        job.gen0[seed] = job.fit(corpus.train, rng, seed)
+        seed_corpus = job.data(seed)[0]
+        if ledger is not None and config.resample_data:  # the seed's own human data, for its provenance
+            ledger.add_seed(seed, dataset_hash(seed_corpus.train), dataset_hash(seed_corpus.pool))
+        n_out = config.samples or n_items(seed_corpus.train)
+        job.gen0[seed] = job.fit(seed_corpus.train, rng, seed)
         missing = [p for p in config.root_labels if (p, seed, 0) not in done]
         if missing:
             samples0 = job.sample(job.gen0[seed], n_out, rng)
@@ -310,7 +328,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
                 ledger.record("", seed, 0, (-1,), dataset_hash(samples0))
             for p in missing:
                 job.save(p, seed, 0, samples0, per_item0)
-                rows.append(job.row(p, seed, 0, 0.0, metrics0, n_items(corpus.train)))
+                rows.append(job.row(p, seed, 0, 0.0, metrics0, n_items(seed_corpus.train)))
                 done.add((p, seed, 0))
             folder.write_metrics(rows)
         emit_event(Event("generation", seed=seed, policy="all", generation=0, seconds=time.perf_counter() - t0))

@@ -64,8 +64,10 @@ class RunLedger:
         self.watermark_key_id = watermark_key_id
         self.vault = vault
         self.family = family
+        self.corpus_name = corpus_name
         self.human, self.pool = human, pool
         self.pending: list = []
+        self.seed_data: dict[int, tuple[str, str]] = {}  # seed -> (human, reserve) hashes, with resample_data
         self.outputs: dict[str, str] = {}  # model id -> the hash of its output, for its children's snapshots
         self.ledger.append([
             Document(human, "human", f"{corpus_name}: generation 0's training set"),
@@ -90,6 +92,13 @@ class RunLedger:
         ]
         self.outputs[mid] = output_hash
 
+    def add_seed(self, seed: int, human: str, pool: str) -> None:
+        """Seed ``seed`` has its own human training set and reserve (``resample_data``): record them."""
+        self.seed_data[seed] = (human, pool)
+        # the same descriptions as the run's own split: a data set drawn twice (an empty reserve) is one document
+        self.pending += [Document(human, "human", f"{self.corpus_name}: generation 0's training set"),
+                         Document(pool, "human", f"{self.corpus_name}: unseen human reserve")]
+
     def flush(self) -> None:
         """Append what ``record`` holds, in one transaction."""
         if self.pending:
@@ -98,9 +107,9 @@ class RunLedger:
 
     def _shard(self, policy: str, seed: int, origin: int) -> str:
         if origin == HUMAN:
-            return self.human
+            return self.seed_data.get(seed, (self.human, self.pool))[0]
         if origin == POOL:
-            return self.pool
+            return self.seed_data.get(seed, (self.human, self.pool))[1]
         if origin == VAULT:
             return self.vault
         mid = model_id(policy, seed, origin)

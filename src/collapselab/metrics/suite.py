@@ -122,6 +122,17 @@ class CategoricalEvaluator:
         return row, {}
 
 
+def make_evaluator(config, corpus):
+    """The evaluator of a run's family on ``corpus``."""
+    if config.is_text:
+        return TextEvaluator(corpus, rare_max_count=config.rare_max_count)
+    if config.is_image:
+        from collapselab.metrics.image_suite import ImageEvaluator  # torch: only for image runs
+
+        return ImageEvaluator(corpus)
+    return numeric_evaluator(config.family, corpus)
+
+
 def numeric_evaluator(family: str, corpus: NumericCorpus):
     """The evaluator of a theory family."""
     return {"linreg": LinRegEvaluator, "categorical": CategoricalEvaluator}.get(family, NumericEvaluator)(corpus)
