@@ -62,17 +62,18 @@ def ci(values: np.ndarray) -> tuple[float, float]:
     return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
-def junk(run, corpus) -> pd.DataFrame:
+def junk(run, corpus_of) -> pd.DataFrame:
     """Per generation: the junk share of its output (trigram tokens absent from the human training
     set) and the distinct junk trigram types in its training set (accumulate: the union of the
     earlier outputs; replace: the previous output)."""
     from collapselab.corpus import ngrams
 
-    V = len(corpus.vocab)
-    human = pd.Index(pd.unique(ngrams.keys(corpus.train, 3, V)))
     rows = []
     m = run.metrics
     for (policy, seed), d in m.groupby(["policy", "seed"]):
+        corpus = corpus_of(int(seed))  # each seed its own human data (resample_data)
+        V = len(corpus.vocab)
+        human = pd.Index(pd.unique(ngrams.keys(corpus.train, 3, V)))
         seen: set = set()
         last: set = set()
         for g in sorted(d.generation.astype(int)):
@@ -136,7 +137,7 @@ def section(results: dict, seeds: list[int], G: int, n: int, cmd: str) -> str:
              "\"junk\" trigrams, and under `accumulate` they stay in the training data for good. The tables "
              "follow the junk and test two interventions; the reading at the end is chosen by the numbers.", "",
              f"Made by `{cmd}` (seeds {seeds[0]}-{seeds[-1]}, {G} generations, {n:,} training sentences, "
-             "order-3 Kneser-Ney n-gram on the default corpus). Mean ± half-width of the 95% t interval over "
+             "order-3 Kneser-Ney n-gram on the default corpus; every seed draws its own training and held-out sentences, `--resample-data`). Mean ± half-width of the 95% t interval over "
              "seeds. *Junk*: share of the output's trigrams that the human training set does not have. "
              "*Novel types in training set*: distinct such trigrams in what the generation trained on. "
              "*Fit (types)*: log ppl linear in log(novel types); *fit (harmonic)*: ppl_0 x exp(c (H(g+1) - 1)); "
@@ -236,11 +237,11 @@ def main() -> None:
     results = {}
     for name, model in SAMPLERS.items():
         cfg = {"family": "ngram", "train_items": args.train_items, "generations": args.generations,
-               "policies": POLICIES, "seeds": args.seeds, **({"model": model} if model else {})}
-        out = OUT_DIR / "ngram_accumulate" / f"{name.replace(' ', '')}-n{args.train_items}-g{args.generations}-s{len(args.seeds)}"
+               "policies": POLICIES, "seeds": args.seeds, "resample_data": True, **({"model": model} if model else {})}
+        out = OUT_DIR / "ngram_accumulate" / f"{name.replace(' ', '')}-n{args.train_items}-g{args.generations}-s{len(args.seeds)}-r"
         run = run_or_load(cfg, out, args.jobs)
-        corpus = load_corpus(ExperimentConfig(**{k: v for k, v in cfg.items() if k != "model"}))
-        m = run.metrics.merge(junk(run, corpus), on=["policy", "seed", "generation"])
+        config = ExperimentConfig(**{k: v for k, v in cfg.items() if k != "model"})
+        m = run.metrics.merge(junk(run, lambda seed: load_corpus(config, seed)), on=["policy", "seed", "generation"])
         results[name] = analyse(m, args.generations)
     text_summary = summary(results, args.generations)
     seeds = ",".join(map(str, args.seeds))
