@@ -234,3 +234,34 @@ def test_token_sequences_validation_and_equality():
     assert a != TokenSequences.from_lists([[1], [2, 3]])  # same tokens, other boundaries
     assert a != TokenSequences.from_lists([[1, 2], [4]])
     assert a.item(1).tolist() == [3]
+
+
+# ------------------------------------------------------------------ loop diversity: self-BLEU, unigram KL
+def test_unigram_kl_is_scipys_on_the_half_smoothed_counts():
+    from scipy.stats import entropy
+
+    from collapselab.metrics.suite import unigram_kl
+
+    ref = np.array([5, 0, 3, 2])
+    toks = np.array([0, 0, 2, 2, 2, 3, 9])  # 9: outside the vocabulary, ignored
+    p = (ref + 0.5) / (ref + 0.5).sum()
+    q = (np.bincount([0, 0, 2, 2, 2, 3], minlength=4) + 0.5) / (6 + 2.0)
+    assert unigram_kl(ref, toks) == pytest.approx(entropy(p, q, base=2), rel=1e-12)
+    assert unigram_kl(ref, np.repeat(np.arange(4), ref)) == pytest.approx(0.0, abs=1e-12)
+    assert unigram_kl(ref, np.zeros(50, dtype=np.int64)) > unigram_kl(ref, toks) > 0  # losing words costs
+
+
+def test_self_bleu_sample_spreads_over_the_set_and_is_deterministic():
+    from collapselab.metrics.selfbleu import self_bleu
+    from collapselab.metrics.suite import self_bleu_sample
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(5, 12, size=1200)
+    seqs = TokenSequences(rng.integers(0, 40, size=int(lengths.sum())), np.r_[0, np.cumsum(lengths)])
+    idx = np.unique(np.linspace(0, 1199, 500).astype(np.int64))
+    assert self_bleu_sample(seqs, 40) == self_bleu(seqs.take(idx), 40) == self_bleu_sample(seqs, 40)
+    small = seqs.take(np.arange(30))
+    assert self_bleu_sample(small, 40) == self_bleu(small, 40)  # fewer items than the budget: all of them
+    repeated = TokenSequences.concat([small.take(np.zeros(30, dtype=np.int64))])
+    assert self_bleu_sample(repeated, 40) == pytest.approx(1.0)
+    assert self_bleu_sample(small, 40) < 0.9

@@ -21,6 +21,28 @@ from collapselab.metrics.distributions import moments, theory_metrics
 
 NOVEL_N = 4
 MATTR_WINDOW = 500
+SELF_BLEU_ITEMS = 500  # self-BLEU is scored on this many items of each generation, evenly spaced
+
+
+def unigram_kl(reference_counts: np.ndarray, tokens: np.ndarray) -> float:
+    """KL(reference || sample) of two unigram distributions over the same vocabulary, in bits, each
+    smoothed by adding 1/2 to every word's count (so a word the sample lost costs a finite amount)."""
+    V = len(reference_counts)
+    q = np.bincount(tokens[tokens < V], minlength=V).astype(np.float64) + 0.5
+    p = reference_counts.astype(np.float64) + 0.5
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum(p * np.log2(p / q)))
+
+
+def self_bleu_sample(samples: TokenSequences, vocab_size: int, k: int = SELF_BLEU_ITEMS) -> float:
+    """Self-BLEU-4 of ``k`` items spread evenly over the set (all of them when fewer): deterministic,
+    and the watermarked and unmarked parts of a contaminated web's output both represented."""
+    from collapselab.metrics.selfbleu import self_bleu
+
+    if len(samples) < 2:
+        return float("nan")
+    idx = np.unique(np.linspace(0, len(samples) - 1, min(k, len(samples))).astype(np.int64))
+    return self_bleu(samples.take(idx), vocab_size)
 
 
 @dataclass
@@ -37,6 +59,7 @@ class TextEvaluator:
         self.rare_ = tail.rare_words(self.corpus.train.tokens, self.rare_max_count)
         human = TokenSequences.concat([self.corpus.train, self.corpus.pool])
         self.human_4grams_ = pd.Index(pd.unique(ngrams.keys(human, NOVEL_N, self.V)))
+        self.human_unigrams_ = np.bincount(self.corpus.train.tokens, minlength=self.V)
         if self.fact_probe is None and getattr(self.corpus, "facts", None) is not None:
             from collapselab.metrics.facts import FactProbe
 
@@ -57,6 +80,8 @@ class TextEvaluator:
             "entropy": lexical.entropy(toks),
             "tail_retention": tail.tail_retention(toks, self.rare_),
             "novel_4gram_rate": tail.novel_ngram_rate(samples, self.human_4grams_, NOVEL_N, self.V),
+            "self_bleu": self_bleu_sample(samples, self.V),
+            "unigram_kl": unigram_kl(self.human_unigrams_, toks),
             "ppl_holdout": model.perplexity(self.corpus.holdout),
         }
         judge = self.gen0 if self.gen0 is not None else model

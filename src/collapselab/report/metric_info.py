@@ -32,6 +32,8 @@ INFO: dict[str, MetricInfo] = {
     "mattr": MetricInfo("MATTR (window 500)", "moving-average type-token ratio", +1, True),
     "entropy": MetricInfo("unigram entropy", "entropy (bits)", +1),
     "novel_4gram_rate": MetricInfo("4-grams absent from human text", "share of 4-grams", -1, True),
+    "self_bleu": MetricInfo("self-BLEU-4 (500 items)", "mean BLEU of each item against the others", -1, True),
+    "unigram_kl": MetricInfo("unigram KL from the human training set", "KL (bits)", -1),
     "variance_ratio": MetricInfo("variance / original", "fitted variance / true variance", 0),
     "mean_error": MetricInfo("mean error", "|fitted mean - true mean|", -1),
     "w2": MetricInfo("Wasserstein-2 to the original", "W2 distance", -1),
