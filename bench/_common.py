@@ -150,6 +150,30 @@ def seeds_arg(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def ci(values) -> tuple[float, float]:
+    """Mean over seeds and the half-width of its 95% t interval (nan for one seed):
+    :func:`collapselab.metrics.verdicts.mean_interval`."""
+    from collapselab.metrics.verdicts import mean_interval
+
+    i = mean_interval(values)
+    return i.mean, (i.high - i.mean) if i.seeds > 1 else float("nan")
+
+
+def fmt_ci(mean_hw: tuple[float, float], fmt: str, unit: str = "") -> str:
+    """``mean ± half-width`` (the mean alone when there is no interval)."""
+    import math
+
+    m, hw = mean_hw
+    return f"{m:{fmt}}{unit}" if not math.isfinite(hw) else f"{m:{fmt}}{unit} ± {hw:{fmt}}{unit}"
+
+
+def pm(values, fmt: str, scale: float = 1.0, unit: str = "") -> str:
+    """Per-seed ``values`` (times ``scale``) as ``mean ± half-width of the 95% t interval``."""
+    import numpy as np
+
+    return fmt_ci(ci(np.asarray(values, dtype=float) * scale), fmt, unit)
+
+
 def mean_sd(values, fmt: str = ".0f") -> str:
     """``mean ± sd`` over seeds (sample sd); the mean alone for a single value."""
     return f"{values.mean():{fmt}} ± {values.std(ddof=1):{fmt}}" if len(values) > 1 else f"{values.mean():{fmt}}"

@@ -23,24 +23,11 @@ from collapselab.loop.engine import generation_rng
 from collapselab.models import GaussianModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import write_section  # noqa: E402
+from _common import ci, pm, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GENS_SHOWN = [0, 1, 2, 3, 5, 10]
 SEEDS = [0, 1, 2, 3, 4]
-
-
-def ci(values) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t interval over seeds."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
-
-
-def pm(values, fmt: str, scale: float = 1.0, unit: str = "") -> str:
-    m, hw = ci(np.asarray(values, dtype=float) * scale)
-    return f"{m:{fmt}}{unit}" if not np.isfinite(hw) else f"{m:{fmt}}{unit} ± {hw:{fmt}}{unit}"
 
 
 def per_seed(run: cl.Run, policy: str, g: int, col: str, relative: bool = False) -> np.ndarray:

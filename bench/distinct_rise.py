@@ -25,22 +25,10 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, announce, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, announce, ci, pm, run_or_load, seeds_arg, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOWN = [0, 1, 2, 5, 10]
-
-
-def ci(values) -> tuple[float, float]:
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    return float(v.mean()), (float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan"))
-
-
-def pm(values, fmt: str, scale: float = 1.0, unit: str = "") -> str:
-    m, hw = ci(np.asarray(values, dtype=float) * scale)
-    return f"{m:{fmt}}{unit}" if not np.isfinite(hw) else f"{m:{fmt}}{unit} ± {hw:{fmt}}{unit}"
 
 
 def split_bigrams(run, config) -> pd.DataFrame:

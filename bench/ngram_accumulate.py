@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, announce, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, announce, ci, fmt_ci, run_or_load, seeds_arg, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLERS = {"kn": {}, "top-p 0.9": {"top_p": 0.9}, "discount 0.1": {"discount": 0.1}}
@@ -50,16 +50,6 @@ FIT_GENS = range(1, 11)  # the perplexity slope is fitted here and scored on the
 
 def harmonic(k: int) -> float:
     return float(np.sum(1.0 / np.arange(1, k + 1)))
-
-
-def ci(values: np.ndarray) -> tuple[float, float]:
-    """Mean and the half-width of its 95% t interval over seeds."""
-    from scipy import stats
-
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2:
-        return float(v.mean()), float("nan")
-    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
 
 
 def junk(run, corpus_of) -> pd.DataFrame:
@@ -124,11 +114,6 @@ def analyse(m: pd.DataFrame, G: int) -> dict:
     return out
 
 
-def pm(mean_hw: tuple[float, float], fmt: str) -> str:
-    m, hw = mean_hw
-    return f"{m:{fmt}}" if not np.isfinite(hw) else f"{m:{fmt}} ± {hw:{fmt}}"
-
-
 def section(results: dict, seeds: list[int], G: int, n: int, cmd: str) -> str:
     lines = ["## Why n-gram `accumulate` is not bounded (issue 13)", "",
              "Gerstgrasser et al. bound `accumulate`'s error in linear models (reproduced by the `linreg` family, "
@@ -151,15 +136,15 @@ def section(results: dict, seeds: list[int], G: int, n: int, cmd: str) -> str:
                   "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for g in shown:
             a, r = acc["per_gen"][g], rep["per_gen"][g]
-            lines.append(f"| {g} | {a['train_items']:,.0f} | {pm(a['junk'], '.3f')} | {pm(a['types'], ',.0f')} | "
-                         f"{pm(a['ppl'], '.0f')} | {a['ppl_types']:.0f} | {a['ppl_harmonic']:.0f} | "
-                         f"{pm(r['junk'], '.3f')} | {pm(r['ppl'], '.0f')} |")
+            lines.append(f"| {g} | {a['train_items']:,.0f} | {fmt_ci(a['junk'], '.3f')} | {fmt_ci(a['types'], ',.0f')} | "
+                         f"{fmt_ci(a['ppl'], '.0f')} | {a['ppl_types']:.0f} | {a['ppl_harmonic']:.0f} | "
+                         f"{fmt_ci(r['junk'], '.3f')} | {fmt_ci(r['ppl'], '.0f')} |")
         later = f"generations {max(FIT_GENS) + 1}-{G}" if G > max(FIT_GENS) else "(no later generation: run more)"
         s_lo = acc["late_slope"][0] - acc["late_slope"][1]
         rising = "still rising" if s_lo > 0 else "not shown to rise"
         lines += ["", f"`accumulate`, {later}: the types fit misses the measured perplexity by {acc['types_err']:.1%} "
                   f"on average, the harmonic fit by {acc['harmonic_err']:.1%}. Slope of log ppl per generation over "
-                  f"generations {G // 2}-{G}: {pm(acc['late_slope'], '.4f')} ({rising}).", ""]
+                  f"generations {G // 2}-{G}: {fmt_ci(acc['late_slope'], '.4f')} ({rising}).", ""]
     return "\n".join(lines)
 
 
@@ -217,8 +202,8 @@ def summary(results: dict, G: int) -> str:
     for name, res in results.items():
         a = res["accumulate"]
         last = a["per_gen"][G]
-        lines.append(f"| {name} | {pm(last['ppl'], '.0f')} | {pm(last['junk'], '.3f')} | {pm(last['types'], ',.0f')} | "
-                     f"{pm(a['late_slope'], '.4f')} | {'(the default)' if name == 'kn' else verdict(results, name)} |")
+        lines.append(f"| {name} | {fmt_ci(last['ppl'], '.0f')} | {fmt_ci(last['junk'], '.3f')} | {fmt_ci(last['types'], ',.0f')} | "
+                     f"{fmt_ci(a['late_slope'], '.4f')} | {'(the default)' if name == 'kn' else verdict(results, name)} |")
     return "\n".join(lines) + "\n\n" + reading(results, G)
 
 

@@ -439,10 +439,12 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
     if str(out).lower().endswith(".gz") != str(quarantine).lower().endswith(".gz"):
         raise UserError("filter: --out and --quarantine must both be .gz or neither.")
     rule = f"score >= {threshold:g}" if threshold is not None else f"p_value <= {fpr:g}"
+    known: dict[str, str] = {}  # digests computed on the way, for the ledger step
     if scores is not None:
         scores = Path(scores)
         man, rec, first_row = _scanned(scores, inp)
         scores_hash = file_sha256(scores)
+        known[str(scores)] = scores_hash
         if scores_hash != man.get("output", {}).get("sha256"):
             raise UserError(f"{scores}: changed since its manifest was written. Scan again.")
         shards = [sh.Shard(i, str(inp), s["part"], s["start"], s["end"], s["whole"]) for i, s in enumerate(rec["shards"])]
@@ -464,7 +466,8 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
             and sh.run(sh.input_digest, shards, jobs) == [r["sha256"] for r in old["shards"]]):
         shutil.rmtree(parts, ignore_errors=True)
         result = FilterResult(**{**old["result"], "skipped": True})
-        record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result)
+        record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result,
+                    known=known)
         return result
     if force:
         shutil.rmtree(parts, ignore_errors=True)
@@ -500,7 +503,8 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
             dest.unlink(missing_ok=True)
         raise
     shutil.rmtree(parts, ignore_errors=True)
-    record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result)
+    record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result,
+                    known=known)
     return result
 
 

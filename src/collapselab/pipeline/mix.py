@@ -127,7 +127,8 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
             and [{k: s[k] for k in ("path", "sha256", "bytes")} for s in old.get("sources", [])] == ins
             and out.is_file() and file_sha256(out) == old.get("output", {}).get("sha256")):
         result = MixResult(**{**old["result"], "skipped": True})
-        record_step(ledger, "mix", inputs=read, outputs=[out, manifest_path], params=params, result=result)
+        record_step(ledger, "mix", inputs=read, outputs=[out, manifest_path], params=params, result=result,
+                    known={s["path"]: s["sha256"] for s in ins})
         return result
 
     # pass 1: count the records, shard by shard
@@ -190,7 +191,8 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
         out.unlink(missing_ok=True)
         manifest_path.unlink(missing_ok=True)
         raise
-    record_step(ledger, "mix", inputs=read, outputs=[out, manifest_path], params=params, result=result)
+    record_step(ledger, "mix", inputs=read, outputs=[out, manifest_path], params=params, result=result,
+                known={**{s["path"]: s["sha256"] for s in ins}, str(out): out_hash})  # hashed above already
     return result
 
 

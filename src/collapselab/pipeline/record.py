@@ -32,19 +32,23 @@ def check_ledger(ledger: str | os.PathLike | None) -> None:
         Ledger(ledger).close()
 
 
-def file_digests(paths: Iterable[str | os.PathLike]) -> list[tuple[str, str]]:
-    """``(path as given, SHA-256 of its bytes)`` of each file."""
-    return [(os.fspath(p), file_sha256(p)) for p in paths]
+def file_digests(paths: Iterable[str | os.PathLike], known: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """``(path as given, SHA-256 of its bytes)`` of each file; ``known``: digests the command already
+    computed, by path, so that no file is read twice for them."""
+    known = known or {}
+    return [(os.fspath(p), known.get(os.fspath(p)) or file_sha256(p)) for p in paths]
 
 
 def record_step(ledger: str | os.PathLike | None, name: str, *, inputs: Iterable[str | os.PathLike],
-                outputs: Iterable[str | os.PathLike], params: dict[str, Any], result: Any):
-    """Append the step ``name`` to ``ledger`` (nothing when ``ledger`` is None); return the stored step."""
+                outputs: Iterable[str | os.PathLike], params: dict[str, Any], result: Any,
+                known: dict[str, str] | None = None):
+    """Append the step ``name`` to ``ledger`` (nothing when ``ledger`` is None); return the stored step.
+    ``known``: SHA-256 digests already computed, by path (see :func:`file_digests`)."""
     if ledger is None:
         return None
     from collapselab.provenance.ledger import Ledger
 
     stats = {k: v for k, v in jsonable(result).items() if k not in _NOT_RECORDED}
     with Ledger(ledger) as book:
-        return book.add_step(name, inputs=file_digests(inputs), outputs=file_digests(outputs),
+        return book.add_step(name, inputs=file_digests(inputs, known), outputs=file_digests(outputs, known),
                              params={"params": jsonable(params), "result": stats})

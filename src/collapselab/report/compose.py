@@ -76,6 +76,7 @@ class Ledgers:
             self.traces.append({"ledger": led.label, "head": f"{seq}:{head}", "verified": report.ok,
                                 "problems": [str(x) for x in report.problems[:5]]})
         self._depth: dict[tuple[int, str], int] = {}
+        self.steps = [led.steps() for led in self.ledgers]  # each ledger's pipeline steps, read once
 
     def lookup(self, hashes: Sequence[str]) -> dict[str, tuple[int, object]]:
         """``hash -> (ledger index, Document)`` for the hashes some ledger records (the first wins)."""
@@ -97,8 +98,8 @@ class Ledgers:
         """The recorded pipeline steps that made the file with SHA-256 ``digest``, nearest first: the
         step that wrote it, then the steps that wrote that step's inputs, and so on."""
         made_by: dict[str, tuple[int, object]] = {}  # output digest -> (ledger index, step); the latest wins
-        for i, led in enumerate(self.ledgers):
-            for step in led.steps():
+        for i, steps in enumerate(self.steps):
+            for step in steps:
                 for _, d in step.outputs:
                     made_by[d] = (i, step)
         out, seen, todo = [], set(), [digest]
@@ -351,7 +352,7 @@ def compose_trainset(trainset: str | os.PathLike, *, manifest: str | os.PathLike
 def _summary(trainset, tsha, mpath, m, msha, vtrace, snap, tally: _Tally, sources, led, scans, filters, kinds,
              checks) -> dict:
     steps = led.steps_behind(tsha) if led else []
-    if led and not steps and any(ledger.steps() for ledger in led.ledgers):
+    if led and not steps and any(led.steps):
         checks.append(f"no pipeline step in the ledgers wrote this training set's bytes (SHA-256 {tsha[:16]}...): "
                       "if it was made with --ledger, it changed afterwards")
     ttrace = file_trace(trainset, tsha)

@@ -14,10 +14,11 @@ from sqlalchemy.engine import Connection
 from collapselab.errors import UserError
 from collapselab.provenance import core, merkle
 from collapselab.provenance.ledger import lineage
-from collapselab.provenance.ledger.lookup import from_row, load, load_all, load_many
+from collapselab.provenance.ledger.lookup import load, load_all, load_many, records
 from collapselab.provenance.proofs import ConsistencyProof, EntryProof, InclusionProof
 from collapselab.provenance.ledger.records import (
     KEY_COLUMNS,
+    RECORDS,
     Document,
     FileDigest,
     Model,
@@ -56,7 +57,7 @@ class Ledger(Store):
         batch = [record_class(r).normalised(r, now) for r in records]
         if not batch:
             return []
-        if any(r.kind == "step" for r in batch) and self.missing_tables:
+        if any(r.kind in self.missing_kinds() for r in batch):
             raise UserError(f"{self.label}: this ledger predates processing steps and cannot be written here to add "
                             "their tables; open it where it is writable once (any collapselab command that records)")
         return self._with_lock(lambda conn: self._append_locked(conn, batch))
@@ -189,7 +190,7 @@ class Ledger(Store):
 
     def missing_kinds(self) -> set[str]:
         """Record kinds whose tables this (older, read-only) ledger lacks: it holds none of them."""
-        return {"step"} if self.missing_tables else set()
+        return {kind for kind, cls in RECORDS.items() if cls.table.name in self.missing_tables}
 
     def document(self, content_hash: str) -> Document | None:
         return self._get("document", content_hash.lower())
@@ -218,7 +219,7 @@ class Ledger(Store):
                     raise UserError(f"{self.label}: no snapshot named {snapshot!r}")
                 members = sa.select(snapshot_members_table.c.content_hash).where(snapshot_members_table.c.snapshot_seq == snap.seq)
                 q = q.where(t.c.content_hash.in_(members))
-            return [from_row("document", conn, r) for r in conn.execute(q).mappings()]  # type: ignore[misc]
+            return records(conn, "document", conn.execute(q).mappings().all())  # type: ignore[return-value]
 
     def models(self) -> list[Model]:
         return self._all("model")

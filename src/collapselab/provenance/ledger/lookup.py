@@ -11,18 +11,30 @@ from collapselab.errors import UserError
 from collapselab.provenance.ledger.records import KEY_COLUMNS, RECORDS, Garbled, Record
 
 
-def from_row(kind: str, conn: Connection, row: Any) -> Record:
-    """The record of a detail row, its child rows read from ``conn``."""
+def records(conn: Connection, kind: str, rows: list[Any]) -> list[Record]:
+    """The records of ``kind``'s detail ``rows``, their child rows read in bulk (a query per 500)."""
     cls = RECORDS[kind]
-    seq = int(row["seq"])
-    children: list[dict] = []
-    if cls.children is not None:
-        table, key = cls.children
-        children = [dict(r) for r in conn.execute(sa.select(table).where(table.c[key] == seq)).mappings()]
-    try:
-        return cls.from_rows(seq, dict(row), children)
-    except Garbled as e:
-        raise UserError(f"damaged ledger: entry {seq} ({kind}): {e}; run `collapselab ledger verify`") from None
+    rows = [dict(r) for r in rows]
+    children: dict[int, list[dict]] = {}
+    if cls.children is not None and rows:
+        child, parent = cls.children
+        seqs = [int(r["seq"]) for r in rows]
+        for i in range(0, len(seqs), 500):
+            for c in conn.execute(sa.select(child).where(child.c[parent].in_(seqs[i:i + 500]))).mappings():
+                children.setdefault(int(c[parent]), []).append(dict(c))
+    out = []
+    for r in rows:
+        seq = int(r["seq"])
+        try:
+            out.append(cls.from_rows(seq, r, children.get(seq, [])))
+        except Garbled as e:
+            raise UserError(f"damaged ledger: entry {seq} ({kind}): {e}; run `collapselab ledger verify`") from None
+    return out
+
+
+def from_row(kind: str, conn: Connection, row: Any) -> Record:
+    """The record of one detail row, its child rows read from ``conn``."""
+    return records(conn, kind, [row])[0]
 
 
 def load(conn: Connection, kind: str, key: str | None = None, *, seq: int | None = None) -> Record | None:
@@ -36,30 +48,15 @@ def load(conn: Connection, kind: str, key: str | None = None, *, seq: int | None
 def load_all(conn: Connection, kind: str, where: Iterable[Any] = ()) -> list[Record]:
     """Every ``kind`` record (that matches ``where``), in ledger order."""
     table = RECORDS[kind].table
-    rows = conn.execute(sa.select(table).where(*where).order_by(table.c.seq)).mappings().all()
-    return [from_row(kind, conn, r) for r in rows]
+    return records(conn, kind, conn.execute(sa.select(table).where(*where).order_by(table.c.seq)).mappings().all())
 
 
 def load_many(conn: Connection, kind: str, keys: Iterable[str]) -> dict[str, Record]:
-    """The stored ``kind`` records among ``keys``, by key: a query per 500 keys (and one for their child rows)."""
-    cls = RECORDS[kind]
-    table = cls.table
+    """The stored ``kind`` records among ``keys``, by key: a query per 500 keys (and per 500 for their child rows)."""
+    table = RECORDS[kind].table
     col = table.c[KEY_COLUMNS[kind]]
     keys = sorted(set(keys))
     rows = []
     for i in range(0, len(keys), 500):
-        rows += [dict(r) for r in conn.execute(sa.select(table).where(col.in_(keys[i:i + 500]))).mappings()]
-    children: dict[int, list[dict]] = {}
-    if cls.children is not None and rows:
-        child, parent = cls.children
-        seqs = [int(r["seq"]) for r in rows]
-        for i in range(0, len(seqs), 500):
-            for c in conn.execute(sa.select(child).where(child.c[parent].in_(seqs[i:i + 500]))).mappings():
-                children.setdefault(int(c[parent]), []).append(dict(c))
-    out: dict[str, Record] = {}
-    for r in rows:
-        try:
-            out[r[KEY_COLUMNS[kind]]] = cls.from_rows(int(r["seq"]), r, children.get(int(r["seq"]), []))
-        except Garbled as e:
-            raise UserError(f"damaged ledger: entry {r['seq']} ({kind}): {e}; run `collapselab ledger verify`") from None
-    return out
+        rows += conn.execute(sa.select(table).where(col.in_(keys[i:i + 500]))).mappings().all()
+    return {r.key: r for r in records(conn, kind, rows)}
