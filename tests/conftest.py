@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -128,3 +129,21 @@ def fixed_key_file(path: Path, byte: int = 3) -> Path:
     with os.fdopen(fd, "w") as f:
         f.write((bytes([byte]) * 32).hex() + "\n")
     return path
+
+
+def watermarked_sotu(folder: Path, *, n_train: int, n_human: int, n_marked: int, size: int):
+    """Human SOTU held-out chunks of ``size`` sentences, and chunks sampled with our watermark by a
+    3-gram trained on ``n_train`` other sentences: (corpus, key file, human, marked), the last two
+    as TokenSequences (``n_human`` and ``n_marked`` chunks)."""
+    from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
+    from collapselab.detect.base import chunk
+    from collapselab.models.ngram import NGramModel
+    from collapselab.provenance.keys import load_key
+    from collapselab.provenance.watermark import Watermark
+
+    corpus = build_text_corpus(sotu_documents(), name="sotu", n_train=n_train, split_seed=0)
+    gen = NGramModel(3, vocab_size=len(corpus.vocab)).fit(corpus.train)
+    key_file = fixed_key_file(folder / "wm.key")
+    human = chunk(corpus.holdout.take(np.arange(size * n_human)), size)
+    marked = chunk(gen.sample(size * n_marked, rng=np.random.default_rng(0), watermark=Watermark(load_key(key_file))), size)
+    return corpus, key_file, human, marked

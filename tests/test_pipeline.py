@@ -18,7 +18,7 @@ import pytest
 
 from collapselab.errors import UserError
 from collapselab.pipeline import filter_corpus, mix_corpus, scan_corpus
-from conftest import fixed_key_file
+from conftest import watermarked_sotu
 
 N_HUMAN, N_MARKED = 700, 300
 
@@ -30,20 +30,9 @@ def _jsonl(path: Path, records) -> Path:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
-    from collapselab.detect.base import chunk
-    from collapselab.models.ngram import NGramModel
-    from collapselab.provenance.keys import load_key
-    from collapselab.provenance.watermark import Watermark
-
     d = tmp_path_factory.mktemp("pipeline")
-    corpus = build_text_corpus(sotu_documents(), name="sotu", n_train=3000, split_seed=0)
-    gen = NGramModel(3, vocab_size=len(corpus.vocab)).fit(corpus.train)
-    key_file = fixed_key_file(d / "wm.key")
-    wm = Watermark(load_key(key_file))
-    rng = np.random.default_rng(0)
-    human = corpus.vocab.decode(chunk(corpus.holdout.take(np.arange(5 * N_HUMAN)), 5))
-    marked = corpus.vocab.decode(chunk(gen.sample(5 * 2 * N_MARKED, rng=rng, watermark=wm), 5))
+    corpus, key_file, human, marked = watermarked_sotu(d, n_train=3000, n_human=N_HUMAN, n_marked=2 * N_MARKED, size=5)
+    human, marked = corpus.vocab.decode(human), corpus.vocab.decode(marked)
     order = np.random.default_rng(1).permutation(N_HUMAN + N_MARKED)
     docs = [{"text": t, "kind": "human"} for t in human] + [{"text": t, "kind": "wm", "id": f"w{i}"} for i, t in enumerate(marked[:N_MARKED])]
     docs = [docs[i] for i in order]
@@ -68,7 +57,8 @@ def test_scan_estimate_covers_the_known_share(data, tmp_path):
     assert 0.2 < r.flagged_share <= 0.31 and r.fpr < 1e-3 and r.fpr_source.startswith("exact")
     assert r.tpr > 0.9 and r.tpr_source.startswith("measured on 300")
     side = pd.read_parquet(tmp_path / "s.parquet")
-    assert list(side.columns) == ["file", "line", "id", "n_tokens", "n_scored", "n_green", "score", "z", "p_value"]
+    assert list(side.columns) == ["file", "line", "id", "n_tokens", "n_scored", "n_green", "score", "z", "p_value", "scheme"]
+    assert set(side["scheme"]) == {"collapselab"}
     assert side["line"].tolist() == list(range(1, 1001))
     truth = np.array([d["kind"] == "wm" for d in data["docs"]])
     ids = [d.get("id", f"{data['mix']}:{i + 1}") for i, d in enumerate(data["docs"])]
@@ -86,10 +76,10 @@ def test_scan_estimate_covers_the_known_share(data, tmp_path):
 def test_exact_fpr_is_the_binomial_tail(data):
     from scipy import stats
 
-    from collapselab.corpus.tokenize import Vocabulary
-    from collapselab.pipeline.scan import _WatermarkScorer
+    from collapselab.detect.schemes.ours import CollapselabScheme
+    from collapselab.pipeline.scan import _SchemeScorer
 
-    s = _WatermarkScorer(b"k" * 16, Vocabulary([]), gamma=0.25, context_width=1, z_threshold=4.0)
+    s = _SchemeScorer(CollapselabScheme(b"k" * 16, gamma=0.25, context_width=1), None, z_threshold=4.0)
     for T in (0, 1, 10, 57, 200, 1001, 4000):
         g = np.arange(T + 1)
         z = (g - 0.25 * T) / np.sqrt(max(T, 1) * 0.25 * 0.75)

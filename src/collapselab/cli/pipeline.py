@@ -42,6 +42,9 @@ def parse_size(text: str | int) -> int:
 def scan_cmd(
     inputs: List[Path] = typer.Argument(..., metavar="IN...", help="JSONL (.jsonl, .jsonl.gz) or Parquet files; never modified."),
     out: Path = typer.Option(..., "--out", "-o", help="The sidecar Parquet to write (one row per document); OUT.json is its manifest."),
+    watermark: Optional[Path] = typer.Option(None, "--watermark", help="A watermark scheme spec (YAML/JSON: collapselab, hf-kgw, synthid, gumbel, gumbel-dual; its key_file names the 0600 key). Flags documents whose p-value <= the spec's flag_p_value (docs/watermark.md)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --watermark: the generator's tokenizer: a tokenizer.json, a model folder, a .gguf file, or 'smollm2' (the installed SmolLM2-135M)."),
+    ids_field: Optional[str] = typer.Option(None, "--ids-field", help="With --watermark: the field/column holding each document's token ids (instead of --tokenizer)."),
     key: Optional[Path] = typer.Option(None, "--watermark-key", "--key", help="The watermark key file (0600, see `collapselab keys new`); for --detector watermark. (old spelling --key: deprecated)"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help="The generator's vocabulary file (one word a line, Vocabulary.save); for watermark and perplexity."),
     detector: str = typer.Option("watermark", "--detector", "--detectors", help="'watermark' (needs --watermark-key, no training), 'perplexity' (needs --vault) or 'length' (characters, for quality rules)."),
@@ -79,7 +82,8 @@ def scan_cmd(
                         z_threshold=z_threshold, gamma=gamma, context_width=context_width, tpr=tpr, n_tpr=n_tpr, fpr=fpr,
                         n_fpr=n_fpr, tpr_from=tpr_from, batch_size=batch_size, force=force,
                         reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
-                        direction=direction, jobs=jobs, shard_bytes=shard_size, progress=progress, ledger=ledger)
+                        direction=direction, jobs=jobs, shard_bytes=shard_size, progress=progress, ledger=ledger,
+                        watermark=watermark, tokenizer=tokenizer, ids_field=ids_field)
     _show(r, as_json)
 
 

@@ -201,15 +201,32 @@ class MalformedLine(UserError):
         return MalformedLine, (self.index, self.detail)
 
 
-def parse_lines(lines: list[bytes], *, text_field: str, on_error: str) -> Parsed:
-    """Parse a block's lines: all at once with orjson; line by line only when one is blank or bad."""
+def is_token_ids(value) -> bool:
+    """A list of non-negative integers (a token-id field, ``scan --ids-field``)."""
+    return type(value) is list and all(type(x) is int and x >= 0 for x in value)
+
+
+def _valid(values: list, ids: bool) -> bool:
+    if not ids:
+        return set(map(type, values)) <= {str}
+    return all(map(is_token_ids, values))
+
+
+def _what(field: str, ids: bool) -> str:
+    return f"no token-id list field {field!r}" if ids else f"no string field {field!r}"
+
+
+def parse_lines(lines: list[bytes], *, text_field: str, on_error: str, ids: bool = False) -> Parsed:
+    """Parse a block's lines: all at once with orjson; line by line only when one is blank or bad.
+
+    ``ids``: the field holds token ids (a list of non-negative integers), not text."""
     try:
         objs = list(map(orjson.loads, lines))
         texts = [o[text_field] for o in objs]
-        if texts and set(map(type, texts)) != {str}:
+        if not _valid(texts, ids):
             raise TypeError
     except (ValueError, TypeError, KeyError, *_JSONError):
-        return parse_slowly(lines, text_field, on_error)
+        return parse_slowly(lines, text_field, on_error, ids)
     return Parsed(list(range(len(lines))), texts, _ids(objs), [])
 
 
@@ -220,7 +237,7 @@ def _ids(objs: list[dict]) -> list[str | None]:
     return [None if x is None else str(x) for x in ids]
 
 
-def parse_slowly(lines: list[bytes], text_field: str, on_error: str) -> Parsed:
+def parse_slowly(lines: list[bytes], text_field: str, on_error: str, ids: bool = False) -> Parsed:
     """:func:`parse_lines` one line at a time, saying what is wrong with each malformed line."""
     out = Parsed([], [], [], [])
     objs = []
@@ -231,8 +248,8 @@ def parse_slowly(lines: list[bytes], text_field: str, on_error: str) -> Parsed:
             obj = orjson.loads(raw)
             if not isinstance(obj, dict):
                 raise ValueError(f"a JSON {type(obj).__name__}, not an object")
-            if not isinstance(obj.get(text_field), str):
-                raise ValueError(f"no string field {text_field!r}")
+            if not _valid([obj.get(text_field)], ids):
+                raise ValueError(_what(text_field, ids))
         except (ValueError, *_JSONError) as e:
             detail = f"malformed record ({str(e).splitlines()[0][:120]})"
             if on_error == "fail":
@@ -271,20 +288,21 @@ class Found:
 
 
 def shard_records(shard, *, text_field: str, on_error: str, batch_size: int = BATCH, found: Found,
-                  whole_rows: bool = False) -> Iterator[Batch]:
+                  whole_rows: bool = False, ids: bool = False) -> Iterator[Batch]:
     """The records of a shard (``file``, ``start``, ``end``, ``whole``), ``batch_size`` at a time.
 
     Malformed lines stop the job (``on_error="fail"``, with the file's line number) or are counted
     into ``found``, which also gets the shard's input hash and line count once read through.
-    ``whole_rows``: Parquet batches carry every column of each row in ``raw``."""
+    ``whole_rows``: Parquet batches carry every column of each row in ``raw``. ``ids``: the field
+    holds token ids (lists of non-negative integers), passed on as lists in ``texts``."""
     if shard.whole and kind_of(shard.file) == "parquet":
-        yield from _parquet_records(shard.file, text_field, on_error, batch_size, found, whole_rows)
+        yield from _parquet_records(shard.file, text_field, on_error, batch_size, found, whole_rows, ids)
         return
     reader = LineReader(shard.file, shard.start, shard.end)
     seen = 0  # lines of the shard before this block
     for offset, lines, _ in reader:
         try:
-            parsed = parse_lines(lines, text_field=text_field, on_error=on_error)
+            parsed = parse_lines(lines, text_field=text_field, on_error=on_error, ids=ids)
         except MalformedLine as e:
             at = offset + sum(len(x) + 1 for x in lines[: e.index])
             n = seen + e.index + 1 if shard.start == 0 else line_number(shard.file, at)
@@ -328,7 +346,7 @@ def parquet_batches(pf, path: str | os.PathLike, **kw) -> Iterator:
 
 
 def _parquet_records(path: str, text_field: str, on_error: str, batch_size: int, found: Found,
-                     whole_rows: bool) -> Iterator[Batch]:
+                     whole_rows: bool, ids_field: bool = False) -> Iterator[Batch]:
     pf = open_parquet(path)
     names = pf.schema_arrow.names
     if text_field not in names:
@@ -338,10 +356,11 @@ def _parquet_records(path: str, text_field: str, on_error: str, batch_size: int,
     for rb in parquet_batches(pf, path, batch_size=batch_size, columns=cols):
         texts = rb.column(text_field).to_pylist()
         ids = rb.column("id").to_pylist() if "id" in rb.schema.names else [None] * len(texts)
-        ok = [i for i, t in enumerate(texts) if isinstance(t, str)]
+        good = [_valid([t], ids_field) and t is not None for t in texts]
+        ok = [i for i, g in enumerate(good) if g]
         if len(ok) < len(texts):
-            detail = f"malformed record (no string field {text_field!r})"
-            bad = [n + i for i, t in enumerate(texts) if not isinstance(t, str)]
+            detail = f"malformed record ({_what(text_field, ids_field)})"
+            bad = [n + i for i, g in enumerate(good) if not g]
             if on_error == "fail":
                 raise UserError(fail_message(f"{path}:{bad[0] + 1}: {detail}"))
             found.bad((i, detail) for i in bad)

@@ -64,7 +64,7 @@ from collapselab.pipeline.io import (BATCH, MAX_EXAMPLES, Found, check_on_error,
 
 _TOKEN = re.compile(r"<s>|</s>|<unk>|[a-z0-9]+(?:['’-][a-z0-9]+)*|[^\sa-z0-9]")
 FORMAT = "collapselab-scan"
-VERSION = 2
+VERSION = 3  # 3: the sidecar's ``scheme`` column; deployed watermark schemes (--watermark SPEC)
 DETECTORS = ("watermark", "perplexity", "length")
 
 
@@ -78,10 +78,10 @@ def sidecar_schema():
 
     return pa.schema([("file", pa.string()), ("line", pa.int64()), ("id", pa.string()), ("n_tokens", pa.int64()),
                       ("n_scored", pa.int64()), ("n_green", pa.int64()), ("score", pa.float64()),
-                      ("z", pa.float64()), ("p_value", pa.float64())])
+                      ("z", pa.float64()), ("p_value", pa.float64()), ("scheme", pa.string())])
 
 
-SCORE_COLUMNS = ("n_tokens", "n_scored", "n_green", "score", "z", "p_value")
+SCORE_COLUMNS = ("n_tokens", "n_scored", "n_green", "score", "z", "p_value", "scheme")
 
 
 @dataclass
@@ -130,45 +130,64 @@ def _tokenizer(vocab):
     return VocabTokenizer(vocab.words.tolist(), UNK_ID)
 
 
-class _WatermarkScorer:
+class _SchemeScorer:
+    """A watermark scheme (:mod:`collapselab.detect.schemes`) over the ids a tokenizer gives.
+
+    ``tokenizer``: ``encode(texts) -> TokenSequences`` (the run's word vocabulary for the
+    collapselab scheme, a model's BPE for the deployed ones), or None: the field holds token ids.
+    Flag rule: ``z >= z_threshold`` when given (KGW's rule, the collapselab scheme's default),
+    else ``p_value <= scheme.flag_p_value``."""
+
     exact = True
 
-    def __init__(self, key: bytes, vocab, *, gamma: float, context_width: int, z_threshold: float) -> None:
-        from collapselab.provenance.watermark import Watermark
+    def __init__(self, scheme, tokenizer, *, z_threshold: float | None = None) -> None:
+        self.scheme, self.tokenizer = scheme, tokenizer
+        self.scheme_name = scheme.name
+        self.z_threshold = None if z_threshold is None else float(z_threshold)
+        self.threshold = self.z_threshold if self.z_threshold is not None else float(scheme.flag_p_value)
+        self.rule = f"z >= {self.threshold:g}" if self.z_threshold is not None else f"p <= {self.threshold:g}"
 
-        self.wm = Watermark(key, gamma=gamma, context_width=context_width)
-        self.tokenizer = _tokenizer(vocab)
-        self.z_threshold = float(z_threshold)
+    def score(self, texts: list) -> dict[str, np.ndarray]:
+        from collapselab.corpus.sequences import TokenSequences
 
-    def score(self, texts: list[str]) -> dict[str, np.ndarray]:
-        from collapselab.models.ngram import BOS
-
-        seqs = self.tokenizer.encode(texts)
-        d = self.wm.detect(seqs, pad=BOS)
-        z = np.asarray(d.z, dtype=np.float64)
-        return {"n_tokens": np.diff(seqs.offsets), "n_scored": np.asarray(d.n_scored), "n_green": np.asarray(d.n_green),
-                "score": np.nan_to_num(z, nan=0.0), "z": z, "p_value": np.asarray(d.p_value, dtype=np.float64)}
+        seqs = TokenSequences.from_lists(texts) if self.tokenizer is None else self.tokenizer.encode(texts)
+        try:
+            s = self.scheme.score(seqs)
+        except ValueError as e:  # ids outside the scheme's vocabulary
+            raise UserError(f"scheme {self.scheme_name}: {e}; check --tokenizer / --ids-field against the spec's "
+                            "vocab_size.") from None
+        return {"n_tokens": seqs.lengths, "n_scored": s.n_scored, "n_green": s.n_green, "score": s.score, "z": s.z,
+                "p_value": s.p_value}
 
     def flagged(self, cols: dict) -> np.ndarray:
-        return np.nan_to_num(cols["z"], nan=-np.inf) >= self.z_threshold
+        if self.z_threshold is not None:
+            return np.nan_to_num(cols["z"], nan=-np.inf) >= self.z_threshold
+        return cols["p_value"] <= self.threshold
 
     def exact_fpr(self, n_scored: np.ndarray) -> np.ndarray:
-        """P(flagged | human) per document: P(Bin(T, gamma) >= least G with z(G, T) >= threshold)."""
-        from scipy import stats
+        """P(flagged | human) per document with ``n_scored`` scored tokens."""
+        if self.z_threshold is None:
+            return self.scheme.null_flag_prob(n_scored, self.threshold)
+        return _z_rule_fpr(self.scheme.watermark, n_scored, self.z_threshold)
 
-        t_all = np.asarray(n_scored, dtype=np.int64)
-        t, inverse = np.unique(t_all, return_inverse=True)
-        g = self.wm.gamma
-        # the least green count whose z reaches the threshold lies a step or two from the real root
-        low = np.maximum(0, np.floor(g * t + self.z_threshold * np.sqrt(t * g * (1 - g))).astype(np.int64) - 2)
-        least = np.full(len(t), -1, dtype=np.int64)
-        for k in range(6):
-            cand = low + k
-            z, _ = self.wm.z_and_p(cand, t)
-            new = (least < 0) & (cand <= t) & (np.nan_to_num(z, nan=-np.inf) >= self.z_threshold)
-            least[new] = cand[new]
-        fpr = np.where((least >= 0) & (t > 0), stats.binom.sf(np.maximum(least, 0) - 1, np.maximum(t, 1), g), 0.0)
-        return fpr[inverse]
+
+def _z_rule_fpr(wm, n_scored: np.ndarray, z_threshold: float) -> np.ndarray:
+    """P(Bin(T, gamma) >= least G with z(G, T) >= threshold), per document."""
+    from scipy import stats
+
+    t_all = np.asarray(n_scored, dtype=np.int64)
+    t, inverse = np.unique(t_all, return_inverse=True)
+    g = wm.gamma
+    # the least green count whose z reaches the threshold lies a step or two from the real root
+    low = np.maximum(0, np.floor(g * t + z_threshold * np.sqrt(t * g * (1 - g))).astype(np.int64) - 2)
+    least = np.full(len(t), -1, dtype=np.int64)
+    for k in range(6):
+        cand = low + k
+        z, _ = wm.z_and_p(cand, t)
+        new = (least < 0) & (cand <= t) & (np.nan_to_num(z, nan=-np.inf) >= z_threshold)
+        least[new] = cand[new]
+    fpr = np.where((least >= 0) & (t > 0), stats.binom.sf(np.maximum(least, 0) - 1, np.maximum(t, 1), g), 0.0)
+    return fpr[inverse]
 
 
 class _PerplexityScorer:
@@ -179,6 +198,7 @@ class _PerplexityScorer:
     threshold) and the FPR is measured on (so it has a sample size for the CI)."""
 
     exact = False
+    scheme_name = "perplexity"
 
     def __init__(self, vault, snapshot, vocab, *, order: int, direction: float, fpr_target: float) -> None:
         from collapselab.detect.calibration import rate_above, threshold_at_fpr
@@ -218,6 +238,7 @@ class LengthScorer:
 
     exact = False
     threshold = float("nan")
+    scheme_name = "length"
 
     def score(self, texts: list[str]) -> dict[str, np.ndarray | None]:
         n = len(texts)
@@ -290,6 +311,7 @@ class _Job:
     batch_size: int
     parts: str  # the parts folder; None: count only, write nothing (TPR files)
     digest: str
+    ids: bool = False  # the field holds token ids, not text
 
 
 def _part_schema():
@@ -313,7 +335,7 @@ def _scan_shard(job: _Job) -> dict:
     w = pq.ParquetWriter(out.tmp, schema) if out is not None else None
     try:
         for b in shard_records(job.shard, text_field=job.text_field, on_error=job.on_error,
-                               batch_size=job.batch_size, found=found):
+                               batch_size=job.batch_size, found=found, ids=job.ids):
             if not b.texts:
                 continue
             cols = job.scorer.score(b.texts)
@@ -323,6 +345,7 @@ def _scan_shard(job: _Job) -> dict:
                 n_scored.update(cols["n_scored"].tolist())
             if w is not None:
                 n = len(b.texts)
+                cols["scheme"] = pa.repeat(pa.scalar(job.scorer.scheme_name), n)
                 w.write_table(pa.Table.from_arrays(
                     [pa.array(b.rows), pa.array(b.ids, pa.string()),
                      *(pa.nulls(n, f.type) if cols[f.name] is None else pa.array(cols[f.name], f.type)
@@ -406,8 +429,16 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
                 batch_size: int = BATCH, force: bool = False, reference_vault=None, snapshot: str | None = None,
                 fpr_target: float = 0.01, order: int = 3, direction: float = 1.0, jobs: int | None = None,
                 shard_bytes: int = sh.SHARD_BYTES, progress: sh.Progress | None = None,
-                ledger: str | os.PathLike | None = None) -> ScanResult:
+                ledger: str | os.PathLike | None = None, watermark=None, tokenizer=None,
+                ids_field: str | None = None) -> ScanResult:
     """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module).
+
+    ``watermark``: a scheme spec file (YAML/JSON, :mod:`collapselab.detect.schemes.spec`) or a
+    built :class:`~collapselab.detect.schemes.Scheme`; the text is then tokenised with
+    ``tokenizer`` (a tokenizer.json, model folder, .gguf file or ``"smollm2"``; the collapselab
+    scheme uses ``vocab``), or ``ids_field`` names the field holding each document's token ids.
+    Flag rule: ``p_value <= flag_p_value`` (the spec's); ``key=`` (today's collapselab
+    watermark with ``gamma`` and ``context_width``) keeps ``z >= z_threshold``.
 
     ``ledger``: a provenance ledger (path or URL) to record the scan in, as a step whose inputs are
     ``inputs`` and whose outputs are the sidecar and its manifest (:mod:`collapselab.pipeline.record`)."""
@@ -416,9 +447,14 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
     if detector not in DETECTORS:
         raise UserError(f"--detector {detector!r}: use 'watermark' (with --watermark-key), 'perplexity' (with --vault) "
                         "or 'length'.")
-    if detector == "watermark" and key is None:
-        raise UserError("--detector watermark needs --watermark-key KEYFILE.")
-    if detector != "length" and vocab is None:
+    if watermark is not None and detector != "watermark":
+        raise UserError(f"--watermark scores with a watermark scheme; it does not go with --detector {detector}.")
+    if detector == "watermark" and key is None and watermark is None:
+        raise UserError("--detector watermark needs --watermark SPEC (a scheme spec file) or --watermark-key KEYFILE.")
+    if watermark is not None and key is not None:
+        raise UserError("give --watermark SPEC (its key_file names the key) or --watermark-key KEYFILE, not both.")
+    scheme = _load_scheme(watermark, tokenizer, ids_field, vocab) if watermark is not None else None
+    if detector != "length" and vocab is None and scheme is None:
         raise UserError(f"--detector {detector} needs --vocab VOCABFILE (the generator's vocabulary).")
     if detector == "perplexity" and reference_vault is None:
         raise UserError("--detector perplexity needs --vault DIR (human text to fit and calibrate on).")
@@ -440,10 +476,15 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
     if out.resolve() in {Path(p).resolve() for p in inputs}:
         raise UserError(f"{out}: is one of the inputs; the input is never modified. Pick another --out.")
     check_output_file(out, "--out")  # a folder, a path under a file, an unwritable folder: before any work
-    if detector == "watermark":
+    if scheme is not None:
+        scorer, dparams = scheme
+    elif detector == "watermark":
+        from collapselab.detect.schemes.ours import CollapselabScheme
+
         vocab_obj, vocab_hash = _load_vocab(vocab)
-        scorer = _WatermarkScorer(_load_key(key), vocab_obj, gamma=gamma, context_width=context_width, z_threshold=z_threshold)
-        dparams = {"key_id": scorer.wm.key_id, "gamma": gamma, "context_width": context_width, "z_threshold": z_threshold,
+        ours = CollapselabScheme(_load_key(key), gamma=gamma, context_width=context_width)
+        scorer = _SchemeScorer(ours, _tokenizer(vocab_obj), z_threshold=z_threshold)
+        dparams = {"key_id": ours.key_id, "gamma": gamma, "context_width": context_width, "z_threshold": z_threshold,
                    "vocab_sha256": vocab_hash or _vocab_digest(vocab_obj)}
     elif detector == "perplexity":
         vocab_obj, vocab_hash = _load_vocab(vocab)
@@ -470,7 +511,8 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         shutil.rmtree(parts, ignore_errors=True)
 
     digest = sh.settings_digest({"format": FORMAT, "version": VERSION, **params})
-    job = dict(scorer=scorer, text_field=text_field, on_error=on_error, batch_size=batch_size, digest=digest)
+    job = dict(scorer=scorer, text_field=ids_field or text_field, on_error=on_error, batch_size=batch_size, digest=digest,
+               ids=ids_field is not None)
     with sh.parts_folder(parts):
         marks = sh.run(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], jobs,
                        sh.ticker(progress, len(shards), "scanning"))
@@ -528,9 +570,11 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         est = lo = hi = float("nan")
     if detector == "length":
         thr, rule = float("nan"), "none"
+    elif scorer.exact:
+        thr, rule = scorer.threshold, scorer.rule
     else:
-        thr = float(z_threshold) if scorer.exact else float(scorer.threshold)
-        rule = f"z >= {thr:g}" if scorer.exact else f"score > {thr:.6g}"
+        thr = float(scorer.threshold)
+        rule = f"score > {thr:.6g}"
     result = ScanResult(str(out), docs, malformed, flagged, q, thr, rule, fpr_v, fpr_src, tpr_v, tpr_src,
                         est, lo, hi, False, list(per_file.values()), examples[:MAX_EXAMPLES])
     try:
@@ -544,6 +588,38 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
     shutil.rmtree(parts, ignore_errors=True)
     record_step(ledger, "scan", inputs=inputs, outputs=[out, manifest_path], params=params, result=result)
     return result
+
+
+def _load_scheme(watermark, tokenizer, ids_field, vocab) -> tuple[_SchemeScorer, dict]:
+    """The scorer for ``--watermark SPEC`` and the settings its manifest records (never the key)."""
+    from collapselab.detect.schemes import Scheme, load_scheme, read_spec
+    from collapselab.detect.schemes.tokenizer import TextTokenizer, load_tokenizer
+
+    if ids_field is not None and tokenizer is not None:
+        raise UserError("give --tokenizer (to tokenise --text-field) or --ids-field (token ids already), not both.")
+    name = watermark.name if isinstance(watermark, Scheme) else read_spec(watermark)[0].scheme
+    tparams: dict = {"ids_field": ids_field}
+    tok = None
+    if name == "collapselab" and ids_field is None:
+        if vocab is None:
+            raise UserError("the collapselab scheme scores word ids: give --vocab VOCABFILE (the run's vocab.txt), "
+                            "or --ids-field.")
+        vocab_obj, vocab_hash = _load_vocab(vocab)
+        tok, vocab_size = _tokenizer(vocab_obj), len(vocab_obj)
+        tparams["vocab_sha256"] = vocab_hash or _vocab_digest(vocab_obj)
+    elif ids_field is None:
+        if tokenizer is None:
+            raise UserError(f"scheme {name}: give --tokenizer PATH (the generator's tokenizer.json, model folder, .gguf "
+                            "file or 'smollm2'), or --ids-field FIELD when the records hold token ids.")
+        tok = tokenizer if isinstance(tokenizer, TextTokenizer) else load_tokenizer(tokenizer)
+        vocab_size = tok.vocab_size
+        tparams["tokenizer_sha256"] = tok.sha256
+    else:
+        vocab_size = None
+    scheme = watermark if isinstance(watermark, Scheme) else load_scheme(watermark, vocab_size=vocab_size)
+    params = {"scheme": scheme.name, "key_id": scheme.key_id, "scheme_params": scheme.params(),
+              "flag_p_value": scheme.flag_p_value, **tparams}
+    return _SchemeScorer(scheme, tok), params
 
 
 def _vocab_digest(vocab) -> str:

@@ -81,3 +81,20 @@ class Scheme(ABC):
 def key_digest(scheme: str, key_material: bytes) -> str:
     """``key_id``: 16 hex digits of SHA-256 over the scheme name and the key's canonical bytes."""
     return hashlib.sha256(b"collapselab scheme key id v1\0" + scheme.encode() + b"\0" + key_material).hexdigest()[:16]
+
+
+def binomial_flag_prob(n: np.ndarray, p: float, alpha: float) -> np.ndarray:
+    """P(``P(Bin(n, p) >= G) <= alpha``) for ``G ~ Bin(n, p)``: the exact rate at which the
+    binomial p-value test flags unwatermarked items with ``n`` trials (0 where ``n == 0``).
+
+    The least flagged count is ``k = ppf(1 - alpha) + 1``; the float boundary is checked both ways."""
+    from scipy import stats
+
+    n_all = np.asarray(n, dtype=np.int64)
+    t, inverse = np.unique(n_all, return_inverse=True)
+    k0 = stats.binom.ppf(1 - alpha, t, p).astype(np.int64) + 1
+    k = k0 + 1  # ppf's float rounding can be one off: take the least of k0 - 1, k0, k0 + 1 that is flagged
+    for cand in (k0, k0 - 1):
+        k = np.where(stats.binom.sf(cand - 1, t, p) <= alpha, cand, k)
+    rate = np.where(t > 0, stats.binom.sf(k - 1, np.maximum(t, 1), p), 0.0)
+    return rate.reshape(-1)[inverse].reshape(n_all.shape)
