@@ -270,10 +270,9 @@ class HFKGWScheme(Scheme):
         todo = np.flatnonzero(known == 2)
         if len(todo):
             known[todo] = self._decide(uniq[todo, 0], uniq[todo, 1].astype(np.int64))
-            if len(self._cache) + len(todo) > _CACHE_MAX:  # forget the oldest half
-                for old in list(self._cache)[: len(self._cache) // 2 + len(todo)]:
-                    del self._cache[old]
             self._cache.update(zip((keys[i] for i in todo.tolist()), known[todo].astype(bool).tolist()))
+            if len(self._cache) > _CACHE_MAX:  # keep the newest half
+                self._cache = dict(list(self._cache.items())[-(_CACHE_MAX // 2) :])
         return known.astype(bool)[inv.reshape(-1)]
 
     def _decide(self, seeds: np.ndarray, targets: np.ndarray) -> np.ndarray:
