@@ -3,9 +3,7 @@ torch.randperm, int64 wrap-around, BOS and short items, and the p-value's calibr
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,15 +12,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 from collapselab.corpus.sequences import TokenSequences  # noqa: E402
+from fixtures import make_hf_scheme_fixtures as ref  # noqa: E402
 from collapselab.detect.schemes import build, parse_spec  # noqa: E402
 from collapselab.detect.schemes import hf_kgw  # noqa: E402
 from collapselab.detect.schemes.hf_kgw import HFKGWScheme, green_pairs_mt, green_pairs_torch  # noqa: E402
 
-HERE = Path(__file__).parent
-FIXTURES = json.loads((HERE / "data" / "schemes" / "hf_watermarks.json").read_text())
-_spec = importlib.util.spec_from_file_location("make_hf_scheme_fixtures", HERE / "fixtures" / "make_hf_scheme_fixtures.py")
-ref = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ref)
+FIXTURES = ref.load()
 V = FIXTURES["vocab_size"]
 TIGHT = dict(rtol=1e-9, atol=1e-9)
 
