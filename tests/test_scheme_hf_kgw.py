@@ -201,6 +201,24 @@ def test_cache_reuses_and_stays_bounded(monkeypatch):
     assert len(s2._cache) <= 100
 
 
+@pytest.mark.parametrize("walk_ok", [True, False])
+def test_whole_green_lists_for_busy_seeds(monkeypatch, walk_ok):
+    """A context followed by many targets gets one torch.randperm, kept for later calls; with the
+    walk disagreeing with torch (a future torch), every decision comes from torch.randperm."""
+    vocab = 2000
+    monkeypatch.setitem(hf_kgw._MT_OK, (vocab, 500), walk_ok)
+    s = HFKGWScheme(77, vocab_size=vocab)
+    items = [[5, t] for t in range(0, vocab, 37)] + [[6, 1], [7, 2]]
+    r = s.score(seqs(items))
+    seeds = np.array([(77 * x[0]) % (2**64 - 1) for x in items], dtype=np.uint64)
+    np.testing.assert_array_equal(r.n_green, green_pairs_torch(seeds, np.array([x[1] for x in items]), vocab, 500))
+    assert set(s._lists) == ({77 * 5} if walk_ok else {77 * 5, 77 * 6, 77 * 7})
+    assert len(s._cache) == (2 if walk_ok else 0)
+    np.testing.assert_array_equal(s.score(seqs([[5, 3], [5, 4]])).n_green,
+                                  green_pairs_torch(np.full(2, 77 * 5, np.uint64), np.array([3, 4]), vocab, 500))
+    assert len(s._cache) == (2 if walk_ok else 0)  # answered from the kept green list
+
+
 def test_built_from_a_spec():
     spec = parse_spec({"scheme": "hf-kgw", "key_file": "k.key", "seeding_scheme": "selfhash", "context_width": 2,
                        "flag_p_value": 0.001, "bos_token_id": 1})

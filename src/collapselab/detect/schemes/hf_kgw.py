@@ -59,9 +59,10 @@ Speed
 -----
 ``WatermarkDetector`` draws a full ``randperm(V)`` for every window of every item (its
 ``lru_cache`` keys on fresh tensors and never hits): about 0.2 ms per window for ``V = 49152``.
-Here a batch's distinct ``(seed, target)`` pairs are decided once (and remembered across calls in
-a bounded cache): a seed asked about many targets gets one ``torch.randperm``, the others the
-walk above (only ``k`` generator outputs; no shuffle). ``lefthash`` seeds repeat a lot (one per
+Here a batch's distinct ``(seed, target)`` pairs are decided once and remembered across calls
+(bounded caches): a seed asked about many targets gets one ``torch.randperm`` and its whole green
+list is kept, the others the walk above (only ``k`` generator outputs, no shuffle; about a third of
+a ``randperm``'s time), kept per pair. ``lefthash`` seeds repeat a lot (one per
 distinct previous token), ``selfhash`` windows rarely do; ``bench/bench_schemes_hf.py`` measures.
 """
 
@@ -80,27 +81,31 @@ TABLE_SIZE = 1_000_003  # selfhash's fixed table
 _TORCH_PER_SEED = 8  # a seed asked about this many targets or more gets a full torch.randperm
 _BLOCK = 64  # seeds per vectorised walk block
 _CACHE_MAX = 1 << 20  # (seed, target) decisions remembered across calls
+_LISTS_BYTES = 32 << 20  # whole green lists (bit-packed) remembered across calls
 _MT_OK: dict[tuple[int, int], bool] = {}  # (V, k) -> the walk agrees with torch.randperm
 
 
 # ---------------------------------------------------------------------------------- green lists
+def green_list_torch(seed: int, vocab_size: int, k: int) -> np.ndarray:
+    """The green list of ``seed`` as a boolean mask over the vocabulary, with torch itself."""
+    import torch
+
+    gen = torch.Generator()
+    gen.manual_seed(int(seed))
+    mask = np.zeros(vocab_size, dtype=bool)
+    mask[torch.randperm(vocab_size, generator=gen)[:k].numpy()] = True
+    return mask
+
+
 def green_pairs_torch(seeds: np.ndarray, tokens: np.ndarray, vocab_size: int, k: int) -> np.ndarray:
     """``tokens[i] in randperm(V, seeded seeds[i])[:k]``, with torch itself: one ``randperm`` per
     distinct seed (the definition)."""
-    import torch
-
     seeds = np.asarray(seeds, dtype=np.uint64)
     out = np.zeros(len(seeds), dtype=bool)
     uniq, inv = np.unique(seeds, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-    gen = torch.Generator()
     for u, seed in enumerate(uniq.tolist()):
-        idx = order[bounds[u] : bounds[u + 1]]
-        gen.manual_seed(seed)
-        rank = np.empty(vocab_size, dtype=np.int64)
-        rank[torch.randperm(vocab_size, generator=gen).numpy()] = np.arange(vocab_size)
-        out[idx] = rank[tokens[idx]] < k
+        idx = np.flatnonzero(inv.reshape(-1) == u)
+        out[idx] = green_list_torch(seed, vocab_size, k)[tokens[idx]]
     return out
 
 
@@ -200,7 +205,8 @@ class HFKGWScheme(Scheme):
         self.greenlist_size = int(self.vocab_size * self.greenlist_ratio)
         self.green_share = self.greenlist_size / self.vocab_size  # the exact null rate g
         self._table: np.ndarray | None = None
-        self._cache: dict[tuple[int, int], bool] = {}
+        self._cache: dict[tuple[int, int], bool] = {}  # (seed, target) -> green, from walks
+        self._lists: dict[int, np.ndarray] = {}  # seed -> its whole green list, bit-packed
 
     @property
     def key_id(self) -> str:
@@ -259,31 +265,51 @@ class HFKGWScheme(Scheme):
         return np.where(low < 0, low.view(np.uint64) - np.uint64(1), low.view(np.uint64))
 
     def green(self, seeds: np.ndarray, targets: np.ndarray) -> np.ndarray:
-        """Whether each target is in its seed's green list (distinct pairs decided once, cached)."""
+        """Whether each target is in its seed's green list. Distinct (seed, target) pairs are decided
+        once; a seed with many undecided targets gets its whole green list (``torch.randperm``, kept
+        bit-packed for later calls), the others the walk (its answers kept per pair). Both caches
+        are bounded: past their size the older half is dropped."""
         require_torch("the hf-kgw scheme")
         if not len(seeds):
             return np.zeros(0, dtype=bool)
         pairs = np.stack([seeds.astype(np.uint64), targets.astype(np.uint64)], axis=1)
-        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
-        keys = list(zip(uniq[:, 0].tolist(), uniq[:, 1].tolist()))
-        known = np.array([self._cache.get(key, 2) for key in keys], dtype=np.int8)
-        todo = np.flatnonzero(known == 2)
+        uniq, inv = np.unique(pairs, axis=0, return_inverse=True)  # sorted by seed, then target
+        useed, utok = uniq[:, 0], uniq[:, 1].astype(np.int64)
+        known = np.full(len(uniq), 2, dtype=np.int8)  # 2: not decided yet
+        starts = np.flatnonzero(np.concatenate([[True], useed[1:] != useed[:-1]]))
+        ends = np.append(starts[1:], len(uniq))
+        for a, b, seed in zip(starts.tolist(), ends.tolist(), useed[starts].tolist()):
+            packed = self._lists.get(seed)
+            if packed is not None:
+                t = utok[a:b]
+                known[a:b] = (packed[t >> 3] >> (7 - (t & 7))) & 1
+        rest = np.flatnonzero(known == 2)
+        keys = list(zip(useed[rest].tolist(), utok[rest].tolist()))
+        known[rest] = [self._cache.get(key, 2) for key in keys]
+        todo = rest[known[rest] == 2]
         if len(todo):
-            known[todo] = self._decide(uniq[todo, 0], uniq[todo, 1].astype(np.int64))
-            self._cache.update(zip((keys[i] for i in todo.tolist()), known[todo].astype(bool).tolist()))
-            if len(self._cache) > _CACHE_MAX:  # keep the newest half
-                self._cache = dict(list(self._cache.items())[-(_CACHE_MAX // 2) :])
+            known[todo] = self._decide(useed[todo], utok[todo])
         return known.astype(bool)[inv.reshape(-1)]
 
     def _decide(self, seeds: np.ndarray, targets: np.ndarray) -> np.ndarray:
         V, k = self.vocab_size, self.greenlist_size
-        if not _mt_matches_torch(V, k):
-            return green_pairs_torch(seeds, targets, V, k)
-        _, inv, per_seed = np.unique(seeds, return_inverse=True, return_counts=True)
-        many = per_seed[inv.reshape(-1)] >= _TORCH_PER_SEED
         out = np.empty(len(seeds), dtype=bool)
-        out[many] = green_pairs_torch(seeds[many], targets[many], V, k)
-        out[~many] = green_pairs_mt(seeds[~many], targets[~many], V, k)
+        uniq, inv, per_seed = np.unique(seeds, return_inverse=True, return_counts=True)
+        inv = inv.reshape(-1)
+        exact_only = not _mt_matches_torch(V, k)
+        whole = np.flatnonzero((per_seed >= _TORCH_PER_SEED) | exact_only)
+        for u in whole.tolist():  # whole green lists, remembered
+            mask = green_list_torch(int(uniq[u]), V, k)
+            idx = np.flatnonzero(inv == u)
+            out[idx] = mask[targets[idx]]
+            self._lists[int(uniq[u])] = np.packbits(mask)
+        if len(self._lists) * (V // 8 + 1) > _LISTS_BYTES:
+            self._lists = dict(list(self._lists.items())[len(self._lists) // 2 :])
+        walk = ~np.isin(inv, whole)
+        out[walk] = green_pairs_mt(seeds[walk], targets[walk], V, k)
+        self._cache.update(zip(zip(seeds[walk].tolist(), targets[walk].tolist()), out[walk].tolist()))
+        if len(self._cache) > _CACHE_MAX:  # keep the newest half
+            self._cache = dict(list(self._cache.items())[-(_CACHE_MAX // 2) :])
         return out
 
     def score(self, seqs: TokenSequences) -> SchemeScores:
