@@ -63,10 +63,11 @@ Vectorisation: one call scores a whole corpus. Philox runs on numpy uint64 lanes
 the 32x32-bit products fit in 64 bits), in place, over chunks of 16,384 tokens that stay in the
 CPU cache: per chunk, the context words are gathered from the flat token array, the context
 states computed (one Philox call per 4 context words) and the token words (one call per token).
-De-duplication mixes each token's (item, context) into a 64-bit key and marks repeats with a hash
-table (pandas' ``duplicated``); the tokens whose key repeats are then de-duplicated exactly among
-themselves by sorting (item, context words), so a key collision never drops a token. Only the
-scored tokens reach the PRF. About 10^7 tokens/s/core, 100x and more vLLM's detector
+De-duplication mixes each token's (item, context) into a 64-bit key and numbers the keys with a
+hash table (pandas' ``factorize``); every repeat is checked against the first token of its key
+(an exact sort decides should two contexts ever share a key), so a collision never drops a token. Repeats are
+scored too and then given an exact 0.0, which leaves the sums those of the kept tokens (and
+keeps every pass over contiguous slices). About 10^7 tokens/s/core, 100x and more vLLM's detector
 (``bench/bench_schemes_gumbel.py``).
 """
 
@@ -150,8 +151,11 @@ def _philox_np(counter, key, select=None, chunk: int = 16384):
                     if kk is not None:
                         kk += bump
                         kk &= mask
-        if select is not None:
-            np.choose(select[lo:hi], (c0, c1, c2, c3), out=out[0][lo:hi])
+        if select is not None:  # (np.choose is several times slower than three masked copies)
+            o, sel = out[0][lo:hi], select[lo:hi]
+            o[:] = c0
+            for i, c in ((1, c1), (2, c2), (3, c3)):
+                np.copyto(o, c, where=sel == i)
         else:
             for o, c in zip(out, (c0, c1, c2, c3)):
                 o[lo:hi] = c
@@ -261,45 +265,70 @@ class GumbelScheme(Scheme):
         return (1 - self.alpha) ** 2 + self.alpha**2 if self.dual else 1.0
 
     # ---------------------------------------------------------------------------- detection
-    def _columns(self, tokens: np.ndarray, start: np.ndarray, pos: np.ndarray) -> list[np.ndarray]:
-        """The contexts of the tokens at flat positions ``pos`` as ``w`` columns of uint64 words
-        (oldest first), ``0xFFFFFFFF`` before the item starts (``start``: each token's item start)."""
-        first = start[pos]
+    def _layout(self, seqs: TokenSequences):
+        """What the context columns are cut from: the flat tokens as uint64 behind ``w`` pad words,
+        and, sorted, the positions of every item's first ``w`` tokens with their rank in the item."""
+        w = self.context_width
+        padded = np.concatenate([np.full(w, MASK, np.uint64), seqs.tokens.astype(np.uint64)])
+        rank = np.arange(w)
+        heads = seqs.offsets[:-1, None] + rank
+        inside = rank < seqs.lengths[:, None]
+        return padded, heads[inside], np.broadcast_to(rank, heads.shape)[inside]
+
+    def _columns(self, layout, lo: int, hi: int) -> list[np.ndarray]:
+        """The contexts of the tokens at flat positions ``lo:hi`` as ``w`` columns of uint64 words
+        (oldest first), ``0xFFFFFFFF`` before each item's start."""
+        padded, heads, rank = layout
+        w = self.context_width
+        a, b = np.searchsorted(heads, [lo, hi])
+        heads, rank = heads[a:b] - lo, rank[a:b]
         cols = []
-        for d in range(self.context_width, 0, -1):  # d tokens back
-            back = pos - d
-            col = tokens[np.maximum(back, 0)].astype(np.uint64)
-            col[back < first] = MASK
+        for d in range(w, 0, -1):  # the token d positions back
+            col = padded[lo + w - d:hi + w - d].copy()
+            col[heads[rank < d]] = MASK
             cols.append(col)
         return cols
 
     def first_occurrences(self, seqs: TokenSequences) -> np.ndarray:
         """Mask of the tokens whose context occurs for the first time in their item (vLLM's
-        ``deduplicate_contexts``). A 64-bit mix of (item, context) per token goes through a hash
-        table (pandas' ``duplicated``); a token whose key was seen before is a repeat unless two
-        different contexts share a key, so the tokens with a repeated key are then de-duplicated
-        exactly among themselves by a lexicographic sort of (item, context words)."""
+        ``deduplicate_contexts``). Each token's (item, context) is mixed into a 64-bit key and the
+        keys are numbered in order of first appearance by a hash table (pandas' ``factorize``); a
+        token whose key number is not new is a repeat. Every repeat is checked to hold the same item
+        and context as the first token of its key; if a 64-bit collision ever made two contexts
+        share a key, an exact lexicographic sort of (item, context words) decides instead."""
         import pandas as pd
 
-        n, tokens = seqs.n_tokens, seqs.tokens
-        item, start = seqs.item_index(), np.repeat(seqs.offsets[:-1], seqs.lengths)
+        n, layout, item = seqs.n_tokens, self._layout(seqs), seqs.item_index()
+        if n == 0:
+            return np.zeros(0, bool)
         h = np.empty(n, np.uint64)
         for lo in range(0, n, CHUNK):
-            pos = np.arange(lo, min(n, lo + CHUNK))
-            h[lo:lo + CHUNK] = self._context_keys(item[pos], self._columns(tokens, start, pos))
-        keys = pd.Series(h, copy=False)
-        repeat = keys.duplicated().to_numpy()
-        if not repeat.any():
-            return np.ones(n, bool)
-        sub = np.flatnonzero(keys.isin(h[repeat]).to_numpy())  # every token whose key repeats
-        rows = np.stack([item[sub].astype(np.uint64)] + self._columns(tokens, start, sub), axis=1)
+            hi = min(n, lo + CHUNK)
+            h[lo:hi] = self._context_keys(item[lo:hi], self._columns(layout, lo, hi))
+        codes = pd.factorize(h)[0]
+        keep = np.empty(n, bool)
+        keep[0] = True
+        keep[1:] = codes[1:] > np.maximum.accumulate(codes)[:-1]  # a key number seen for the first time
+        if keep.all():
+            return keep
+        rep = np.flatnonzero(~keep)
+        first = np.flatnonzero(keep)[codes[rep]]  # the first token with the same key
+        a, b = self._gathered(seqs, layout, item, rep), self._gathered(seqs, layout, item, first)
+        if np.array_equal(a, b):
+            return keep
+        rows = self._gathered(seqs, layout, item, np.arange(n))  # a collision: decide exactly
         order = np.lexsort(rows.T[::-1])  # by item, then context; stable: by position within ties
         rows = rows[order]
-        first = np.concatenate([[True], (rows[1:] != rows[:-1]).any(axis=1)])
-        keep = ~repeat
-        keep[sub] = False
-        keep[sub[order[first]]] = True
+        keep[:] = False
+        keep[order[np.concatenate([[True], (rows[1:] != rows[:-1]).any(axis=1)])]] = True
         return keep
+
+    def _gathered(self, seqs: TokenSequences, layout, item: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        """(len(pos), 1 + w): the item and the context words of the tokens at positions ``pos``."""
+        w, padded = self.context_width, layout[0]
+        within = pos - seqs.offsets[item[pos]]
+        cols = [np.where(within >= d, padded[pos + w - d], MASK) for d in range(w, 0, -1)]
+        return np.stack([item[pos].astype(np.uint64)] + cols, axis=1)
 
     @staticmethod
     def _context_keys(item: np.ndarray, cols: list[np.ndarray]) -> np.ndarray:
@@ -311,31 +340,34 @@ class GumbelScheme(Scheme):
             h ^= h >> np.uint64(31)
         return h
 
-    def token_scores(self, seqs: TokenSequences, pos: np.ndarray) -> np.ndarray:
-        """The per-token scores (float64) of the tokens at flat positions ``pos``, in cache-sized chunks."""
-        tokens, start = seqs.tokens, np.repeat(seqs.offsets[:-1], seqs.lengths)
-        out = np.empty(len(pos))
-        for lo in range(0, len(pos), CHUNK):
-            p = pos[lo:lo + CHUNK]
-            cols, tok = self._columns(tokens, start, p), tokens[p]
+    def token_scores(self, seqs: TokenSequences) -> np.ndarray:
+        """Every token's score (float64; before de-duplication), in cache-sized chunks."""
+        n, layout, tokens = seqs.n_tokens, self._layout(seqs), seqs.tokens
+        out = np.empty(n)
+        for lo in range(0, n, CHUNK):
+            hi = min(n, lo + CHUNK)
+            cols, tok = self._columns(layout, lo, hi), tokens[lo:hi]
             for i, (key, weight) in enumerate(self._keys):
                 term = -np.log1p(-uniforms(token_words(context_state(cols, key), tok, key)).astype(np.float64))
                 if i == 0:
-                    out[lo:lo + CHUNK] = term * weight if self.dual else term
+                    out[lo:hi] = term * weight if self.dual else term
                 else:
-                    out[lo:lo + CHUNK] += term * weight
+                    out[lo:hi] += term * weight
         return out
 
     def score(self, seqs: TokenSequences) -> SchemeScores:
         tokens = seqs.tokens
         if len(tokens) and (int(tokens.min()) < 0 or int(tokens.max()) >= self.vocab_size):
             raise ValueError(f"token ids must be in [0, {self.vocab_size}) (the generator's vocabulary)")
-        pos = np.arange(seqs.n_tokens, dtype=np.int64)
-        if self.deduplicate_contexts:
-            pos = pos[self.first_occurrences(seqs)]
-        item = seqs.item_index()[pos]
-        n = np.bincount(item, minlength=len(seqs)).astype(np.int64)
-        score = np.bincount(item, weights=self.token_scores(seqs, pos), minlength=len(seqs)).astype(np.float64)
+        item = seqs.item_index()
+        terms = self.token_scores(seqs)
+        if self.deduplicate_contexts:  # repeats add an exact 0.0: the sums are those of the kept tokens
+            keep = self.first_occurrences(seqs)
+            terms[~keep] = 0.0
+            n = np.bincount(item[keep], minlength=len(seqs)).astype(np.int64)
+        else:
+            n = seqs.lengths.astype(np.int64)
+        score = np.bincount(item, weights=terms, minlength=len(seqs)).astype(np.float64)
         return SchemeScores(n_scored=n, score=score, z=self.z(score, n), p_value=self.p_value(score, n))
 
     def z(self, score: np.ndarray, n: np.ndarray) -> np.ndarray:
