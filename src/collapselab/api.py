@@ -144,6 +144,38 @@ def _new_run_key(config: ExperimentConfig, folder: RunFolder) -> tuple[Experimen
     return config.model_copy(update={"watermark_key": str(path)}), Watermark(load_key(path)).key_id
 
 
+# the id space a scheme is checked in before the run (the run builds it over the seed's generation-0 model's)
+_PRE_RUN_VOCAB = {"gpt": lambda c: c.model["bpe_vocab"], "smollm2": lambda c: 49152, "ngram": lambda c: None}
+
+
+def _check_scheme(config: ExperimentConfig) -> tuple[ExperimentConfig, str]:
+    """``watermark``: read the spec and its key (one UserError line if either is bad or the family
+    cannot sample with the scheme); the config records the spec's absolute path, never the key.
+    Returns the config and the key's public ``key_id``."""
+    from collapselab.loop.engine import load_loop_scheme
+
+    spec = Path(config.watermark).expanduser().resolve()
+    config = config.model_copy(update={"watermark": str(spec)})
+    scheme = load_loop_scheme(config, _PRE_RUN_VOCAB[config.family](config))
+    return config, scheme.key_id
+
+
+def _watermark_summary(config: ExperimentConfig, key_id: str | None) -> dict:
+    """What summary.json says of the run's watermark: the scheme, its public parameters, the spec's
+    path and the key's ``key_id`` (never the key)."""
+    if config.watermark is not None:
+        from collapselab.detect.schemes import read_spec
+
+        spec, _ = read_spec(config.watermark)
+        params = spec.model_dump(exclude={"key_file"})
+        return {"watermark": {"scheme": spec.scheme, "key_id": key_id, "spec": config.watermark,
+                              "share": config.watermark_share, "params": params}}
+    if config.watermark_key is not None:
+        return {"watermark": {"scheme": "collapselab", "key_id": key_id, "share": config.watermark_share,
+                              "params": {"gamma": config.watermark_gamma, "delta": config.watermark_delta, "context_width": 1}}}
+    return {}
+
+
 def _check_corpus(config: ExperimentConfig, corpus) -> None:
     n = n_items(corpus.train)
     n_out = config.samples or n
@@ -202,6 +234,8 @@ def run_experiment(
             raise UserError(f"{folder.path}: the folder exists and is not empty. Choose another --out, or add --resume to finish it.")
 
     key_id = None
+    if config.watermark is not None:  # a bad spec or key, or one the family cannot sample with, fails before any folder
+        config, key_id = _check_scheme(config)
     if config.watermark_key not in (None, NEW_KEY):  # a bad key fails here too, before any folder is written
         from collapselab.provenance.keys import load_key
         from collapselab.provenance.watermark import Watermark
@@ -304,6 +338,7 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
                 "rare_words": int(len(evaluator.rare_)), "rare_max_count": config.rare_max_count} if config.is_text else {}),
         },
         "diversity_metric": config.diversity_metric,
+        **_watermark_summary(config, key_id),
         "caption": run.caption(),
         "final": _final(run.metrics, config),
         "table": table_records(blocks),

@@ -217,11 +217,12 @@ class ExperimentConfig(BaseModel):
     vault_snapshot: Optional[str] = Field(None, description="the vault snapshot to draw from (None: the newest)")
     credentials: Optional[str] = Field(None, description="a credentials folder (`collapselab credentials init`): each generation's sample shard gets a signed sidecar manifest")
     watermark_key: Optional[str] = Field(None, description="key file (`collapselab keys new`): ngram samplers embed a green-list watermark; 'new': a fresh key made in the run folder (watermark.key, 0600)")
+    watermark: Optional[str] = Field(None, description="a watermark scheme spec file (YAML/JSON: collapselab, hf-kgw, synthid, gumbel, gumbel-dual; docs/watermark.md): gpt and smollm2 sample with any scheme, ngram with the collapselab scheme; the key stays in the spec's key file")
     ledger_signing_key: Optional[str] = Field(None, description="Ed25519 key file (`collapselab keys new-signing FILE`): the run's final ledger tree head in summary.json is signed with it")
     watermark_share: float = Field(1.0, gt=0, le=1, description="share of each generation's samples that carry the watermark (the contaminated web: not every maker marks its text)")
     preset: Optional[str] = Field(None, description="the preset this config started from ('defences'): `run` prints its table")
-    watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share")
-    watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias")
+    watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share (watermark_key; a scheme spec has its own)")
+    watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias (watermark_key, and the collapselab scheme's spec, which has none)")
     _image_corpus: Optional[bool] = PrivateAttr(None)
     facts: bool = Field(False, description="plant invented facts at long-tailed frequencies (1..32 copies) in the human training set and probe every generation's recall and hallucination rate per frequency bucket (docs/facts.md)")
 
@@ -269,9 +270,25 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"vault: a vault holds text; the {self.family} family cannot draw from it (use --family ngram)")
         if self.facts and not self.is_text:
             raise ValueError(f"facts: the {self.family} family learns no text to plant facts in; use it with --family ngram")
+        if self.watermark is not None:
+            self._check_watermark()
         if self.watermark_key is not None and self.family != "ngram":
-            raise ValueError(f"watermark_key: the {self.family} family has no watermarking sampler yet; use it with --family ngram")
+            raise ValueError(f"watermark_key: the {self.family} family samples with a scheme instead: --watermark SPEC "
+                             "(docs/watermark.md); --watermark-key is for --family ngram")
         return self
+
+    def _check_watermark(self) -> None:
+        """What can be known of ``watermark`` without reading its files (the api checks those)."""
+        if self.watermark_key is not None:
+            raise ValueError("watermark: give a scheme spec (--watermark) or a key (--watermark-key), not both")
+        if self.family not in TEXT_FAMILIES:
+            raise ValueError(f"watermark: the {self.family} family makes no text to watermark; use --family gpt, smollm2 or ngram")
+        if self.model.get("decoding") == "beam":
+            raise ValueError("watermark: the schemes' generation rules are sampling rules; beam decoding takes none "
+                             "(use --decoding sample)")
+        if self.family == "gpt" and self.model.get("init") == "scratch":
+            raise ValueError("watermark: gpt with init 'scratch' learns a new BPE every generation, so the watermark's "
+                             "token space would change under it; use --init gen0 or previous")
 
     @model_validator(mode="after")
     def _policy_needs(self) -> "ExperimentConfig":
@@ -280,9 +297,10 @@ class ExperimentConfig(BaseModel):
             if "text" in needs and not self.is_text:
                 raise ValueError(f"policies: {spec} judges text and the {self.family} family makes none; "
                                  "keep only its data source (e.g. web:0.1-0.9) or use a text family")
-            if "watermark" in needs and self.watermark_key is None:
-                raise ValueError(f"policies: {spec} needs the run's watermark key; set watermark_key "
-                                 "(--watermark-key FILE, or 'new' for a fresh key in the run folder)")
+            if "watermark" in needs and self.watermark_key is None and self.watermark is None:
+                raise ValueError(f"policies: {spec} needs the run's watermark key or scheme; set watermark_key "
+                                 "(--watermark-key FILE, or 'new' for a fresh key in the run folder) or watermark "
+                                 "(--watermark SPEC, a scheme spec file)")
         if self.preset is not None:
             from collapselab.presets import PRESETS
 

@@ -7,6 +7,10 @@ that composes them (``web:0.1-0.9+filter:watermark:0.01+anchor:0.1``) is in
 * :class:`Filter` ``filter:DETECTOR:FPR``: drop every item the calibrated detector flags.
   Row columns: ``detected_share`` (share of the candidates flagged), ``human_flagged_share`` and
   ``synthetic_flagged_share`` (the false- and true-positive rates it really had, from the origins).
+  ``filter:watermark`` scores with the run's key (``watermark_key``) or, in a run with a scheme
+  (``watermark``: hf-kgw, synthid, gumbel, ...), with that scheme's p-values
+  (:class:`~collapselab.loop.judges.SchemeDetector`), either way thresholded on the judges' human
+  calibration split.
 * :class:`Curate` ``curate:REWARD:KEEP``: best-of-k selection: keep the ``round(KEEP n)``
   candidates with the highest reward (ties: the earlier item), in their original order.
   Column ``curated_synthetic_share``: the synthetic share among the candidates before selection.

@@ -10,6 +10,25 @@ Randomness: generation g of policy p under seed s uses its own generator, derive
 ``(s, p, g)`` alone, so a resumed run draws exactly what an uninterrupted one would, adding a
 policy does not change the others' numbers, and chains may run in parallel processes
 (``jobs``) without changing a single number.
+
+Watermarks
+----------
+With ``watermark_key`` (ngram), every sampler embeds our green-list watermark, as it always did:
+``watermark_z`` is the pooled z-score of the generation's output and ``watermark_flagged_share`` the
+share of its items with z >= 4. With ``watermark`` (a scheme spec file,
+:mod:`collapselab.detect.schemes`), the samplers follow the scheme's generation rule in the token
+space of the seed's generation-0 model (``watermark_tokens``, ``watermark_vocab_size``: gpt's BPE
+pieces, SmolLM2's tokenizer, the n-gram's word ids), which every later generation shares, and:
+
+* ``watermark_flagged_share``: the share of the generation's items the scheme flags
+  (``p_value <= flag_p_value``, the spec's, default 0.01);
+* ``watermark_z``: one pooled statistic, standard normal for text written without the key. Where
+  the scheme has per-item z-scores (collapselab, hf-kgw, gumbel, gumbel-dual) it is
+  ``sum z_i sqrt(n_i) / sqrt(sum n_i)`` over the items with scored tokens (``n_i`` of them): the
+  z-score of all the generation's scored tokens taken together. SynthID has no z: there it is
+  Stouffer's combination of the items' p-values, ``sum Phi^-1(1 - p_i) / sqrt(k)``.
+
+A share ``watermark_share`` of each generation's items carries the watermark, either way.
 """
 
 from __future__ import annotations
@@ -35,6 +54,47 @@ from collapselab.workers import exit_with_parent
 
 
 GRID_IMAGES = 100  # images per generation in the PNG grid
+
+
+def load_loop_scheme(config: ExperimentConfig, vocab_size: int | None):
+    """The scheme of ``config.watermark`` over ``vocab_size`` ids, its key read from its key file.
+
+    One UserError line where the loop cannot sample with it: a scheme other than ``collapselab``
+    for the n-gram (its sampler forms no logits), or a spec that fixes ``vocab_size`` (the loop's
+    model decides the id space). The ``collapselab`` scheme embeds with the config's
+    ``watermark_delta`` (its spec has no bias)."""
+    from collapselab.detect.schemes import build, read_key, read_spec
+    from collapselab.errors import UserError
+
+    spec, key_path = read_spec(config.watermark)
+    if config.family == "ngram" and spec.scheme != "collapselab":
+        raise UserError(f"watermark: {config.watermark} is a {spec.scheme} spec; the ngram family samples only with the "
+                        "collapselab scheme (its sampler forms no logits for a logits processor). Use --family gpt or smollm2.")
+    if spec.vocab_size is not None:
+        raise UserError(f"watermark: {config.watermark} sets vocab_size ({spec.vocab_size}); leave it out in a run, whose "
+                        f"model decides the id space (the {config.family} model's).")
+    key = read_key(spec.scheme, key_path)
+    scheme = build(spec, key, vocab_size=vocab_size)
+    if spec.scheme == "collapselab":
+        from collapselab.provenance.watermark import Watermark
+
+        scheme.watermark = Watermark(key, gamma=spec.gamma, delta=config.watermark_delta, context_width=spec.context_width)
+    return scheme
+
+
+def pooled_z(scores) -> float:
+    """A generation's pooled watermark statistic (see the module docstring); NaN if nothing was scored."""
+    n = np.asarray(scores.n_scored, dtype=np.float64)
+    ok = n > 0
+    if not ok.any():
+        return float("nan")
+    z = np.asarray(scores.z, dtype=np.float64)[ok]
+    if np.isfinite(z).all():
+        return float(np.sum(z * np.sqrt(n[ok])) / np.sqrt(n[ok].sum()))
+    from scipy.stats import norm
+
+    p = np.clip(np.asarray(scores.p_value, dtype=np.float64)[ok], 1e-300, 1.0)
+    return float(norm.isf(p).sum() / np.sqrt(ok.sum()))
 
 
 @dataclass
@@ -128,6 +188,28 @@ class _Job:
         with open(self.folder.checkpoint_path(label, seed, g), "rb") as f:
             return pickle.load(f)
 
+    def scheme(self, seed: int):
+        """The run's watermark scheme (``watermark``) in seed ``seed``'s token space (its generation-0
+        model's), built once per process from the spec and key files (the key is never pickled)."""
+        if self.config.watermark is None:
+            return None
+        self._schemes = getattr(self, "_schemes", {})
+        if seed not in self._schemes:
+            self._schemes[seed] = load_loop_scheme(self.config, self.gen0[seed].watermark_vocab_size())
+        return self._schemes[seed]
+
+    def scheme_scores(self, seed: int, items):
+        """The scheme's scores of word-id ``items``, read in seed ``seed``'s token space."""
+        return self.scheme(seed).score(self.gen0[seed].watermark_tokens(items))
+
+    def marker(self, seed: int | None):
+        """What the samplers of seed ``seed`` embed: the scheme, the key's watermark, or None."""
+        if self.config.watermark is None:
+            return self.watermark
+        if seed is None:
+            raise ValueError("a run with a watermark scheme samples in a seed's token space: pass the seed")
+        return self.scheme(seed)
+
     @property
     def watermark(self):
         """The run's watermark, from its key file (loaded in each process; the key is never pickled)."""
@@ -142,7 +224,8 @@ class _Job:
         return self._watermark
 
     def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in ("_watermark", "_models", "_judge_draws", "_data")}
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_watermark", "_schemes", "_models", "_judge_draws", "_data")}
 
     def judge_draw(self, seed: int):
         """The judges' own sample of generation 0's model (loop.judges): as many items as one
@@ -150,13 +233,13 @@ class _Job:
         self._judge_draws = getattr(self, "_judge_draws", {})
         if seed not in self._judge_draws:
             n = self.config.samples or n_items(self.data(seed)[0].train)
-            self._judge_draws[seed] = self.sample(self.gen0[seed], n, generation_rng(seed, "judges", 0))
+            self._judge_draws[seed] = self.sample(self.gen0[seed], n, generation_rng(seed, "judges", 0), seed)
         return self._judge_draws[seed]
 
-    def sample(self, model, n: int, rng):
-        """``n`` items; with a key, the first ``round(watermark_share n)`` carry the watermark and the
+    def sample(self, model, n: int, rng, seed: int | None = None):
+        """``n`` items; with a watermark, the first ``round(watermark_share n)`` carry it and the
         rest are drawn after them, unmarked, from the same generator (the contaminated web)."""
-        wm = self.watermark
+        wm = self.marker(seed)
         marked = n if wm is None else int(round(self.config.watermark_share * n))
         if wm is None or marked == n:
             return model.sample(n, rng=rng) if wm is None else model.sample(n, rng=rng, watermark=wm)
@@ -167,6 +250,11 @@ class _Job:
         evaluator = self.data(seed)[1]
         evaluator.gen0 = self.gen0[seed]
         row, per_item = evaluator.evaluate(model, samples)
+        if self.config.watermark is not None:  # how strongly the generation's output carries the scheme's key
+            scores = self.scheme_scores(seed, samples)
+            row["watermark_z"] = pooled_z(scores)
+            row["watermark_flagged_share"] = float(np.mean(scores.p_value <= self.scheme(seed).flag_p_value))
+            return row, per_item
         wm = self.watermark
         if wm is not None:  # how strongly the generation's output carries the key
             from collapselab.models.ngram import BOS
@@ -200,8 +288,13 @@ class _Job:
     def loop_state(self, seed: int, label: str, outputs: list) -> LoopState:
         """What the policy of chain (or tree node) ``label`` may draw from and judge with."""
         c = self.data(seed)[0]
+        scheme = None
+        if self.config.watermark is not None:
+            from collapselab.loop.judges import SchemeDetector
+
+            scheme = SchemeDetector(self.scheme(seed), self.gen0[seed].watermark_tokens)
         return LoopState(human=c.train, pool=c.pool, vault=getattr(c, "vault", None), outputs=outputs,
-                         holdout=getattr(c, "holdout", None), watermark=self.watermark,
+                         holdout=getattr(c, "holdout", None), watermark=self.watermark, scheme=scheme,
                          generations=self.config.generations, seed=seed, label=label,
                          judge_draw=lambda: self.judge_draw(seed))
 
@@ -231,7 +324,7 @@ class _Job:
         ts = policy.training_set(g, state, rng)
         model = self.fit(ts.data, rng, seed, parent=parent)
         self.keep_model(label, seed, g, model)
-        samples = self.sample(model, self.config.samples or n_items(self.data(seed)[0].train), rng)
+        samples = self.sample(model, self.config.samples or n_items(self.data(seed)[0].train), rng, seed)
         metrics, per_item = self.measure(seed, model, samples)
         self.save(label, seed, g, samples, per_item)
         emit({**self.row(label, seed, g, ts.synthetic_share, metrics, len(ts.origin)), **ts.stats, **(extra or {})},
@@ -322,7 +415,7 @@ def run_loop(config: ExperimentConfig, corpus, evaluator, folder: RunFolder, *, 
         job.gen0[seed] = job.fit(seed_corpus.train, rng, seed)
         missing = [p for p in config.root_labels if (p, seed, 0) not in done]
         if missing:
-            samples0 = job.sample(job.gen0[seed], n_out, rng)
+            samples0 = job.sample(job.gen0[seed], n_out, rng, seed)
             metrics0, per_item0 = job.measure(seed, job.gen0[seed], samples0)
             if ledger is not None:
                 ledger.record("", seed, 0, (-1,), dataset_hash(samples0))

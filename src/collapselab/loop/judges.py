@@ -23,7 +23,11 @@ Detectors, for ``filter:DETECTOR:FPR`` (score higher = more likely synthetic; an
 when its score is above a threshold set on the calibration split for false-positive rate FPR,
 :class:`collapselab.detect.Calibrated`):
 
-* ``watermark``: the KGW z-score under the run's key; nothing to learn.
+* ``watermark``: the KGW z-score under the run's key (``watermark_key``); with a scheme
+  (``watermark``: hf-kgw, synthid, gumbel, ...), :class:`SchemeDetector`: ``-log10`` of the scheme's
+  p-value on the items' token ids (the seed's generation-0 model's tokenizer). Nothing to learn;
+  the threshold is set on the calibration split like every detector's, so the filter's
+  false-positive rate is measured on human text it never judges, not taken from the p-values.
 * ``likelihood``: log-perplexity under a reference trigram (Kneser-Ney) fitted on the fitting
   split; its direction (one sign) learnt on the calibration split vs the judges' synthetic sample.
 * ``classifier``: hashed word 1-3-grams and logistic regression, trained on the fitting split vs
@@ -97,6 +101,27 @@ class PreferenceReward:
         return np.asarray(self.features(texts) @ self.coef_, dtype=np.float64)
 
 
+class SchemeDetector:
+    """A watermark scheme as a detector of word-id items: ``score`` is ``-log10 p_value`` of the
+    scheme's test on ``tokens(items)`` (higher = more likely watermarked; p-values below 1e-300
+    count as 1e-300). Nothing to learn: the key decides."""
+
+    def __init__(self, scheme, tokens) -> None:
+        self.scheme, self.tokens = scheme, tokens
+
+    def fit(self, human=None, synthetic=None, *, rng=None) -> "SchemeDetector":
+        return self
+
+    def scores(self, texts: TokenSequences):
+        """The scheme's :class:`~collapselab.detect.schemes.SchemeScores` of the items."""
+        return self.scheme.score(self.tokens(texts))
+
+    def score(self, texts: TokenSequences) -> np.ndarray:
+        if len(texts) == 0:
+            return np.zeros(0)
+        return -np.log10(np.clip(self.scores(texts).p_value, 1e-300, 1.0))
+
+
 def _cached(state: LoopState, key: tuple, make):
     if key not in state.cache:
         state.cache[key] = make()
@@ -159,7 +184,7 @@ def _detector(kind: str, state: LoopState):
     from collapselab.detect import ClassifierDetector, PerplexityDetector, WatermarkDetector
 
     if kind == "watermark":
-        return WatermarkDetector(state.watermark)
+        return state.scheme if state.scheme is not None else WatermarkDetector(state.watermark)
     fit, calibration = judge_human(state)
     if kind == "likelihood":
         return PerplexityDetector(_reference(state, fit)).fit(calibration, judge_synthetic(state))

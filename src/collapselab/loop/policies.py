@@ -89,6 +89,7 @@ class LoopState:
     outputs: list[Data] = field(default_factory=list)  # outputs[g] = what generation g produced
     holdout: Data | None = None  # held-out human items that ppl_holdout is measured on: no defence looks at them
     watermark: object | None = None  # the run's Watermark (key loaded), for filter:watermark
+    scheme: object | None = None  # the run's watermark scheme as a detector (loop.judges.SchemeDetector), for filter:watermark
     generations: int = 1  # generations of the run (the web's schedule spans them)
     seed: int = 0  # the run seed and the chain's label name the policy's own random streams
     label: str = ""
@@ -107,7 +108,7 @@ class LoopState:
 
 class Policy(Protocol):
     name: str
-    requires: frozenset  # what the run must provide: "text" (scores text), "watermark" (the key)
+    requires: frozenset  # what the run must provide: "text" (scores text), "watermark" (a key or a scheme)
 
     def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet: ...
 

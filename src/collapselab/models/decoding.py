@@ -16,8 +16,14 @@ scores them.
 exists for the tests and the benchmark.
 
 Sampling follows Hugging Face's order: repetition penalty, temperature, top-k, then top-p (keep
-the smallest heaviest-first set of pieces whose mass reaches ``p``). Beam search is Hugging Face's
-vectorised beam search (``transformers`` ``GenerationMixin._beam_search``, ``early_stopping=False``):
+the smallest heaviest-first set of pieces whose mass reaches ``p``), then, when sampling with a
+text watermark (``watermark=``: a :class:`~collapselab.detect.schemes.Scheme`), the scheme's
+logits processor, last, as ``generate`` places it (:func:`new_processor`: a fresh one per call;
+it sees ``input_ids``, each row's whole prompt and pieces so far, not the model's sliding window).
+Rows that leave the batch leave the processor's per-row state too (:func:`select_rows`). Beam
+search takes no watermark (the schemes' generation rules are sampling rules).
+
+Beam search is Hugging Face's vectorised beam search (``transformers`` ``GenerationMixin._beam_search``, ``early_stopping=False``):
 the best ``2 * num_beams`` continuations of all beams are ranked; those among the first
 ``num_beams`` that end become finished hypotheses scored ``sum log p / length ** length_penalty``;
 the best ``num_beams`` unfinished ones continue; a prompt is done when its ``num_beams`` finished
@@ -28,6 +34,9 @@ positive score, multiply a negative one) applies to every piece seen in the row 
 
 from __future__ import annotations
 
+import inspect
+
+import numpy as np
 import torch
 
 from collapselab.corpus.sequences import TokenSequences
@@ -113,9 +122,8 @@ def _seen(ids: torch.Tensor, vocab_size: int) -> torch.Tensor:
     return seen
 
 
-def _choose(logits, generator, temperature, top_k, top_p) -> torch.Tensor:
-    if top_k == 1:
-        return logits.argmax(dim=1)
+def _warp(logits, temperature, top_k, top_p) -> torch.Tensor:
+    """Temperature, top-k, then top-p (``generate``'s warpers, in its order)."""
     if temperature != 1.0:
         logits = logits / temperature
     if 0 < top_k < logits.shape[1]:
@@ -126,11 +134,95 @@ def _choose(logits, generator, temperature, top_k, top_p) -> torch.Tensor:
         p = sorted_logits.softmax(dim=1)
         drop = p.cumsum(dim=1) - p >= top_p  # the mass before it already reaches top_p
         logits = logits.scatter(1, order, sorted_logits.masked_fill(drop, float("-inf")))
+    return logits
+
+
+def _choose(logits, generator, temperature, top_k, top_p, processor=None, input_ids=None) -> torch.Tensor:
+    """One piece per row; ``processor`` (a watermark's) acts on the warped logits, last."""
+    if top_k == 1 and processor is None:
+        return logits.argmax(dim=1)
+    logits = _warp(logits, temperature, top_k, top_p)
+    if processor is not None:
+        logits = processor(input_ids, logits)
+        if top_k == 1:
+            return logits.argmax(dim=1)
     # inverse CDF, one uniform number per row (torch.multinomial draws one exponential per entry);
     # the running sum in float64 keeps the share of rare pieces exact
     cdf = logits.softmax(dim=1).double().cumsum_(dim=1)
     u = torch.rand(len(cdf), 1, generator=generator, device=cdf.device, dtype=torch.float64) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_max_(cdf.shape[1] - 1)
+
+
+# ------------------------------------------------------------------------------- watermarks
+class GreenListProcessor:
+    """The ``collapselab`` scheme's generation rule as a logits processor: ``delta`` added to the
+    logits of the green candidates (:class:`~collapselab.provenance.watermark.Watermark`) after
+    the last ``h`` ids of each row, a row shorter than ``h`` padded on the left with id 0 (the
+    detector's ``pad``: ``<s>``, ``</s>`` or ``<|endoftext|>``, each family's start id). Green
+    lists are computed once per context (kept for up to ``cache`` contexts)."""
+
+    def __init__(self, watermark, cache: int = 4096) -> None:
+        self.watermark, self.cache = watermark, cache
+        self._green: dict[tuple, np.ndarray] = {}
+
+    def green(self, context: tuple, vocab_size: int) -> np.ndarray:
+        row = self._green.get(context)
+        if row is None or len(row) != vocab_size:
+            if len(self._green) >= self.cache:
+                self._green.clear()
+            row = self._green[context] = self.watermark.green(np.asarray(context)[None, :], np.arange(vocab_size))
+        return row
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        h = self.watermark.h
+        ctx = input_ids[:, -h:].cpu().numpy()
+        if ctx.shape[1] < h:
+            ctx = np.concatenate([np.zeros((len(ctx), h - ctx.shape[1]), dtype=ctx.dtype), ctx], axis=1)
+        contexts, inverse = np.unique(ctx, axis=0, return_inverse=True)
+        green = np.stack([self.green(tuple(int(t) for t in c), scores.shape[1]) for c in contexts])
+        bias = torch.from_numpy(green[inverse.reshape(-1)]).to(device=scores.device, dtype=scores.dtype)
+        return scores + self.watermark.delta * bias
+
+
+def new_processor(watermark, generator: torch.Generator | None = None):
+    """A fresh logits processor for one generation call: ``watermark.logits_processor()`` (a
+    scheme's: transformers' for hf-kgw and synthid, ours for gumbel), or :class:`GreenListProcessor`
+    for the ``collapselab`` scheme. A processor that takes a ``seed`` (gumbel-dual's key routing)
+    gets one drawn from ``generator``, so every call routes afresh and deterministically."""
+    make = getattr(watermark, "logits_processor", None)
+    if make is not None:
+        if generator is not None and "seed" in inspect.signature(make).parameters:
+            seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device).item())
+            return make(seed=seed)
+        return make()
+    inner = getattr(watermark, "watermark", None)
+    if inner is not None and hasattr(inner, "green"):
+        return GreenListProcessor(inner)
+    raise TypeError(f"{type(watermark).__name__} has no generation rule (no logits_processor())")
+
+
+def select_rows(processor, rows: torch.Tensor) -> None:
+    """Keep (and reorder) the per-row state of a stateful logits processor (or of every processor in
+    a list) when a batch keeps only ``rows``: a processor's own ``select_rows(rows)`` if it has
+    one, else every tensor of its ``state`` (transformers' ``SynthIDTextWatermarkState``:
+    ``context``, ``context_history``, one row per batch row) indexed by ``rows``. Stateless
+    processors (KGW's, the green list's, gumbel's, which reads ``input_ids``) have nothing to keep."""
+    if processor is None:
+        return
+    if isinstance(processor, (list, tuple)):
+        for p in processor:
+            select_rows(p, rows)
+        return
+    own = getattr(processor, "select_rows", None)
+    if callable(own):
+        own(rows)
+        return
+    state = getattr(processor, "state", None)
+    if state is None:
+        return
+    for name, value in list(vars(state).items()):
+        if torch.is_tensor(value) and value.dim() >= 1:
+            setattr(state, name, value[rows.to(value.device)])
 
 
 def _to_sequences(out: torch.Tensor, lengths: torch.Tensor) -> TokenSequences:
@@ -142,11 +234,14 @@ def _to_sequences(out: torch.Tensor, lengths: torch.Tensor) -> TokenSequences:
 
 def sample(net: GPT, prompts: TokenSequences, *, max_words: int, max_tokens: int, ends_word: torch.Tensor,
            generator: torch.Generator, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           repetition_penalty: float = 1.0, use_cache: bool = True) -> TokenSequences:
-    """The pieces each prompt is continued by (``top_k=1``: greedy)."""
+           repetition_penalty: float = 1.0, use_cache: bool = True, watermark=None) -> TokenSequences:
+    """The pieces each prompt is continued by (``top_k=1``: greedy); ``watermark``: a scheme whose
+    generation rule the sampling follows (see the module docstring)."""
     device = ends_word.device
     ids, valid = left_pad(prompts, device)
     win = _Window(net, ids, valid, use_cache)
+    processor = None if watermark is None else new_processor(watermark, generator)
+    hist = ids  # each row's prompt and pieces so far: the processor's input_ids
     n = len(prompts)
     out = torch.full((n, max_tokens), EOS, dtype=torch.long, device=device)
     lengths = torch.full((n,), max_tokens, dtype=torch.long, device=device)
@@ -156,7 +251,7 @@ def sample(net: GPT, prompts: TokenSequences, *, max_words: int, max_tokens: int
     seen = _seen(ids, win.logits.shape[1]) if repetition_penalty != 1.0 else None
     for t in range(max_tokens):
         logits = win.logits if seen is None else _penalize(win.logits, seen, repetition_penalty)
-        tok = _choose(logits, generator, temperature, top_k, top_p)
+        tok = _choose(logits, generator, temperature, top_k, top_p, processor, hist)
         out[live[~done], t] = tok[~done]
         words += ends_word[tok].long()
         stop = ~done & ((tok == EOS) | (words >= max_words))
@@ -169,9 +264,14 @@ def sample(net: GPT, prompts: TokenSequences, *, max_words: int, max_tokens: int
             live, tok, words, done = live[rows], tok[rows], words[rows], done[rows]
             seen = None if seen is None else seen[rows]
             win.select(rows)
+            if processor is not None:
+                hist = hist[rows]
+                select_rows(processor, rows)
         if seen is not None:
             seen[torch.arange(len(tok), device=device), tok] = True
             seen[:, EOS] = False
+        if processor is not None:
+            hist = torch.cat([hist, tok[:, None]], dim=1)
         win.push(tok)
     return _to_sequences(out, lengths)
 

@@ -34,6 +34,18 @@ Sampling
 paper's generation: each item's prompt is the first ``prompt_len`` words of a random training item
 (one longer than the prompt where there is one), continued by beam search (``num_beams``,
 ``repetition_penalty``) for at most ``max_len`` words; the item is prompt + continuation.
+
+Watermarks
+----------
+``sample(n, rng=, watermark=scheme)`` samples with a text-watermark scheme
+(:mod:`collapselab.detect.schemes`): its logits processor acts on the model's BPE pieces after
+temperature, top-k and top-p (:mod:`collapselab.models.decoding`). The scheme's token space is
+the model's: :meth:`GPTModel.watermark_tokens` turns word-id items into their pieces (what a
+detector reads: the item's text in this tokenizer, without the ``</s>`` it starts from) and
+:meth:`GPTModel.watermark_vocab_size` is the logits width. A word generated in a piece split the
+BPE would not choose reads back in its own split (and a word the vocabulary lacks as ``<unk>``),
+as any detector re-tokenising text sees it. Beam decoding refuses a watermark (the schemes'
+rules are sampling rules).
 """
 
 from __future__ import annotations
@@ -254,18 +266,32 @@ class GPTModel(WordScores):
         return logp[back], item[back]
 
     # ------------------------------------------------------------------ sampling
-    def sample(self, n: int, *, rng: np.random.Generator) -> TokenSequences:
-        """``n`` items of word ids (see the module docstring)."""
+    def sample(self, n: int, *, rng: np.random.Generator, watermark=None) -> TokenSequences:
+        """``n`` items of word ids (see the module docstring); ``watermark``: a scheme to sample with."""
         from collapselab.models.torch_utils import torch_generator
 
         self._check_fitted()
         self._check_params()
+        if watermark is not None and self.decoding != "sample":
+            raise UserError("gpt: a watermark needs decoding 'sample'; beam search takes none (the schemes' "
+                            "generation rules are sampling rules).")
         if self.decoding == "sample":
             starts = TokenSequences(np.full(n, EOS_PIECE, dtype=np.int32), np.arange(n + 1))
-            return self.bpe_.decode(self._generate(starts, self.max_len, torch_generator(rng, self.device_)))
+            return self.bpe_.decode(self._generate(starts, self.max_len, torch_generator(rng, self.device_),
+                                                   watermark=watermark))
         prompts = training_prompts(self.train_data_, n, self.prompt_len, rng)
         pieces = self._generate(self._start(prompts), self.max_len, None, beam=True)
         return join(prompts, self.bpe_.decode(pieces))
+
+    def watermark_tokens(self, data: TokenSequences) -> TokenSequences:
+        """The token ids a watermark scheme reads in word-id items: their BPE pieces."""
+        self._check_fitted()
+        return self.bpe_.encode(data)
+
+    def watermark_vocab_size(self) -> int:
+        """The id space the watermark lives in: the model's logits width, its BPE pieces."""
+        self._check_fitted()
+        return int(self.net_.config.vocab_size)
 
     def complete(self, prompts: TokenSequences, n_new: int, *, rng: np.random.Generator,
                  top_k: int | None = None, temperature: float | None = None) -> TokenSequences:
@@ -285,8 +311,10 @@ class GPTModel(WordScores):
         return join(eos, self.bpe_.encode(prompts))
 
     def _generate(self, prompts: TokenSequences, max_words: int, generator, *, beam: bool = False,
-                  top_k: int | None = None, temperature: float | None = None, use_cache: bool = True) -> TokenSequences:
-        """Generated pieces per prompt, in chunks whose key/value cache fits ``GEN_BYTES``."""
+                  top_k: int | None = None, temperature: float | None = None, use_cache: bool = True,
+                  watermark=None) -> TokenSequences:
+        """Generated pieces per prompt, in chunks whose key/value cache fits ``GEN_BYTES`` (each chunk
+        with a fresh watermark processor)."""
         import torch
 
         from collapselab.models import decoding
@@ -307,7 +335,7 @@ class GPTModel(WordScores):
                     parts.append(decoding.sample(
                         self.net_, part, generator=generator,
                         temperature=self.temperature if temperature is None else temperature,
-                        top_k=self.top_k if top_k is None else top_k, top_p=self.top_p, **common))
+                        top_k=self.top_k if top_k is None else top_k, top_p=self.top_p, watermark=watermark, **common))
         return TokenSequences.concat(parts) if parts else TokenSequences.empty()
 
     def _check_fitted(self) -> None:

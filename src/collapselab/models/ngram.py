@@ -299,16 +299,33 @@ class NGramModel(WordScores):
     def sample(self, n: int, *, rng: np.random.Generator, watermark=None) -> TokenSequences:
         """Draw ``n`` items, all advanced together one token per step.
 
-        ``watermark``: a :class:`collapselab.provenance.watermark.Watermark`; each token is then
-        drawn from this model's (tempered, truncated) distribution reweighted by
+        ``watermark``: a :class:`collapselab.provenance.watermark.Watermark`, or the ``collapselab``
+        scheme (:class:`~collapselab.detect.schemes.ours.CollapselabScheme`, its watermark); each
+        token is then drawn from this model's (tempered, truncated) distribution reweighted by
         ``exp(delta * green)`` (rejection sampling, exact). Detect with ``watermark.detect(items,
-        pad=BOS)``. A watermarked run draws more random numbers, so its text differs from an
-        unwatermarked run with the same seed (it is still deterministic).
+        pad=BOS)`` (the scheme's ``score``). A watermarked run draws more random numbers, so its text
+        differs from an unwatermarked run with the same seed (it is still deterministic). Other
+        schemes need logits over a whole vocabulary at every step, which this sampler never forms:
+        they are a ``ValueError``.
         """
         self._check_fitted()
+        if watermark is not None and not hasattr(watermark, "green"):
+            inner = getattr(watermark, "watermark", None)
+            if inner is None or not hasattr(inner, "green"):
+                raise ValueError(f"ngram samples only with the collapselab scheme, not {getattr(watermark, 'name', watermark)!r}")
+            watermark = inner
         samplers = [self._level_sampler(L) for L in self.levels_]
         hist = np.full((n, max(self.order - 1, 1)), BOS, dtype=np.int32)
         return self._generate(hist, self.max_len, samplers, rng, watermark)
+
+    def watermark_tokens(self, data: TokenSequences) -> TokenSequences:
+        """The token ids a watermark scheme reads: the word ids themselves (the scheme pads with ``<s>``)."""
+        return data
+
+    def watermark_vocab_size(self) -> int:
+        """The id space the watermark lives in: the model's word ids."""
+        self._check_fitted()
+        return int(self.V_)
 
     def complete(self, prompts: TokenSequences, n_new: int, *, rng: np.random.Generator,
                  top_k: int | None = None, temperature: float | None = None) -> TokenSequences:

@@ -32,6 +32,14 @@ prompt where there is one), continued by beam search (``num_beams``, ``repetitio
 at most ``max_len`` words; the item is prompt + continuation. Generation stops at
 ``<|endoftext|>`` or at any BPE token holding a sentence-final mark, since an item ends at the
 first ``.``, ``!`` or ``?`` anyway; the text is split back into words and cut there.
+
+Watermarks: ``sample(n, rng=, watermark=scheme)`` samples with a text-watermark scheme
+(:mod:`collapselab.detect.schemes`) whose logits processor comes last, after temperature, top-k and
+top-p, as in ``generate`` (a fresh processor per chunk of rows; a row that stops leaves the
+processor's per-row state too, :func:`collapselab.models.decoding.select_rows`). The scheme's token
+space is SmolLM2's: :meth:`SmolLM2Model.watermark_tokens` is the items' text (:func:`to_text`) in
+SmolLM2's tokenizer, without the framing ``<|endoftext|>``, and :meth:`SmolLM2Model.watermark_vocab_size`
+the logits width. Beam decoding refuses a watermark.
 """
 
 from __future__ import annotations
@@ -319,14 +327,29 @@ class SmolLM2Model(WordScores):
         return np.concatenate(parts)[back] if parts else np.zeros(0), item[back]
 
     # ------------------------------------------------------------------ generation
-    def sample(self, n: int, *, rng: np.random.Generator) -> TokenSequences:
-        """``n`` items of word ids, one sentence each (see the module docstring)."""
+    def sample(self, n: int, *, rng: np.random.Generator, watermark=None) -> TokenSequences:
+        """``n`` items of word ids, one sentence each (see the module docstring); ``watermark``: a
+        scheme to sample with."""
         self._check_fitted()
         self._check_params()
+        if watermark is not None and self.decoding != "sample":
+            raise UserError("smollm2: a watermark needs decoding 'sample'; beam search takes none (the schemes' "
+                            "generation rules are sampling rules).")
         if self.decoding == "sample":
-            return self._generate(TokenSequences.from_lists([[]] * n), self.max_len, rng)
+            return self._generate(TokenSequences.from_lists([[]] * n), self.max_len, rng, watermark=watermark)
         prompts = training_prompts(self.train_data_, n, self.prompt_len, rng)
         return join(prompts, self._generate(prompts, self.max_len, rng, beam=True))
+
+    def watermark_tokens(self, data: TokenSequences) -> TokenSequences:
+        """The token ids a watermark scheme reads in word-id items: their text in SmolLM2's tokenizer."""
+        self._check_fitted()
+        ids = self.tokenizer_(to_text(self.vocab, data), add_special_tokens=False)["input_ids"] if len(data) else []
+        return TokenSequences.from_lists(ids)
+
+    def watermark_vocab_size(self) -> int:
+        """The id space the watermark lives in: the model's logits width."""
+        self._check_fitted()
+        return int(self.model_.config.vocab_size)
 
     def complete(self, prompts: TokenSequences, n_new: int, *, rng: np.random.Generator,
                  top_k: int | None = None, temperature: float | None = None) -> TokenSequences:
@@ -338,7 +361,7 @@ class SmolLM2Model(WordScores):
         return self._generate(prompts, n_new, rng, top_k=top_k, temperature=temperature)
 
     def _generate(self, prompts: TokenSequences, n_words: int, rng: np.random.Generator, *, beam: bool = False,
-                  top_k: int | None = None, temperature: float | None = None) -> TokenSequences:
+                  top_k: int | None = None, temperature: float | None = None, watermark=None) -> TokenSequences:
         """Continuations of word prompts, in word ids, generated in chunks of rows."""
         import torch
 
@@ -363,19 +386,22 @@ class SmolLM2Model(WordScores):
                     out = out[:, x.shape[1]:]
                 else:
                     out = self._sample_rows(x, mask, max_new, generator, self.top_k if top_k is None else top_k,
-                                            self.temperature if temperature is None else temperature)
+                                            self.temperature if temperature is None else temperature, watermark)
             texts += self.tokenizer_.batch_decode(out, skip_special_tokens=True)
         return self.vocab.encode([next(sentences(tokenize(t), n_words), []) for t in texts])
 
-    def _sample_rows(self, ids, mask, max_new: int, generator, top_k: int, temperature: float):
+    def _sample_rows(self, ids, mask, max_new: int, generator, top_k: int, temperature: float, watermark=None):
         """Sampled continuations of left-padded prompts, with the model's key/value cache; a row
-        leaves the batch (and the cache) as soon as it draws a stop token. Logits go through
-        transformers' own processors, in ``generate``'s order."""
+        leaves the batch (and the cache, and the watermark processor's state) as soon as it draws a
+        stop token. Logits go through transformers' own processors, in ``generate``'s order (the
+        watermark's last)."""
         import inspect
 
         import torch
         from transformers import (DynamicCache, LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
                                   TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+        from collapselab.models.decoding import new_processor, select_rows
 
         steps = LogitsProcessorList()
         if self.repetition_penalty != 1.0:
@@ -386,6 +412,8 @@ class SmolLM2Model(WordScores):
             steps.append(TopKLogitsWarper(top_k))
         if self.top_p < 1.0:
             steps.append(TopPLogitsWarper(self.top_p))
+        if watermark is not None:
+            steps.append(new_processor(watermark, generator))
         is_stop = torch.zeros(self.model_.config.vocab_size, dtype=torch.bool, device=ids.device)
         is_stop[self.stop_ids_] = True
         # the model fills the cache in place; transformers 5 renamed its argument to ``cache``
@@ -407,6 +435,7 @@ class SmolLM2Model(WordScores):
                 keep = go.nonzero()[:, 0]
                 live, ids, mask, pos, tok = live[keep], ids[keep], mask[keep], pos[keep], tok[keep]
                 cache[arg].reorder_cache(keep)
+                select_rows(steps, keep)
             ids, mask, pos = torch.cat([ids, tok], 1), torch.cat([mask, torch.ones_like(tok)], 1), pos + 1
             logits = self.model_(input_ids=tok, attention_mask=mask, position_ids=pos, logits_to_keep=1, **cache).logits[:, -1]
         return out
