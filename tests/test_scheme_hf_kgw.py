@@ -4,15 +4,19 @@ torch.randperm, int64 wrap-around, BOS and short items, and the p-value's calibr
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+
+import make_hf_scheme_fixtures as ref  # noqa: E402
 
 from collapselab.corpus.sequences import TokenSequences  # noqa: E402
-from fixtures import make_hf_scheme_fixtures as ref  # noqa: E402
 from collapselab.detect.schemes import build, parse_spec  # noqa: E402
 from collapselab.detect.schemes import hf_kgw  # noqa: E402
 from collapselab.detect.schemes.hf_kgw import HFKGWScheme, green_pairs_mt, green_pairs_torch  # noqa: E402

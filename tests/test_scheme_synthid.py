@@ -3,15 +3,20 @@ and detector_mean.py's scores; the p-values' calibration and the saddlepoint's a
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy import stats
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+sys.path.insert(0, str(Path(__file__).parent / "fixtures"))
+
+import make_hf_scheme_fixtures as ref  # noqa: E402
 
 from collapselab.corpus.sequences import TokenSequences  # noqa: E402
-from fixtures import make_hf_scheme_fixtures as ref  # noqa: E402
 from collapselab.detect.schemes import build, parse_spec  # noqa: E402
 from collapselab.detect.schemes.synthid import SynthIDScheme, sampling_table, weighted_tail  # noqa: E402
 

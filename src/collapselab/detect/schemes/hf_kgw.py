@@ -110,44 +110,50 @@ def green_pairs_torch(seeds: np.ndarray, tokens: np.ndarray, vocab_size: int, k:
 
 
 def green_pairs_mt(seeds: np.ndarray, tokens: np.ndarray, vocab_size: int, k: int) -> np.ndarray:
-    """The same decisions by the Fisher-Yates walk (module docstring), vectorised over pairs."""
-    seeds = np.asarray(seeds, dtype=np.uint64)
+    """The same decisions by the Fisher-Yates walk (module docstring), vectorised over pairs; each
+    distinct seed's generator outputs are drawn once."""
     tokens = np.asarray(tokens, dtype=np.int64)
-    out = np.zeros(len(seeds), dtype=bool)
+    uniq, inv = np.unique(np.asarray(seeds, dtype=np.uint64), return_inverse=True)
+    inv = inv.reshape(-1)
+    order = np.argsort(inv, kind="stable")  # pairs grouped by seed
+    bounds = np.searchsorted(inv[order], np.arange(0, len(uniq) + _BLOCK, _BLOCK))
+    out = np.zeros(len(tokens), dtype=bool)
     mt = np.random.MT19937(0)
     steps = np.arange(k, dtype=np.float64)
     width = vocab_size - steps  # V - i
-    for lo in range(0, len(seeds), _BLOCK):
-        s, t = seeds[lo : lo + _BLOCK], tokens[lo : lo + _BLOCK]
-        raw = np.empty((len(s), k), dtype=np.float64)
-        for row, seed in enumerate((s & np.uint64(0xFFFFFFFF)).tolist()):
+    for b, lo in enumerate(range(0, len(uniq), _BLOCK)):
+        block = uniq[lo : lo + _BLOCK]
+        raw = np.empty((len(block), k), dtype=np.float64)
+        for row, seed in enumerate((block & np.uint64(0xFFFFFFFF)).tolist()):
             mt._legacy_seeding(seed)
             raw[row] = mt.random_raw(k)
         # target[i] = i + (r_i mod (V - i)); exact in float64 since r_i < 2**32
         q = np.floor(raw / width)
         target = raw - q * width + steps
-        out[lo : lo + len(s)] = _walk(target, t.astype(np.float64), k)
+        pairs = order[bounds[b] : bounds[b + 1]]
+        out[pairs] = _walk(target, inv[pairs] - lo, tokens[pairs].astype(np.float64), k)
     return out
 
 
-def _walk(target: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
-    """Per row: does the token starting at ``pos`` land at some position ``i < k``?"""
+def _walk(target: np.ndarray, row_of: np.ndarray, pos: np.ndarray, k: int) -> np.ndarray:
+    """Per pair (a row of ``target``, a token starting at ``pos``): does the token land at some
+    position ``i < k``?"""
     n = len(pos)
     green = np.zeros(n, dtype=bool)
     rows = np.arange(n)
     start = np.zeros(n, dtype=np.int64)
     cols = np.arange(k)
     while len(rows):
-        hit = (target[rows] == pos[rows, None]) & (cols >= start[rows, None])
+        hit = (target[row_of[rows]] == pos[rows, None]) & (cols >= start[rows, None])
         first = hit.argmax(axis=1)
         found = hit[np.arange(len(rows)), first]
         green[rows[found]] = True
-        rows, first = rows[~found], first[~found]
+        rows = rows[~found]
         moves = pos[rows] < k  # the token reaches step pos and moves to target[pos]
         rows = rows[moves]
         at = pos[rows].astype(np.int64)
         start[rows] = at + 1
-        pos[rows] = target[rows, at]
+        pos[rows] = target[row_of[rows], at]
     return green
 
 

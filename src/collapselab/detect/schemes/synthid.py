@@ -171,13 +171,14 @@ class SynthIDScheme(Scheme):
         item = np.repeat(np.arange(len(seqs)), counts)
         first = np.repeat(starts - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
         pos = first + np.arange(len(item))  # each n-gram's first token
-        ngrams = tokens[pos[:, None] + np.arange(n)].astype(np.int64)
-        context_hash = accumulate_hash(np.ones(len(item), dtype=np.int64), ngrams[:, :-1].T)
-        ngram_hash = accumulate_hash(context_hash, [ngrams[:, -1]])
+        columns = [tokens[pos + i] for i in range(n)]  # the n-grams, one column per position
+        context_hash = accumulate_hash(np.ones(len(item), dtype=np.int64), columns[:-1])
+        ngram_hash = accumulate_hash(context_hash, columns[-1:])
         keys = np.array([_as_int64(k) for k in self.keys], dtype=np.int64)
         key_hash = accumulate_hash(ngram_hash[:, None], [keys[None, :]])  # (n-grams, depth)
         table = sampling_table(self.sampling_table_size, self.sampling_table_seed)
-        g = table[key_hash % self.sampling_table_size]
+        size = self.sampling_table_size
+        g = table[key_hash & (size - 1) if size & (size - 1) == 0 else key_hash % size]  # floor modulo either way
         mask = ~self._repeated(item, context_hash)
         if self.eos_token_id is not None:
             seen = np.concatenate([[0], np.cumsum(tokens == self.eos_token_id)])  # EOS before each position
@@ -187,22 +188,28 @@ class SynthIDScheme(Scheme):
     def _repeated(self, item: np.ndarray, context_hash: np.ndarray) -> np.ndarray:
         """The context repetition test: an equal context hash within the previous M n-grams of
         the item, or hash 0 among its first M n-grams (the processor's initial zero history)."""
-        m = len(item)
-        idx = np.arange(m)
-        order = np.lexsort((idx, context_hash, item))
-        same = np.zeros(m, dtype=bool)
-        same[1:] = (item[order][1:] == item[order][:-1]) & (context_hash[order][1:] == context_hash[order][:-1])
-        gap = np.full(m, np.iinfo(np.int64).max)
-        gap[order[1:][same[1:]]] = order[1:][same[1:]] - order[:-1][same[1:]]
-        item_start = np.searchsorted(item, item)  # index of the item's first n-gram
-        return (gap <= self.context_history_size) | ((context_hash == 0) & (idx - item_start < self.context_history_size))
+        # a stable sort by hash keeps equal hashes in position order, hence grouped by item too
+        order = np.argsort(context_hash, kind="stable")
+        h, it = context_hash[order], item[order]
+        again = (h[1:] == h[:-1]) & (it[1:] == it[:-1])  # the same hash earlier in the same item
+        repeated = np.zeros(len(item), dtype=bool)
+        later, earlier = order[1:][again], order[:-1][again]
+        repeated[later] = later - earlier <= self.context_history_size
+        zero = np.flatnonzero(context_hash == 0)
+        if len(zero):  # the initial history of zeros
+            repeated[zero] |= zero - np.searchsorted(item, item[zero]) < self.context_history_size
+        return repeated
 
     def score(self, seqs: TokenSequences) -> SchemeScores:
         item, g, mask = self.g_values(seqs)
         n_items, D = len(seqs), self.depth
         N = np.bincount(item, weights=mask, minlength=n_items).astype(np.int64)
-        per_depth = np.stack([np.bincount(item[mask], weights=g[mask, d], minlength=n_items) for d in range(D)], axis=1)
-        ones = per_depth.sum(axis=1).astype(np.int64)
+        # ones per item and depth: items are contiguous, so differences of a running sum
+        running = np.zeros((int(mask.sum()) + 1, D), dtype=np.int64)
+        np.cumsum(g[mask], axis=0, out=running[1:])
+        bounds = np.searchsorted(item[mask], np.arange(n_items + 1))
+        per_depth = running[bounds[1:]] - running[bounds[:-1]]
+        ones = per_depth.sum(axis=1)
         with np.errstate(divide="ignore", invalid="ignore"):
             mean = ones / (D * N)
             wmean = (per_depth * self.weights).sum(axis=1) / (D * N)
