@@ -136,6 +136,14 @@ def test_short_items_score_nothing(seeding, width):
     assert s.score(TokenSequences.empty()).n_scored.shape == (0,)
 
 
+def test_empty_green_list():
+    """int(V * ratio) = 0 (a tiny vocabulary): transformers' green list is empty; so is ours."""
+    s = HFKGWScheme(7, vocab_size=3, greenlist_ratio=0.3)
+    r = s.score(seqs([[0, 1, 2, 1, 0]]))
+    assert r.n_green[0] == 0 and r.n_scored[0] == 4 and r.p_value[0] == 1.0
+    np.testing.assert_allclose(r.z, [(0 - 0.3 * 4) / np.sqrt(4 * 0.3 * 0.7)], **TIGHT)
+
+
 def test_ids_out_of_range():
     s = HFKGWScheme(7, vocab_size=100)
     for bad in ([1, 2, 100], [1, -1, 3]):

@@ -75,6 +75,14 @@ def test_repetition_and_eos_masks(history, eos):
     assert n_scored < sum(max(len(x) - 2, 0) for x in items) - (20 if history > 1 or eos else 0)  # masks did something
 
 
+@pytest.mark.parametrize("table_size", [2**16, 1000])
+def test_table_sizes(table_size):
+    """A power-of-two table is indexed with a mask, any other size with floor modulo."""
+    items = FIXTURES["human"][:3]
+    cfg = {**CFG, "sampling_table_size": table_size}
+    assert_matches({"sampling_table_size": table_size}, items, ref.synthid_reference(items, cfg))
+
+
 def test_large_keys_wrap_like_torch():
     keys = [2**63 - 1, 2**62 + 3, 0, 1]
     items = FIXTURES["human"][:3]

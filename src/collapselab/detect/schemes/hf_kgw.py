@@ -276,8 +276,8 @@ class HFKGWScheme(Scheme):
         bit-packed for later calls), the others the walk (its answers kept per pair). Both caches
         are bounded: past their size the older half is dropped."""
         require_torch("the hf-kgw scheme")
-        if not len(seeds):
-            return np.zeros(0, dtype=bool)
+        if not len(seeds) or self.greenlist_size == 0:  # int(V * ratio) can be 0: nothing is green
+            return np.zeros(len(seeds), dtype=bool)
         pairs = np.stack([seeds.astype(np.uint64), targets.astype(np.uint64)], axis=1)
         uniq, inv = np.unique(pairs, axis=0, return_inverse=True)  # sorted by seed, then target
         useed, utok = uniq[:, 0], uniq[:, 1].astype(np.int64)

@@ -178,7 +178,7 @@ class SynthIDScheme(Scheme):
         key_hash = accumulate_hash(ngram_hash[:, None], [keys[None, :]])  # (n-grams, depth)
         table = sampling_table(self.sampling_table_size, self.sampling_table_seed)
         size = self.sampling_table_size
-        g = table[key_hash & (size - 1) if size & (size - 1) == 0 else key_hash % size]  # floor modulo either way
+        g = table[key_hash & (size - 1) if (size & (size - 1)) == 0 else key_hash % size]  # floor modulo either way
         mask = ~self._repeated(item, context_hash)
         if self.eos_token_id is not None:
             seen = np.concatenate([[0], np.cumsum(tokens == self.eos_token_id)])  # EOS before each position
