@@ -17,7 +17,8 @@ The green list, exactly as transformers computes it
     seeded with ``h`` and ``a(x) = T[x mod 1_000_003] + 1``, the window is the ``c`` tokens
     ``x_{j-c+1} .. x_j`` (it ends with the target itself) and
     ``seed = min_i (h * a(x_i) * a(x_j))`` computed in int64 arithmetic that wraps modulo
-    ``2**64`` (torch's; numpy's int64 wraps the same way), the minimum taken as signed int64,
+    ``2**64`` (torch's; numpy's int64 wraps the same way; a key ``>= 2**63``, which transformers'
+    selfhash refuses, is taken modulo ``2**64``), the minimum taken as signed int64,
     then ``seed mod (2**64 - 1)`` as a Python integer (so a negative minimum ``s`` becomes
     ``s + 2**64 - 1``).
 
@@ -58,12 +59,14 @@ Scoring, exactly as ``WatermarkDetector`` does
 Speed
 -----
 ``WatermarkDetector`` draws a full ``randperm(V)`` for every window of every item (its
-``lru_cache`` keys on fresh tensors and never hits): about 0.2 ms per window for ``V = 49152``.
+``lru_cache`` keys on fresh tensors and never hits): 0.2-0.7 ms per window for ``V = 49152``.
 Here a batch's distinct ``(seed, target)`` pairs are decided once and remembered across calls
 (bounded caches): a seed asked about many targets gets one ``torch.randperm`` and its whole green
 list is kept, the others the walk above (only ``k`` generator outputs, no shuffle; about a third of
 a ``randperm``'s time), kept per pair. ``lefthash`` seeds repeat a lot (one per
-distinct previous token), ``selfhash`` windows rarely do; ``bench/bench_schemes_hf.py`` measures.
+distinct previous token), ``selfhash`` windows rarely do. ``bench/bench_schemes_hf.py`` measures
+5-15x on a fresh scheme (more as contexts repeat) and 250x+ once the caches hold the contexts; a
+new (seed, target) pair cannot cost less than the ``k`` generator outputs it depends on.
 """
 
 from __future__ import annotations
@@ -304,9 +307,11 @@ class HFKGWScheme(Scheme):
         inv = inv.reshape(-1)
         exact_only = not _mt_matches_torch(V, k)
         whole = np.flatnonzero((per_seed >= _TORCH_PER_SEED) | exact_only)
+        order = np.argsort(inv, kind="stable")  # pairs grouped by seed
+        bounds = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
         for u in whole.tolist():  # whole green lists, remembered
             mask = green_list_torch(int(uniq[u]), V, k)
-            idx = np.flatnonzero(inv == u)
+            idx = order[bounds[u] : bounds[u + 1]]
             out[idx] = mask[targets[idx]]
             self._lists[int(uniq[u])] = np.packbits(mask)
         if len(self._lists) * (V // 8 + 1) > _LISTS_BYTES:
