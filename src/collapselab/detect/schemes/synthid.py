@@ -265,16 +265,18 @@ def weighted_tail(x: np.ndarray, n: np.ndarray, w: np.ndarray, p: float, step: f
     # Newton on K'(t) = x, kept inside a bracket (K' is increasing)
     lo, hi = np.full(len(xs), -1e3), np.full(len(xs), 1e3)
     t = np.zeros(len(xs))
-    for _ in range(200):
+    done = np.zeros(len(xs), dtype=bool)  # an item stops at its own convergence: its p-value never
+    for _ in range(200):                  # depends on the other items scored with it
         _, k1, k2 = cumulants(t)
         f = k1 - xs
         lo, hi = np.where(f < 0, t, lo), np.where(f > 0, t, hi)
         step = t - f / np.maximum(k2, 1e-300)
         t_new = np.where((step > lo) & (step < hi), step, (lo + hi) / 2)
-        if np.all(np.abs(t_new - t) <= 1e-13 * np.maximum(1.0, np.abs(t))):
-            t = t_new
+        converged = np.abs(t_new - t) <= 1e-13 * np.maximum(1.0, np.abs(t))
+        t = np.where(done, t, t_new)
+        done |= converged
+        if done.all():
             break
-        t = t_new
     k0, k1, k2 = cumulants(t)
     r = np.sign(t) * np.sqrt(np.maximum(2 * (t * xs - k0), 0.0))
     u = t * np.sqrt(k2)
