@@ -156,6 +156,10 @@ def main() -> int:
     ap.add_argument("--dual", action="store_true", help="also run gumbel-dual")
     ap.add_argument("--quick", action="store_true", help="tiny sizes and 2 generations; writes nothing to docs/")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--train-items", type=int, default=SIZES["train_items"], help="human sentences per seed")
+    ap.add_argument("--model", type=json.loads, default={}, metavar="JSON",
+                    help='gpt settings over the defaults, e.g. \'{"n_layer": 2, "n_embd": 64, "bpe_vocab": 4000}\' '
+                         "(a stronger model than the default toy one; its own --out folder)")
     ap.add_argument("--out", type=Path, default=OUT_DIR / "watermark_loop")
     args = ap.parse_args()
     G = 2 if args.quick else args.generations
@@ -163,7 +167,8 @@ def main() -> int:
     schemes = ["hf-kgw", "synthid", "gumbel"] + (["gumbel-dual"] if args.dual else [])
     specs = write_specs(out / "specs", schemes)
     common = {"family": "gpt", "seeds": args.seeds, "resample_data": True, "generations": G, "policies": POLICIES,
-              **(QUICK_SIZES if args.quick else SIZES), "model": QUICK_MODEL if args.quick else MODEL}
+              **(QUICK_SIZES if args.quick else {**SIZES, "train_items": args.train_items}),
+              "model": QUICK_MODEL if args.quick else {**MODEL, **args.model}}
     runs = {}
     for name in ["none", *schemes]:
         print(f"arm {name}", flush=True)
@@ -181,7 +186,7 @@ def main() -> int:
     width = ", ".join(f"`{p}` ± {ci(per_seed(runs['gumbel'], p, G, 'vocab_size', True) - per_seed(runs['none'], p, G, 'vocab_size', True))[1]:.0%}" for p in POLICIES)
     doc = f"""## Deployed watermarks through the loop (issue 11.5)
 
-Produced by `python bench/watermark_loop.py{' --dual' if args.dual else ''}` ({time.strftime('%Y-%m-%d')}; {took / 60:.0f} min on this
+Produced by `python bench/watermark_loop.py{' --dual' if args.dual else ''}{'' if args.train_items == SIZES['train_items'] else f' --train-items {args.train_items}'}{" --model '" + json.dumps(args.model) + "'" if args.model else ''}` ({time.strftime('%Y-%m-%d')}; {took / 60:.0f} min on this
 2-core machine, shared with other work). Each arm is
 `collapselab run --family gpt --seeds {seeds} --resample-data --policy replace,anchor:0.1 -g {G} --watermark SPEC`
 (or no `--watermark`): `gpt` with {mp['n_layer']} layers, {mp['n_head']} heads, width {mp['n_embd']}, {mp['bpe_vocab']:,} BPE pieces, context
