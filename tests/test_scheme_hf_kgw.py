@@ -254,3 +254,22 @@ def test_live_generation_agrees():
         r = scheme_for(cfg).score(seqs(ids))
         assert_matches(r, ref.kgw_reference(ids, cfg))
         assert (r.z > 2).mean() >= 0.75
+
+
+@pytest.mark.parametrize("ignore", [False, True])
+def test_p_value_counts_each_seed_and_target_decision_once(ignore):
+    """lefthash with context 2 seeds on the last context token only, so the distinct trigrams
+    (1,5,7) and (2,5,7) share one coin, (seed of 5, target 7): the p-value counts it once
+    (``n_trials``), while ``n_scored`` and the z-score stay transformers' window counts."""
+    from scipy import stats
+
+    s = HFKGWScheme(15485863, vocab_size=V, context_width=2, ignore_repeated_ngrams=ignore)
+    seqs = TokenSequences.from_lists([[1, 5, 7, 2, 5, 7, 1, 5, 7]])
+    r = s.score(seqs)
+    windows = [(1, 5, 7), (5, 7, 2), (7, 2, 5), (2, 5, 7), (5, 7, 1), (7, 1, 5), (1, 5, 7)]
+    assert r.n_scored[0] == (len(set(windows)) if ignore else len(windows))
+    decisions = sorted({(w[1], w[2]) for w in windows})  # (seed token, target)
+    assert r.trials[0] == len(decisions) == 5 < r.n_scored[0]
+    green = {d: bool(s.green(s.seeds(np.array([[0, *d]])), np.array([d[1]]))[0]) for d in decisions}
+    hits = sum(green.values())
+    assert r.p_value[0] == pytest.approx(stats.binom.sf(hits - 1, 5, s.green_share), rel=1e-12)

@@ -157,7 +157,7 @@ class _SchemeScorer:
             raise UserError(f"scheme {self.scheme_name}: {e}; check --tokenizer / --ids-field against the spec's "
                             "vocab_size.") from None
         return {"n_tokens": seqs.lengths, "n_scored": s.n_scored, "n_green": s.n_green, "score": s.score, "z": s.z,
-                "p_value": s.p_value}
+                "p_value": s.p_value, "n_trials": s.trials}
 
     def flagged(self, cols: dict) -> np.ndarray:
         if self.z_threshold is not None:
@@ -341,8 +341,8 @@ def _scan_shard(job: _Job) -> dict:
             cols = job.scorer.score(b.texts)
             docs += len(b.texts)
             flagged += int(job.scorer.flagged(cols).sum())
-            if job.scorer.exact:
-                n_scored.update(cols["n_scored"].tolist())
+            if job.scorer.exact:  # the exact FPR counts the p-value's own draws
+                n_scored.update(cols.get("n_trials", cols["n_scored"]).tolist())
             if w is not None:
                 n = len(b.texts)
                 cols["scheme"] = pa.repeat(pa.scalar(job.scorer.scheme_name), n)

@@ -19,7 +19,10 @@ Every scheme reports, per item:
   large; 1.0 where nothing was scored. Flagging ``p_value <= alpha`` flags human text at a rate of
   at most ``alpha`` (:meth:`Scheme.null_flag_prob` gives the exact rate where the statistic is
   discrete);
-* ``n_green`` (KGW schemes only; else ``None``): the green count.
+* ``n_green`` (KGW schemes only; else ``None``): the green count;
+* ``n_trials`` (optional; ``n_scored`` when ``None``): the number of independent draws the
+  p-value's null distribution counts, where it differs from ``n_scored`` (KGW: a (seed, token)
+  decision met twice in an item is one draw, however transformers counts it for its z-score).
 
 Higher ``score`` means more likely watermarked, for every scheme.
 """
@@ -43,6 +46,11 @@ class SchemeScores:
     z: np.ndarray  # float64, NaN where the scheme has no z-score
     p_value: np.ndarray  # float64 in [0, 1]; 1.0 where nothing was scored
     n_green: np.ndarray | None = None  # int64, KGW schemes only
+    n_trials: np.ndarray | None = None  # int64: the p-value's independent draws; None: n_scored
+
+    @property
+    def trials(self) -> np.ndarray:
+        return self.n_scored if self.n_trials is None else self.n_trials
 
     def __len__(self) -> int:
         return len(self.score)
@@ -71,7 +79,8 @@ class Scheme(ABC):
         """Score every item of ``seqs`` (see the module docstring)."""
 
     def null_flag_prob(self, n_scored: np.ndarray, alpha: float) -> np.ndarray:
-        """P(``p_value <= alpha``) for an unwatermarked item with ``n_scored`` scored tokens.
+        """P(``p_value <= alpha``) for an unwatermarked item with ``n_scored`` scored tokens
+        (:attr:`SchemeScores.trials`: ``n_trials`` where the scheme gives it).
 
         ``alpha`` for a continuous statistic (0 where nothing is scored); discrete statistics
         override this with the exact rate (at most ``alpha``)."""
