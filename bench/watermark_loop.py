@@ -184,7 +184,9 @@ def main() -> int:
     speeds = [n for n in schemes if any(outcome[(n, p)][0] == "below" for p in POLICIES)]
     gumbel_safe = all(outcome[("gumbel", p)][0] != "below" for p in POLICIES)
     width = ", ".join(f"`{p}` ± {ci(per_seed(runs['gumbel'], p, G, 'vocab_size', True) - per_seed(runs['none'], p, G, 'vocab_size', True))[1]:.0%}" for p in POLICIES)
-    doc = f"""## Deployed watermarks through the loop (issue 11.5)
+    custom = args.model or args.train_items != SIZES["train_items"]
+    title = "Deployed watermarks through the loop" + (f", a larger model ({len(args.seeds)} seeds)" if custom else f" ({len(args.seeds)} seeds)")
+    doc = f"""## {title} (issue 11.5)
 
 Produced by `python bench/watermark_loop.py{' --dual' if args.dual else ''}{'' if args.train_items == SIZES['train_items'] else f' --train-items {args.train_items}'}{" --model '" + json.dumps(args.model) + "'" if args.model else ''}` ({time.strftime('%Y-%m-%d')}; {took / 60:.0f} min on this
 2-core machine, shared with other work). Each arm is
@@ -225,7 +227,8 @@ Seconds per arm: {', '.join(f'{n} {seconds[n]:.0f}' for n in runs)}.
 """
     print(doc)
     if not args.quick:
-        write_section(ROOT / "docs" / "results.md", "watermark-loop", doc)
+        # the default (toy) run and a run with other sizes each keep their own section
+        write_section(ROOT / "docs" / "results.md", "watermark-loop-larger" if custom else "watermark-loop", doc)
     return 0
 
 
