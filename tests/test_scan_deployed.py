@@ -56,7 +56,7 @@ def test_scan_finds_the_planted_share(corpus, tmp_path, name):
     res = json.loads(r.stdout)
     planted = N / (N + N_HUMAN)
     assert res["low"] <= planted <= res["high"], res
-    assert res["tpr"] >= 0.75 and res["fpr"] <= 0.01
+    assert res["tpr"] >= 0.75 and res["fpr"] <= 0.01 + 1e-12  # the mean of per-document rates of at most 0.01
     import pandas as pd
 
     side = pd.read_parquet(out)
