@@ -135,6 +135,14 @@ def write_section(path: Path, name: str, markdown: str) -> Path:
     return path
 
 
+def publish(name: str, text: str, write: bool = True) -> None:
+    """Print ``text`` and, when ``write``, put it into docs/results.md as the section ``name``."""
+    print(text)
+    if write:
+        write_section(Path(__file__).resolve().parent.parent / "docs" / "results.md", name, text)
+        print(f"docs/results.md: section {name} written")
+
+
 # The reproductions (repro_*.py): a kept run folder per experiment, resumed or reused on a rerun.
 
 def seeds_arg(text: str) -> list[int]:

@@ -25,9 +25,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, announce, ci, pm, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, announce, ci, pm, publish, run_or_load, seeds_arg  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SHOWN = [0, 1, 2, 5, 10]
 
 
@@ -91,10 +90,7 @@ def main() -> None:
         reading += ("The split does not show the human-text part falling while the invented share grows (95% intervals), so "
                     "this run does not explain distinct-2's course.")
     text = "\n".join(lines) + "\n\n" + reading + "\n"
-    print(text)
-    if not args.no_write:
-        write_section(ROOT / "docs" / "results.md", "distinct-rise", text)
-        print("docs/results.md: section distinct-rise written")
+    publish("distinct-rise", text, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -40,9 +40,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, announce, ci, fmt_ci, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, announce, ci, fmt_ci, publish, run_or_load, seeds_arg  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
 SAMPLERS = {"kn": {}, "top-p 0.9": {"top_p": 0.9}, "discount 0.1": {"discount": 0.1}}
 POLICIES = ["accumulate", "replace"]
 FIT_GENS = range(1, 11)  # the perplexity slope is fitted here and scored on the generations after
@@ -233,10 +232,7 @@ def main() -> None:
     cmd = "python bench/ngram_accumulate.py" + ("" if (seeds, args.generations) == ("0,1,2,3,4", 20) else
                                                 f" --seeds {args.seeds[0]}-{args.seeds[-1]} --generations {args.generations}")
     text = section(results, args.seeds, args.generations, args.train_items, cmd) + "\n" + text_summary
-    print(text)
-    if not args.no_write:
-        write_section(ROOT / "docs" / "results.md", "ngram-accumulate", text)
-        print("docs/results.md: section ngram-accumulate written")
+    publish("ngram-accumulate", text, write=not args.no_write)
 
 
 if __name__ == "__main__":

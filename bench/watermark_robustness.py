@@ -96,13 +96,12 @@ def scan_mix(name: str, spec: Path, marked: list[dict], human: list[dict], work:
             "tpr": r.tpr, "fpr": r.fpr, "covered": bool(r.low <= planted <= r.high)}
 
 
-def human_rates(spec: Path, hs, human_ids: list[list[int]]) -> dict:
+def human_rates(scheme, spec: Path, hs, human_ids: list[list[int]]) -> dict:
     """The share of human documents flagged under the spec's key and under ``N_KEYS`` other random
     keys (one key fixes every document's coins together, so documents sharing n-grams flag
     together: the spread over keys shows how far one key's rate strays), and the exact rate the
     null distribution gives at the documents' own lengths."""
     from collapselab.detect.schemes import build, read_spec
-    from collapselab.detect.schemes.spec import new_key
 
     parsed, _ = read_spec(spec)
     kind = parsed.scheme
@@ -110,12 +109,11 @@ def human_rates(spec: Path, hs, human_ids: list[list[int]]) -> dict:
     others = []
     for _ in range(N_KEYS):
         if kind == "synthid":
-            key = [int(k) for k in rng.integers(1, 2**31, len(new_key(kind)))]
+            key = [int(k) for k in rng.integers(1, 2**31, scheme.depth)]
         else:
             key = int(rng.integers(1, 2**62))
         s = build(parsed, key, vocab_size=49152).score(seqs(human_ids))
         others.append(float(np.mean(s.p_value <= ALPHA)))
-    scheme = build(parsed, 0 if kind != "synthid" else [1], vocab_size=49152)
     expect = float(np.mean(scheme.null_flag_prob(hs.trials, ALPHA)))
     return {"flagged": int((hs.p_value <= ALPHA).sum()), "n": len(human_ids), "other_keys": others, "expected": expect}
 
@@ -168,7 +166,7 @@ def main(argv=None) -> dict:
             res["length"][L] = {"tpr": float(np.mean(p <= ALPHA)), "human": float(np.mean(hs.p_value <= ALPHA)),
                                 "median_p": float(np.median(p))}
             if L == 200:
-                res["human_fpr"] = h = human_rates(spec, hs, [x["ids"][:L] for x in human])
+                res["human_fpr"] = h = human_rates(scheme, spec, hs, [x["ids"][:L] for x in human])
                 fpr_rows.append(f"| {name} | {h['flagged']} / {h['n']} = {h['flagged'] / h['n']:.2%} | "
                                 f"{np.mean(h['other_keys']):.2%} ± {np.std(h['other_keys'], ddof=1):.2%} "
                                 f"({', '.join(f'{r:.2%}' for r in h['other_keys'])}) | {h['expected']:.2%} |")

@@ -356,7 +356,7 @@ def _parquet_records(path: str, text_field: str, on_error: str, batch_size: int,
     for rb in parquet_batches(pf, path, batch_size=batch_size, columns=cols):
         texts = rb.column(text_field).to_pylist()
         ids = rb.column("id").to_pylist() if "id" in rb.schema.names else [None] * len(texts)
-        good = [_valid([t], ids_field) and t is not None for t in texts]
+        good = [_valid([t], ids_field) for t in texts]
         ok = [i for i, g in enumerate(good) if g]
         if len(ok) < len(texts):
             detail = f"malformed record ({_what(text_field, ids_field)})"

@@ -592,12 +592,13 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
 
 def _load_scheme(watermark, tokenizer, ids_field, vocab) -> tuple[_SchemeScorer, dict]:
     """The scorer for ``--watermark SPEC`` and the settings its manifest records (never the key)."""
-    from collapselab.detect.schemes import Scheme, load_scheme, read_spec
+    from collapselab.detect.schemes import Scheme, build, read_key, read_spec
     from collapselab.detect.schemes.tokenizer import TextTokenizer, load_tokenizer
 
     if ids_field is not None and tokenizer is not None:
         raise UserError("give --tokenizer (to tokenise --text-field) or --ids-field (token ids already), not both.")
-    name = watermark.name if isinstance(watermark, Scheme) else read_spec(watermark)[0].scheme
+    parsed, key_path = (None, None) if isinstance(watermark, Scheme) else read_spec(watermark)
+    name = watermark.name if parsed is None else parsed.scheme
     tparams: dict = {"ids_field": ids_field}
     tok = None
     if name == "collapselab" and ids_field is None:
@@ -616,7 +617,7 @@ def _load_scheme(watermark, tokenizer, ids_field, vocab) -> tuple[_SchemeScorer,
         tparams["tokenizer_sha256"] = tok.sha256
     else:
         vocab_size = None
-    scheme = watermark if isinstance(watermark, Scheme) else load_scheme(watermark, vocab_size=vocab_size)
+    scheme = watermark if parsed is None else build(parsed, read_key(name, key_path), vocab_size=vocab_size)
     params = {"scheme": scheme.name, "key_id": scheme.key_id, "scheme_params": scheme.params(),
               "flag_p_value": scheme.flag_p_value, **tparams}
     return _SchemeScorer(scheme, tok), params
