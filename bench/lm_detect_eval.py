@@ -1,0 +1,215 @@
+"""Zero-shot LM detectors and watermark schemes on real SmolLM2-135M text: AUROC and TPR at 1 % FPR.
+
+    python bench/lm_evalset.py                 # the evaluation set (once; ~40 min on 2 cores)
+    python bench/lm_performer.py               # the Binoculars performer (once; ~10 min)
+    python bench/lm_detect_eval.py [--dtype bfloat16] [--doc docs/detect.md]
+
+Detectors (``collapselab.detect.lm``), all with SmolLM2-135M-Instruct as the scoring model:
+
+* ``fast-detectgpt``: the analytic sampling discrepancy, scoring = sampling model = SmolLM2;
+* ``binoculars (one model)``: observer = performer = SmolLM2 (log-perplexity over entropy; free
+  from the same pass);
+* ``binoculars (loop performer)``: observer SmolLM2, performer the SmolLM2 our loop's ``smollm2``
+  family fine-tuned on the odd-numbered SOTU addresses (``bench/lm_performer.py``);
+* the watermark schemes' own detectors (``collapselab.detect.schemes``) with their keys.
+
+Protocol. Nothing here is fitted on the evaluation set: the LM detectors are zero-shot, and the
+performer learnt from addresses the set does not use. Each text is scored on its first 32, 128 and
+256 SmolLM2 tokens (one pass; the model is causal). AUROC uses every human and synthetic text of
+the cell. For TPR at 1 % FPR the human texts are split in two halves at random (seeded): the
+threshold is set on half A, TPR is measured on the synthetic texts and the realised FPR on half B,
+which the threshold never saw (both are printed). Token statistics are cached in ``--cache``
+(delete it to rescore).
+
+Watermarks: the evaluation set is not watermarked, so a scheme's detector should find nothing
+there (its row is the check). Its power is measured on the watermarked continuations of
+``bench/watermark_corpus.py`` (96 per scheme, 200 tokens, SOTU prompts from even addresses, top-k 50
+at temperature 1: a different sampler than the evaluation set's), against the evaluation set's SOTU
+human passages cut to the same lengths (32, 128, 200 tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import OUT_DIR, announce, write_json, write_section  # noqa: E402
+from lm_evalset import CORPORA, TEMPERATURES, load, read_jsonl  # noqa: E402
+
+LENGTHS = (32, 128, 256)
+WM_LENGTHS = (32, 128, 200)
+WM_SCHEMES = ("hf-kgw-lefthash", "synthid", "gumbel", "gumbel-dual")
+DOC = Path(__file__).resolve().parents[1] / "docs" / "detect.md"
+
+
+def cached_stats(cache: Path, name: str, make):
+    """LMStats of one file under one detector pass, from ``cache`` when there."""
+    from collapselab.detect.lm import LMStats
+
+    path = cache / f"{name}.npz"
+    if path.exists():
+        z = np.load(path)
+        return LMStats(z["lp"], z["mu"], z["s2"], z["item"], z["pos"], int(z["n_items"]))
+    s = make()
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, lp=s.lp, mu=s.mu, s2=s.s2, item=s.item, pos=s.pos, n_items=s.n_items)
+    tmp.replace(path)
+    return s
+
+
+def split_rates(human: np.ndarray, synthetic: np.ndarray, seed: int, fpr: float = 0.01) -> dict:
+    """AUROC on all texts; threshold on a random half of the human texts, TPR on the synthetic
+    ones, FPR on the other half."""
+    from collapselab.detect.calibration import auroc, rate_above, threshold_at_fpr
+
+    perm = np.random.default_rng(seed).permutation(len(human))
+    a, b = human[perm[: len(human) // 2]], human[perm[len(human) // 2:]]
+    t = threshold_at_fpr(a, fpr)
+    return {"auroc": auroc(human, synthetic), "tpr": rate_above(synthetic, t), "fpr": rate_above(b, t),
+            "n_human": len(human), "n_synthetic": len(synthetic)}
+
+
+def lm_scores(stats_by_pass: dict, L: int) -> dict[str, np.ndarray]:
+    """Detector name -> scores of the first ``L`` tokens, from the cached passes of one file."""
+    own = stats_by_pass["smollm2"].prefix(L)
+    out = {"fast-detectgpt": own.fast_detectgpt(), "binoculars (one model)": own.binoculars()}
+    if "performer" in stats_by_pass:
+        out["binoculars (loop performer)"] = stats_by_pass["performer"].prefix(L).binoculars()
+    return out
+
+
+def scheme_scores(schemes: dict, ids: list[list[int]], L: int) -> dict[str, np.ndarray]:
+    from collapselab.corpus.sequences import TokenSequences
+
+    seqs = TokenSequences.from_lists([t[:L] for t in ids])
+    return {f"watermark {name}": -s.score(seqs).p_value for name, s in schemes.items()}
+
+
+def table(rows: list[dict], lengths) -> str:
+    head = "| corpus | synthetic | detector | " + " | ".join(f"AUROC {L}" for L in lengths) + " | " + \
+        " | ".join(f"TPR@1% {L}" for L in lengths) + " | FPR (half B) " + str(lengths[-1]) + " | n human / synth |"
+    sep = "|" + "---|" * (4 + 2 * len(lengths) + 1)
+    lines = [head, sep]
+    for r in rows:
+        c = r["cells"]
+        lines.append(f"| {r['corpus']} | {r['synthetic']} | {r['detector']} | "
+                     + " | ".join(f"{c[L]['auroc']:.3f}" for L in lengths) + " | "
+                     + " | ".join(f"{c[L]['tpr']:.3f}" for L in lengths)
+                     + f" | {c[lengths[-1]]['fpr']:.3f} | {c[lengths[-1]]['n_human']} / {c[lengths[-1]]['n_synthetic']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--evalset", type=Path, default=OUT_DIR / "lm-evalset")
+    ap.add_argument("--performer", type=Path, default=OUT_DIR / "lm-performer")
+    ap.add_argument("--watermark-corpus", type=Path, default=OUT_DIR / "watermark-corpus")
+    ap.add_argument("--cache", type=Path, default=OUT_DIR / "lm-detect-cache")
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
+    ap.add_argument("--batch-tokens", type=int, default=4096)
+    ap.add_argument("--only", default=None, help="score only these files (comma-separated stems), then stop")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--doc", type=Path, default=DOC)
+    ap.add_argument("--no-write", action="store_true")
+    a = ap.parse_args(argv)
+    import torch
+
+    from collapselab.detect.lm import FastDetectGPT, load_model, token_stats_pairs
+    from collapselab.detect.schemes import load_scheme
+
+    torch.set_num_threads(1)
+    announce()
+    files = load(a.evalset)
+    wm_files = {n: read_jsonl(a.watermark_corpus / f"{n}.jsonl") for n in WM_SCHEMES
+                if (a.watermark_corpus / f"{n}.jsonl").exists()}
+    det = FastDetectGPT("smollm2", dtype=a.dtype, batch_tokens=a.batch_tokens, max_tokens=max(LENGTHS))
+    have_performer = (a.performer / "config.json").exists()
+    cache = a.cache / a.dtype
+
+    loaded: dict = {}
+
+    def passes(name: str, ids: list[list[int]]) -> dict:
+        """The observer's own statistics and, with a performer, the performer's under the observer's
+        distribution: one pass over both models (cached per file)."""
+        keys = ["smollm2"] + (["performer"] if have_performer else [])
+        if all((cache / f"{name}.{k}.npz").exists() for k in keys):
+            return {k: cached_stats(cache, f"{name}.{k}", None) for k in keys}
+        observer = det._models()[0]
+        pairs = [(observer, None)]
+        if have_performer:
+            if "performer" not in loaded:
+                loaded["performer"] = load_model(a.performer, dtype=a.dtype)[0]
+            pairs.append((loaded["performer"], observer))
+        t = time.time()
+        got = token_stats_pairs([t_[:max(LENGTHS)] for t_ in ids], pairs, batch_tokens=a.batch_tokens)
+        print(f"  {name}: {len(ids)} texts, {len(got[0].lp):,} tokens, {len(pairs)} model(s) in {time.time() - t:.0f} s",
+              flush=True)
+        return {k: cached_stats(cache, f"{name}.{k}", lambda s=s_: s) for k, s_ in zip(keys, got)}
+
+    todo = {**{k: v for k, v in files.items()}, **{f"wm-{k}": v for k, v in wm_files.items()}}
+    if a.only:
+        todo = {k: v for k, v in todo.items() if k in a.only.split(",")}
+    stats = {k: passes(k, [r["ids"] for r in v]) for k, v in todo.items()}
+    if a.only:
+        return {}
+
+    schemes = {}
+    for n in wm_files:
+        schemes[n] = load_scheme(a.watermark_corpus / f"{n}.yaml", vocab_size=49152)
+
+    rows, wm_rows = [], []
+    for corpus in CORPORA:
+        human = files[f"{corpus}-human"]
+        h_ids = [r["ids"] for r in human]
+        for t in TEMPERATURES:
+            synth = files[f"{corpus}-t{t}"]
+            s_ids = [r["ids"] for r in synth]
+            cells: dict[str, dict] = {}
+            for L in LENGTHS:
+                hs, ss = lm_scores(stats[f"{corpus}-human"], L), lm_scores(stats[f"{corpus}-t{t}"], L)
+                hs.update(scheme_scores(schemes, h_ids, L))
+                ss.update(scheme_scores(schemes, s_ids, L))
+                for d in hs:
+                    cells.setdefault(d, {})[L] = split_rates(hs[d], ss[d], a.seed)
+            for d, c in cells.items():
+                rows.append({"corpus": corpus, "synthetic": f"SmolLM2 T={t}, top-p 0.95", "detector": d, "cells": c})
+    # watermarked text of each scheme vs the SOTU human passages
+    human = files["sotu-human"]
+    for n in wm_files:
+        cells = {}
+        for L in WM_LENGTHS:
+            hs, ss = lm_scores(stats["sotu-human"], L), lm_scores(stats[f"wm-{n}"], L)
+            own = {n: schemes[n]}
+            hs.update(scheme_scores(own, [r["ids"] for r in human], L))
+            ss.update(scheme_scores(own, [r["ids"] for r in wm_files[n]], L))
+            for d in hs:
+                cells.setdefault(d, {})[L] = split_rates(hs[d], ss[d], a.seed)
+        for d, c in cells.items():
+            wm_rows.append({"corpus": "sotu", "synthetic": f"{n}-watermarked, T=1 top-k 50", "detector": d, "cells": c})
+
+    md = [f"Command: `python bench/lm_detect_eval.py --dtype {a.dtype}` (after `python bench/lm_evalset.py` and "
+          f"`python bench/lm_performer.py`). Scoring in {a.dtype}; thresholds on a random half of the human texts, "
+          "TPR on the synthetic ones, FPR on the other half.", "",
+          "**Unwatermarked SmolLM2-135M continuations** (the evaluation set):", "", table(rows, LENGTHS)]
+    if wm_rows:
+        md += ["", "**Watermarked SmolLM2-135M continuations** (`bench/watermark_corpus.py`, 200 tokens) vs the "
+               "evaluation set's SOTU human passages:", "", table(wm_rows, WM_LENGTHS)]
+    text = "\n".join(md)
+    print(text)
+    payload = {"rows": rows, "watermark_rows": wm_rows, "dtype": a.dtype, "performer": have_performer}
+    write_json("lm_detect_eval", json.loads(json.dumps(payload, default=float)))
+    if not a.no_write:
+        write_section(a.doc, "lm-detectors", text)
+        print(f"wrote the section 'lm-detectors' of {a.doc}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
