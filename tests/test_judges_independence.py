@@ -146,18 +146,19 @@ def test_calibration_text_is_not_the_held_out_text_of_a_real_run(shared_text_fol
     set, and the judges' draw is generation 0's model sampled again, not its output."""
     from collapselab.config import make_config
     from collapselab.corpus import load_corpus
-    from collapselab.loop.engine import _Job
+    from collapselab.loop.engine import Runner
     from collapselab.loop.judges import judge_synthetic
+    from collapselab.loop.seeds import SeedData
     from collapselab.loop.streams import generation_rng
     from collapselab.runfolder import RunFolder
 
     cfg = make_config({"corpus": str(shared_text_folder), "train_items": 120, "samples": 60, "generations": 1,
                        "policies": ["web:0.1-0.9+filter:classifier"]})
     corpus = load_corpus(cfg)
-    job = _Job(cfg, corpus, None, RunFolder(tmp_path / "run"), gen0={})
+    job = Runner(cfg, SeedData(cfg, corpus, None), RunFolder(tmp_path / "run"))
     rng = generation_rng(0, "gen0", 0)
-    job.gen0[0] = job.fit(corpus.train, rng, 0)
-    out0 = job.sample(job.gen0[0], 60, rng)  # generation 0's output, as run_loop draws it
+    job.lineage.gen0[0] = job.lineage.fit(corpus.train, rng, 0)
+    out0 = job.marking.sample(job.lineage.gen0[0], 60, rng)  # generation 0's output, as run_loop draws it
     state = job.loop_state(0, cfg.policies[0], [out0])
     fit, calibration = judge_human(state)
     as_text = lambda seqs: {tuple(x) for x in seqs.to_lists()}  # noqa: E731

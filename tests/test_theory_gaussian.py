@@ -1,6 +1,6 @@
 """Science checks of the theory families (Gaussian, GMM) run through the real code path.
 
-Every chain below is built exactly as :meth:`collapselab.loop.engine._Job.run_chain` builds one
+Every chain below is built exactly as :meth:`collapselab.loop.engine.Runner.chain` builds one
 under the ``replace`` policy: generation 0's model is fitted on fixed "human" data and samples
 ``M`` items with ``generation_rng(seed, "gen0", 0)``; generation ``g = 1..G`` gets
 ``rng = generation_rng(seed, "replace", g)``, takes its training set from

@@ -1,7 +1,7 @@
 """Science checks of the linear-regression family (Gerstgrasser et al. 2024; Dey & Donoho 2024),
 run through the real code path.
 
-Chains are built as :meth:`collapselab.loop.engine._Job.run_chain` builds them: generation 0 is
+Chains are built as :meth:`collapselab.loop.engine.Runner.chain` builds them: generation 0 is
 a :class:`LinearRegressionModel` fitted on the human rows (x, y) and samples ``n`` rows with
 ``generation_rng(seed, "gen0", 0)``; generation g = 1..G gets ``rng = generation_rng(seed,
 policy.name, g)``, its training set from ``parse_policy(spec).training_set(g, state, rng)``

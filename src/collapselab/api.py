@@ -23,8 +23,10 @@ from collapselab.corpus import load_corpus
 from collapselab.data import n_items
 from collapselab.errors import UserError
 from collapselab.loop.engine import Event, run_loop
-from collapselab.loop.policies import parse_policy
+from collapselab.loop.marking import load_loop_scheme
+from collapselab.loop.sinks import run_sinks
 from collapselab.loop.provenance import RunLedger, dataset_hash
+from collapselab.loop.seeds import SeedData
 from collapselab.provenance.ledger import run_head
 from collapselab.metrics.suite import make_evaluator
 from collapselab.report.table import PolicyBlock, build_table, build_tree_table, caption, table_records
@@ -152,8 +154,6 @@ def _check_scheme(config: ExperimentConfig) -> tuple[ExperimentConfig, str]:
     """``watermark``: read the spec and its key (one UserError line if either is bad or the family
     cannot sample with the scheme); the config records the spec's absolute path, never the key.
     Returns the config and the key's public ``key_id``."""
-    from collapselab.loop.engine import load_loop_scheme
-
     spec = Path(config.watermark).expanduser().resolve()
     config = config.model_copy(update={"watermark": str(spec)})
     scheme = load_loop_scheme(config, _PRE_RUN_VOCAB[config.family](config))
@@ -181,8 +181,8 @@ def _check_corpus(config: ExperimentConfig, corpus) -> None:
     n_out = config.samples or n
     reserve = getattr(corpus, "vault", None)
     reserve = corpus.pool if reserve is None else reserve
-    for spec in config.policies:
-        need = parse_policy(spec).human_pool_needed(config.generations, n_out)
+    for spec, policy in zip(config.policies, config.parsed_policies):
+        need = policy.human_pool_needed(config.generations, n_out)
         if need > n_items(reserve):
             raise UserError(
                 f"policy {spec}: needs {need} unseen human items over {config.generations} generations, but the corpus "
@@ -315,7 +315,9 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
     folder.checkpoint_every = 0.0 if (config.is_text or config.is_image) else RUN_CHECKPOINT_SECONDS
     folder.before_checkpoint = ledger.flush  # provenance first: a row in metrics.parquet always has its entries
     try:
-        run_loop(config, corpus, evaluator, folder, jobs=jobs, on_event=on_event, ledger=ledger)
+        data = SeedData(config, corpus, evaluator)
+        run_loop(config, data, folder, sinks=run_sinks(config, folder, ledger=ledger, vocab=data.vocab), jobs=jobs,
+                 on_event=on_event)
     finally:
         try:
             folder.flush_metrics()  # the generations held back by the checkpoint interval (also on Ctrl-C)

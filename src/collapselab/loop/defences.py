@@ -2,7 +2,7 @@
 
 Each holds the policy before it (``inner``) and does one thing to its training set; the grammar
 that composes them (``web:0.1-0.9+filter:watermark:0.01+anchor:0.1``) is in
-:mod:`collapselab.loop.policies`. What they judge items with is in :mod:`collapselab.loop.judges`.
+:mod:`collapselab.loop.spec`. What they judge items with is in :mod:`collapselab.loop.judges`.
 
 * :class:`Filter` ``filter:DETECTOR:FPR``: drop every item the calibrated detector flags.
   Row columns: ``detected_share`` (share of the candidates flagged), ``human_flagged_share`` and
@@ -15,8 +15,8 @@ that composes them (``web:0.1-0.9+filter:watermark:0.01+anchor:0.1``) is in
   candidates with the highest reward (ties: the earlier item), in their original order.
   Column ``curated_synthetic_share``: the synthetic share among the candidates before selection.
 * :class:`Anchored` ``anchor:F``: replace a share ``F`` of the set (``round(F n)`` items chosen at
-  random) with human items drawn afresh: from the vault snapshot (origin -3) if the run has one,
-  else from the human training set (-1). The set keeps its size.
+  random) with human items drawn afresh: from the vault snapshot (``Origin.VAULT``) if the run has one,
+  else from the human training set (``Origin.HUMAN``). The set keeps its size.
 * :class:`Accumulated` ``accumulate``: the human training set plus the inner policy's set of every
   generation 1..g. Earlier sets are rebuilt with the chain's own per-generation stream
   (``LoopState.rng('data', h)``), so each generation's part is the same set every time it is
@@ -38,8 +38,9 @@ import numpy as np
 
 from collapselab.data import n_items, take
 from collapselab.errors import UserError
-from collapselab.loop.judges import DETECTORS, REWARDS, calibrated_detector, check_reserve, reward_scores
-from collapselab.loop.policies import Anchor, LoopState, Policy, TrainingSet, bad_spec, join, parse_fraction, subsample
+from collapselab.loop.judges import calibrated_detector, check_reserve, reward_scores
+from collapselab.loop.sources import Anchor, join, labelled, subsample
+from collapselab.loop.types import LoopState, Origin, Policy, TrainingSet
 
 DEFAULT_FPR = 0.01
 DEFAULT_KEEP = 0.5
@@ -137,7 +138,7 @@ class Accumulated(_Wrapper):
     part: ClassVar[str] = "accumulate"
 
     def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
-        parts = [TrainingSet(state.human, np.full(n_items(state.human), -1))]
+        parts = [labelled(state.human, Origin.HUMAN)]
         for h in range(1, g + 1):
             key = ("accumulate", self.inner.name, h)
             if key not in state.cache:
@@ -152,48 +153,3 @@ class AccumulatedSubsample(_Wrapper):
 
     def training_set(self, g: int, state: LoopState, rng: np.random.Generator) -> TrainingSet:
         return subsample(Accumulated(self.inner).training_set(g, state, rng), n_items(state.outputs[g - 1]), rng)
-
-
-EXAMPLES = {"filter": f"web:0.1-0.9+filter:watermark:{DEFAULT_FPR:g}", "curate": f"web:0.1-0.9+curate:reward:{DEFAULT_KEEP:g}",
-            "anchor": "web:0.1-0.9+anchor:0.1", "accumulate": "web:0.1-0.9+accumulate",
-            "accumulate-subsample": "web:0.1-0.9+accumulate-subsample"}
-MAX_ARGS = {"filter": 2, "curate": 1, "anchor": 1, "accumulate": 0, "accumulate-subsample": 0}  # curate: besides its optional reward name
-
-
-def _is_number(arg: str) -> bool:
-    try:
-        float(arg)
-    except ValueError:
-        return False
-    return True
-
-
-def _choice(arg: str, choices: tuple, spec: str, what: str, example: str) -> str:
-    if arg not in choices:
-        raise bad_spec(spec, f"unknown {what} {arg!r}" if arg else f"no {what}",
-                       f"Choose {', '.join(choices)}; write e.g. '{example}'.")
-    return arg
-
-
-def parse_defence(part: str, inner: Policy, spec: str) -> Policy:
-    """The defence ``part`` (one '+'-separated piece of ``spec``) wrapped around ``inner``."""
-    name, *args = [a.strip().lower() for a in part.split(":")]
-    if name not in EXAMPLES:
-        where = "a data source and can only come first" if name in ("replace", "fresh", "web") else "not a defence"
-        raise bad_spec(spec, f"{name!r} after '+' is {where}")
-    example = EXAMPLES[name]
-    reward = "reward"
-    if name == "curate" and args and not _is_number(args[0]):
-        reward = _choice(args.pop(0), REWARDS, spec, "reward", example)
-    if len(args) > MAX_ARGS[name]:
-        raise bad_spec(spec, f"too many ':' arguments for {name!r}", f"Write e.g. '{example}'.")
-    if name == "filter":
-        detector = _choice(args[0] if args else "", DETECTORS, spec, "detector", example)
-        return Filter(inner, detector, parse_fraction(args[1], spec, "false-positive rate", example) if len(args) > 1 else DEFAULT_FPR)
-    if name == "curate":
-        return Curate(inner, reward, parse_fraction(args[0], spec, "kept share", example) if args else DEFAULT_KEEP)
-    if name == "anchor":
-        return Anchored(inner, parse_fraction(args[0], spec, "fraction", example) if args else 0.1)
-    if name == "accumulate-subsample":
-        return AccumulatedSubsample(inner)
-    return Accumulated(inner)

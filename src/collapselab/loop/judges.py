@@ -54,7 +54,7 @@ import scipy.sparse as sp
 from collapselab.corpus.sequences import TokenSequences
 from collapselab.data import Data, n_items, take
 from collapselab.errors import UserError
-from collapselab.loop.policies import LoopState, Policy
+from collapselab.loop.types import LoopState, Policy
 
 DETECTORS = ("watermark", "likelihood", "classifier")
 REWARDS = ("reward", "self", "random")

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from collapselab.corpus.sequences import TokenSequences
+from collapselab.loop.types import Origin
 from collapselab.provenance.ledger import Document, Ledger, Model, Snapshot
 
-HUMAN, POOL, VAULT = -1, -2, -3  # TrainingSet origins that are human data
+HUMAN, POOL, VAULT = Origin.HUMAN, Origin.POOL, Origin.VAULT  # old names of the human origins
 
 
 def dataset_hash(data) -> str:
@@ -77,7 +78,7 @@ class RunLedger:
     def record(self, policy: str, seed: int, generation: int, sources: tuple[int, ...], output_hash: str,
                ancestors: tuple[str, ...] | None = None) -> None:
         """Generation ``generation`` of (policy, seed): trained on items of ``sources`` (origins:
-        -1 human, -2 reserve, -3 vault, g >= 0 generation g's output), produced ``output_hash``.
+        an :class:`~collapselab.loop.types.Origin`, or g >= 0 generation g's output), produced ``output_hash``.
         ``ancestors[g]``: in a tree, the label of the model at depth g above this one (a chain's
         ancestors all carry its own policy label)."""
         mid = model_id(policy, seed, generation)
@@ -106,11 +107,11 @@ class RunLedger:
             self.pending = []
 
     def _shard(self, policy: str, seed: int, origin: int) -> str:
-        if origin == HUMAN:
+        if origin == Origin.HUMAN:
             return self.seed_data.get(seed, (self.human, self.pool))[0]
-        if origin == POOL:
+        if origin == Origin.POOL:
             return self.seed_data.get(seed, (self.human, self.pool))[1]
-        if origin == VAULT:
+        if origin == Origin.VAULT:
             return self.vault
         mid = model_id(policy, seed, origin)
         if mid not in self.outputs:  # made before a resume: in the ledger

@@ -15,8 +15,8 @@ When the run has a watermark key, only a share ``watermark_share`` of each gener
 carries the watermark (``ExperimentConfig.watermark_share``), so a watermark filter can find at
 most that share of the synthetic part. Defences (``+filter:...``) remove what they can detect.
 
-Spec: ``web`` (= ``web:0.1-0.9``), ``web:LO-HI``, ``web:S`` (a constant share), each optionally
-followed by ``:pool`` or ``:train``.
+Spec (parsed in :mod:`collapselab.loop.spec`): ``web`` (= ``web:0.1-0.9``), ``web:LO-HI``,
+``web:S`` (a constant share), each optionally followed by ``:pool`` or ``:train``.
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import ClassVar
 import numpy as np
 
 from collapselab.data import n_items, take
-from collapselab.loop.policies import LoopState, TrainingSet, bad_spec, from_previous, join, parse_fraction
+from collapselab.loop.sources import from_previous, join
+from collapselab.loop.types import LoopState, Origin, TrainingSet
 
-SOURCES = ("pool", "train")
-EXAMPLE = "web:0.1-0.9"
+SOURCES = ("pool", "train")  # where the human part comes from
 
 
 @dataclass(frozen=True)
@@ -45,23 +45,6 @@ class Web:
         shares = f"{self.start:g}" if self.start == self.end else f"{self.start:g}-{self.end:g}"
         return f"web:{shares}" + ("" if self.human == "pool" else f":{self.human}")
 
-    @classmethod
-    def from_args(cls, arg: str, spec: str) -> "Web":
-        """``''``, ``'LO-HI'``, ``'S'``, each optionally followed by ``':pool'`` / ``':train'``."""
-        args = [a.strip().lower() for a in arg.split(":")] if arg else []
-        human = "pool"
-        if args and args[-1] in SOURCES:
-            human = args.pop()
-        if len(args) > 1 or (args and not args[0]):
-            raise bad_spec(spec, f"the web takes one share or range and a source, got {arg!r}",
-                           f"Write e.g. '{EXAMPLE}', 'web:0.5' or '{EXAMPLE}:train'.")
-        if not args:
-            return cls(human=human)
-        lo, dash, hi = args[0].partition("-")
-        start = parse_fraction(lo, spec, "synthetic share", EXAMPLE)
-        end = parse_fraction(hi, spec, "synthetic share", EXAMPLE) if dash else start
-        return cls(start, end, human)
-
     def share(self, g: int, generations: int) -> float:
         """Target synthetic share of generation g's scrape."""
         t = (min(g, generations) - 1) / max(generations - 1, 1)
@@ -75,10 +58,10 @@ class Web:
         k = self.n_synthetic(g, state.generations, n)
         if self.human == "pool":
             start = sum(n - self.n_synthetic(h, state.generations, n) for h in range(1, g))
-            human = TrainingSet(take(state.pool, np.arange(start, start + n - k)), np.full(n - k, -2))
+            human = TrainingSet(take(state.pool, np.arange(start, start + n - k)), np.full(n - k, int(Origin.POOL)))
         else:
             idx = np.sort(rng.choice(n_items(state.human), size=min(n - k, n_items(state.human)), replace=False))
-            human = TrainingSet(take(state.human, idx), np.full(len(idx), -1))
+            human = TrainingSet(take(state.human, idx), np.full(len(idx), int(Origin.HUMAN)))
         return join([human, from_previous(state, g, k, rng)], {"web_synthetic_share": self.share(g, state.generations)})
 
     def human_pool_needed(self, generations: int, n: int) -> int:

@@ -32,8 +32,8 @@ import numpy as np
 from collapselab.corpus.facts import FactSet
 from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.tokenize import SPECIALS, Vocabulary
+from collapselab.corpus.tokens import EOS
 
-EOS = 1
 PROBE_TRIES = 20
 PROBE_TOKENS = 3
 N_FUNCTION = 50

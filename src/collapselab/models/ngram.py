@@ -39,9 +39,8 @@ import pandas as pd
 
 from collapselab.corpus import ngrams
 from collapselab.corpus.sequences import TokenSequences
+from collapselab.corpus.tokens import BOS, EOS, UNK  # noqa: F401  (detectors import them from here too)
 from collapselab.models.scoring import WordScores
-
-BOS, EOS, UNK = 0, 1, 2
 
 
 @dataclass
