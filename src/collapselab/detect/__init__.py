@@ -4,6 +4,8 @@
 * :class:`PerplexityDetector`, :class:`BinocularsDetector` - likelihood under reference n-gram
   models fitted on human text (``likelihood.py``).
 * :class:`ClassifierDetector` - hashed word/char n-grams + logistic regression (``classifier.py``).
+* :class:`FastDetectGPT`, :class:`Binoculars` - zero-shot detectors that read text with a real
+  causal language model (SmolLM2-135M by default; ``lm.py``, needs the ``smollm2`` extra).
 * Calibration and evaluation (``calibration.py``): :func:`threshold_at_fpr`, :func:`evaluate`,
   :class:`Calibrated`, :func:`rogan_gladen`.
 
@@ -22,10 +24,12 @@ from collapselab.detect.calibration import (
 )
 from collapselab.detect.classifier import ClassifierDetector
 from collapselab.detect.likelihood import BinocularsDetector, PerplexityDetector
+from collapselab.detect.lm import Binoculars, FastDetectGPT
 from collapselab.detect.watermark import WatermarkDetector
 
 __all__ = [
     "Detector", "as_sequences", "chunk",
     "Calibrated", "Prevalence", "auroc", "evaluate", "rogan_gladen", "threshold_at_fpr", "tpr_at_fpr",
     "ClassifierDetector", "BinocularsDetector", "PerplexityDetector", "WatermarkDetector",
+    "Binoculars", "FastDetectGPT",
 ]

@@ -106,6 +106,26 @@ def evaluate(scores_human, scores_synthetic, fprs=FPRS) -> dict:
     return out
 
 
+def evaluate_split(scores_human, scores_synthetic, fprs=FPRS, *, rng: np.random.Generator) -> dict:
+    """:func:`evaluate` with no threshold judged on the items it was set on: the human items are
+    split at random (``rng``) into halves A and B; each threshold is set on A, its TPR measured on
+    the synthetic items and its realised FPR on B. AUROC (no threshold) uses every item.
+    ``{"auroc", "tpr@1%", "fpr@1%", ..., "n_human", "n_synthetic"}``."""
+    h = np.asarray(scores_human, dtype=np.float64)
+    perm = rng.permutation(len(h))
+    a, b = h[perm[: len(h) // 2]], h[perm[len(h) // 2:]]
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError("evaluate_split needs at least two human scores")
+    out = {"auroc": auroc(h, scores_synthetic)}
+    for f in fprs:
+        t = threshold_at_fpr(a, f)
+        out[_label(f)] = rate_above(scores_synthetic, t)
+        out["fpr@" + _label(f)[4:]] = rate_above(b, t)
+    out["n_human"] = int(len(h))
+    out["n_synthetic"] = int(len(scores_synthetic))
+    return out
+
+
 @dataclass(frozen=True)
 class Prevalence:
     estimate: float  # corrected synthetic share

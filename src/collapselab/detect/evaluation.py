@@ -10,6 +10,11 @@ Set-up (``python -m collapselab.detect.evaluation [--seed S] [--n N]``):
   truncation); one sample for training, an independent one for testing; the watermark detector is
   tested on a watermarked sample (gamma 0.25, delta 2, h 1).
 * units: single sentences, and chunks of 10 consecutive sentences joined into one item.
+* rates: AUROC over every test item; each TPR at a threshold set on a random half of the human
+  test items, with the realised FPR on the other half (``evaluate_split``): no threshold is judged
+  on the items it was set on.
+
+``python bench/detect_ngram_eval.py`` runs this and writes the table into docs/detect.md.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from collapselab.detect.base import chunk
-from collapselab.detect.calibration import evaluate
+from collapselab.detect.calibration import Calibrated, evaluate_split
 from collapselab.detect.classifier import ClassifierDetector
 from collapselab.detect.likelihood import BinocularsDetector, PerplexityDetector
 from collapselab.detect.watermark import WatermarkDetector
@@ -72,11 +77,24 @@ def run(*, seed: int = 0, n: int = 5000, chunk_size: int = 10) -> pd.DataFrame:
         }
         for name, det in detectors.items():
             syn = tew if name == "watermark z" else tes
-            r = evaluate(det.score(teh), det.score(syn))
+            r = evaluate_split(det.score(teh), det.score(syn), rng=np.random.default_rng([seed, size]))
             r.update(detector=name, unit=unit, direction=getattr(det, "direction_", 1.0))
             rows.append(r)
-    cols = ["unit", "detector", "auroc", "tpr@0.1%", "tpr@1%", "tpr@5%", "n_human", "n_synthetic", "direction"]
+    cols = ["unit", "detector", "auroc", "tpr@0.1%", "tpr@1%", "fpr@1%", "tpr@5%", "fpr@5%", "n_human", "n_synthetic",
+            "direction"]
     return pd.DataFrame(rows)[cols]
+
+
+def watermark_calibration(*, seed: int = 0, n: int = 5000, fprs=(0.01, 0.05)) -> list[dict]:
+    """The watermark detector calibrated on human pool-B sentences (the classifier's training half),
+    checked on the held-out test sentences it never saw: threshold, measured FPR and TPR."""
+    d = setup(seed=seed, n=n)
+    out = []
+    for f in fprs:
+        cal = Calibrated(WatermarkDetector(d["watermark"]), fpr=f).fit(d["train_h"], d["test_w"], human_check=d["test_h"])
+        out.append({"target": f, "threshold": cal.threshold_, "fpr": cal.fpr_, "tpr": cal.tpr_,
+                    "n_calibration": len(d["train_h"]), "n_check": cal.n_fpr_})
+    return out
 
 
 def main(argv=None) -> None:
