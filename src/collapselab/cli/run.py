@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import List, Optional
 
@@ -10,25 +11,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from collapselab.cli.common import JSON_HELP, QUIET_HELP, console, err_console, print_json, progress_bar
+from collapselab.cli.options import config_values, parse_seeds, run_parameters
 from collapselab.errors import UserError
 
-def _parse_seeds(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    seeds: list[int] = []
-    for part in text.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                lo, hi = part.split("-", 1)
-                seeds.extend(range(int(lo), int(hi) + 1))
-            elif part:
-                seeds.append(int(part))
-        except ValueError:
-            raise UserError(f"--seeds {text!r}: {part!r} is not a whole number. Write e.g. --seeds 0,1,2 or --seeds 0-4.") from None
-    if not seeds:
-        raise UserError(f"--seeds {text!r}: no seed given. Write e.g. --seeds 0,1,2.")
-    return seeds
+_parse_seeds = parse_seeds  # its old name (bench scripts import it)
 
 
 def print_tree(run) -> None:
@@ -85,45 +71,12 @@ def print_table(run) -> None:
 
 def run(
     config: Optional[Path] = typer.Argument(None, help="YAML or TOML config file; flags below override it."),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="'sotu' (default), a .txt/.jsonl/.parquet file or folder; for gaussian/gmm: 'normal', 'mixture' or a .npy array."),
-    text_field: Optional[str] = typer.Option(None, "--text-field", help="JSONL field / Parquet column with the text (default 'text')."),
-    family: Optional[str] = typer.Option(None, "--family", help="Model family: text ngram (default), gpt, smollm2 (extra); images vae, ddpm, gmm (on an image corpus); theory gaussian, gmm."),
-    generations: Optional[int] = typer.Option(None, "--generations", "-g", help="Generations after generation 0 (default 10)."),
-    policy: Optional[List[str]] = typer.Option(None, "--policy", "-p", help="Data policy, repeatable or comma-separated: replace, accumulate, anchor[:F], fresh[:F], web[:LO-HI], then defences joined by '+', e.g. web:0.1-0.9+filter:watermark:0.01 (docs/defences.md). Default: the first four."),
-    preset: Optional[str] = typer.Option(None, "--preset", help="Start from a ready-made experiment: 'defences' (the mitigation matrix, docs/defences.md); the config file and flags override it."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Seeds, e.g. 0 or 0,1,2 or 0-4 (default 0)."),
-    samples: Optional[int] = typer.Option(None, "--samples", help="Items each generation produces (default: as many as generation 0's training set)."),
-    train_items: Optional[int] = typer.Option(None, "--train-items", help="Human items generation 0 learns from (text default: 20000 sentences)."),
-    holdout_items: Optional[int] = typer.Option(None, "--holdout-items", help="Held-out human items every generation is scored on (text default 5000 sentences, smollm2 500; images 300)."),
-    order: Optional[int] = typer.Option(None, "--order", help="ngram: order (default 3)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="text families: sampling temperature (default 1)."),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="text families: keep the k likeliest candidates (default 0 = off)."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="text families: nucleus sampling mass (default 1 = off)."),
-    estimator: Optional[str] = typer.Option(None, "--estimator", help="gaussian: mle (default) or unbiased."),
-    bias: Optional[float] = typer.Option(None, "--bias", help="gaussian/gmm/vae/ddpm: sampling bias lambda <= 1 (default 1 = unbiased; MAD's lambda)."),
-    epochs: Optional[float] = typer.Option(None, "--epochs", help="gpt/smollm2/vae/ddpm: passes over each generation's training set."),
-    init: Optional[str] = typer.Option(None, "--init", help="gpt/smollm2: generation g fine-tunes from gen0 (default, the Nature paper), previous, or scratch."),
-    decoding: Optional[str] = typer.Option(None, "--decoding", help="gpt/smollm2: sample (default) or beam (prompted beam search, the Nature paper)."),
-    prompt_len: Optional[int] = typer.Option(None, "--prompt-len", help="gpt/smollm2 with --decoding beam: words of a training item each item continues (default 8)."),
-    num_beams: Optional[int] = typer.Option(None, "--num-beams", help="gpt/smollm2 with --decoding beam: beams (default 5)."),
-    repetition_penalty: Optional[float] = typer.Option(None, "--repetition-penalty", help="gpt/smollm2: divide repeated pieces' logits by this (default 1 = off; the paper tried 2)."),
-    device: Optional[str] = typer.Option(None, "--device", help="gpt/smollm2/vae/ddpm: cpu (default) or cuda."),
-    facts: Optional[bool] = typer.Option(None, "--facts/--no-facts", help="Plant invented facts (1..32 copies each) in the human training set and report fact recall and hallucination rate per frequency bucket every generation (docs/facts.md)."),
-    resample_data: Optional[bool] = typer.Option(None, "--resample-data/--shared-data", help="Per seed, draw generation 0's human data and the held-out split anew, so that spreads over seeds include the variation between draws of real data (default: every seed shares one split)."),
-    tree: Optional[bool] = typer.Option(None, "--tree/--chains", help="Grow a derivative tree (every model spawns one child per policy) instead of one chain per policy."),
-    dim: Optional[int] = typer.Option(None, "--dim", help="gaussian/gmm: dimension of the built-in 'normal' data (default 1)."),
-    vault: Optional[Path] = typer.Option(None, "--vault", help="A sealed vault (`collapselab vault`): anchor and fresh draw their human items from it."),
-    vault_snapshot: Optional[str] = typer.Option(None, "--snapshot", "--vault-snapshot", help="With --vault: the snapshot to draw from (default: the newest). (old spelling --vault-snapshot: deprecated)"),
-    credentials: Optional[Path] = typer.Option(None, "--credentials", help="Sign each generation's sample shard with these credentials (`collapselab credentials init DIR`)."),
-    watermark_key: Optional[Path] = typer.Option(None, "--watermark-key", help="ngram: embed a green-list watermark keyed by this file (make one with `collapselab keys new FILE`), or 'new' for a fresh key in the run folder."),
-    watermark: Optional[Path] = typer.Option(None, "--watermark", metavar="SPEC", help="gpt/smollm2 (any scheme), ngram (the collapselab scheme): sample with the watermark scheme this spec file describes (collapselab, hf-kgw, synthid, gumbel, gumbel-dual; its key in the spec's key file, made with `collapselab keys new --scheme NAME FILE`; docs/watermark.md)."),
-    ledger_signing_key: Optional[Path] = typer.Option(None, "--ledger-signing-key", help="Sign the run's final ledger tree head (in summary.json) with this Ed25519 key (`collapselab keys new-signing FILE`)."),
-    watermark_share: Optional[float] = typer.Option(None, "--watermark-share", help="Share of each generation's samples that carry the watermark (default 1)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder (default runs/<run-id>)."),
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted run: the one in --out, else the newest unfinished run in runs/."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, help="Processes running policy chains side by side (default: one per core). Results do not depend on it."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP + " Implies --quiet."),
+    **settings,
 ) -> None:
     """Run the self-consuming loop and print the article's table.
 
@@ -134,27 +87,14 @@ def run(
     from collapselab.api import run_experiment
     from collapselab.config import load_config
     from collapselab.loop.engine import default_jobs
+    from collapselab.presets import preset_config
 
-    model = {k: v for k, v in dict(order=order, temperature=temperature, top_k=top_k, top_p=top_p, estimator=estimator, bias=bias,
-                                   epochs=epochs, init=init, decoding=decoding, prompt_len=prompt_len, num_beams=num_beams,
-                                   repetition_penalty=repetition_penalty, device=device).items() if v is not None}
-    policies = [p for item in policy for p in item.split(",") if p.strip()] if policy else None
+    values = config_values(settings)
+    preset = values.pop("preset", None)  # the preset's settings come first, the file's and the flags' on top
     cfg = None
     if not resume:
-        from collapselab.presets import preset_config
-
-        cfg = load_config(
-            config, defaults=preset_config(preset) if preset else None, watermark_share=watermark_share,
-            corpus=corpus, text_field=text_field, family=family, generations=generations, policies=policies,
-            seeds=_parse_seeds(seeds), samples=samples, train_items=train_items, holdout_items=holdout_items, dim=dim, model=model, tree=tree, facts=facts,
-            resample_data=resample_data,
-            watermark_key=str(watermark_key) if watermark_key else None,
-            watermark=str(watermark) if watermark else None,
-            vault=str(vault) if vault else None, vault_snapshot=vault_snapshot,
-            credentials=str(credentials) if credentials else None,
-            ledger_signing_key=str(ledger_signing_key) if ledger_signing_key else None,
-        )
-    elif config is not None or model or any(x is not None for x in (corpus, family, generations, policies, seeds, samples, train_items, holdout_items)):
+        cfg = load_config(config, defaults=preset_config(preset) if preset else None, **values)
+    elif config is not None or values["model"] or len(values) > 1:
         err_console.print("[yellow]--resume uses the run's own config; the other options are ignored.[/yellow]")
 
     with progress_bar("loading corpus", quiet=quiet or as_json) as update:
@@ -259,6 +199,17 @@ def lineage(
     if as_json:
         return print_json({"run": str(run_dir), "models": list(nodes.values())})
     console.print(render(nodes, str(run_dir)))
+
+
+def _with_config_options(command):
+    """``command``'s signature with one option per config setting (:mod:`collapselab.cli.options`)
+    after its config argument, in place of ``**settings``: what typer reads."""
+    own = [p.replace(kind=p.KEYWORD_ONLY) for p in inspect.signature(command).parameters.values() if p.kind != p.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature(own[:1] + run_parameters() + own[1:])
+    return command
+
+
+_with_config_options(run)
 
 
 def register(app: typer.Typer) -> None:

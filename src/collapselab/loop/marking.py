@@ -29,6 +29,7 @@ from collapselab.data import concat
 from collapselab.detect.schemes import build, read_key, read_spec
 from collapselab.errors import UserError
 from collapselab.loop.judges import SchemeDetector
+from collapselab.models.base import sample
 from collapselab.corpus.tokens import BOS
 from collapselab.provenance.keys import load_key
 from collapselab.provenance.watermark import Watermark
@@ -120,9 +121,9 @@ class Marking:
         wm = self.marker(seed)
         marked = n if wm is None else int(round(self.config.watermark_share * n))
         if wm is None or marked == n:
-            return model.sample(n, rng=rng) if wm is None else model.sample(n, rng=rng, watermark=wm)
-        parts = [model.sample(marked, rng=rng, watermark=wm)] if marked else []
-        return concat(parts + [model.sample(n - marked, rng=rng)])
+            return sample(model, n, rng=rng, watermark=wm)
+        parts = [sample(model, marked, rng=rng, watermark=wm)] if marked else []
+        return concat(parts + [sample(model, n - marked, rng=rng)])
 
     def measure(self, seed: int, samples) -> dict:
         """``watermark_z`` and ``watermark_flagged_share`` of a generation's output (none without a watermark)."""
