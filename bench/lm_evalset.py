@@ -105,8 +105,39 @@ def select(corpus: str, tok, n: int, n_tokens: int, seed: int) -> list[dict]:
     return [{**every[k], "id": f"{corpus}-{r}", "temperature": float(t)} for r, (k, t) in enumerate(zip(pick, temps))]
 
 
+class TemperatureTopP:
+    """Temperature then top-p (nucleus) filtering, as transformers' ``TemperatureLogitsWarper`` and
+    ``TopPLogitsWarper`` do (a token is kept when the probability of the tokens ranked above it is
+    below ``top_p``; the top token always), but over the ``k`` most likely tokens instead of a sort of
+    the whole 49,152-token vocabulary: ``k`` grows until, in every row, the top ``k`` hold at least
+    ``top_p`` of the mass, so the kept set is the same. (The full sort was a third of the sampling
+    time on a CPU.) Given to ``generate`` with ``temperature=1`` and ``top_p=1``."""
+
+    def __init__(self, temperature: float, top_p: float, k: int = 512) -> None:
+        self.temperature, self.top_p, self.k = temperature, top_p, k
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        scores = scores / self.temperature
+        lse = torch.logsumexp(scores, dim=-1, keepdim=True)
+        k = min(self.k, scores.shape[-1])
+        while True:
+            vals, idx = scores.topk(k, dim=-1)
+            cum = (vals - lse).exp().cumsum(-1)
+            if k == scores.shape[-1] or bool((cum[:, -1] >= self.top_p).all()):
+                break
+            k = min(4 * k, scores.shape[-1])
+        above = cum - (vals - lse).exp()  # mass of the tokens ranked above each one
+        keep = above < self.top_p
+        keep[:, 0] = True
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(1, idx, torch.where(keep, vals, torch.full_like(vals, float("-inf"))))
+
+
 def generate(model, tok, rows: list[dict], n_tokens: int, temperature: float, seed: int, label: str) -> list[dict]:
     import torch
+    from transformers import LogitsProcessorList
 
     tok.padding_side = "left"
     out = []
@@ -116,7 +147,8 @@ def generate(model, tok, rows: list[dict], n_tokens: int, temperature: float, se
         x = tok([r["prompt"] for r in batch], return_tensors="pt", padding=True, add_special_tokens=False)
         torch.manual_seed(seed * 1_000_003 + CORPORA.index(label) * 100_003 + int(temperature * 10) * 10_007 + lo)
         with torch.inference_mode():
-            new = model.generate(**x, do_sample=True, temperature=temperature, top_p=TOP_P, top_k=0,
+            new = model.generate(**x, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                                 logits_processor=LogitsProcessorList([TemperatureTopP(temperature, TOP_P)]),
                                  max_new_tokens=n_tokens, min_new_tokens=n_tokens,
                                  pad_token_id=tok.pad_token_id or 2)[:, x["input_ids"].shape[1]:]
         for r, ids in zip(batch, new.tolist()):
