@@ -14,8 +14,13 @@ import pytest
 
 from collapselab.errors import UserError
 from collapselab.metrics import semantic
-from collapselab.metrics.semantic import (SemanticDiversity, centroid_distance, mean_pairwise_distance, subsample,
-                                          vendi_score)
+from collapselab.metrics.semantic import (
+    SemanticDiversity,
+    centroid_distance,
+    mean_pairwise_distance,
+    subsample,
+    vendi_score,
+)
 
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + (
     "the a of to and in we our nation people congress war peace tax budget law army navy farm school "

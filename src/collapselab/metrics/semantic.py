@@ -100,7 +100,7 @@ def model_folder() -> Path:
     if gone:
         raise UserError(f"semantic diversity needs {', '.join(gone)}, which is not installed. Install with: {INSTALL}")
     spec = importlib.util.find_spec(MODEL_MODULE)
-    folder = Path(list(spec.submodule_search_locations)[0]) / "model"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (folder / "config.json").is_file():
         raise UserError(f"semantic diversity: {folder} holds no config.json. Reinstall with: {INSTALL}")
     return folder
@@ -222,7 +222,7 @@ class SemanticDiversity:
         return out
 
     # ---------------------------------------------------------------- fit / score
-    def fit(self, reference, vocab=None) -> "SemanticDiversity":
+    def fit(self, reference, vocab=None) -> SemanticDiversity:
         """Embed (a subsample of at most ``max_items`` of) the reference set and keep its centroid."""
         if len(reference) < 1:
             raise ValueError("the reference set is empty")
