@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -158,6 +157,42 @@ def _findings(m: pd.DataFrame, t: pd.DataFrame, G: int) -> str:
     return "\n".join(out)
 
 
+def _readme(t: pd.DataFrame, G: int, train_items: int, seeds: str, select_seeds: str) -> str:
+    """The README's bullet, every number and every comparison word from the report run's table."""
+    r = t[t["policy"] != ""].set_index("policy")
+    acc, sub, web, cur = f"{WEB}+accumulate", SUBSAMPLE, WEB, f"{WEB}+curate:reward:0.5"
+    lo, hi = (float(x) for x in WEB.split(":")[1].split("-"))
+
+    def v(p, c, fmt):
+        return format(r.loc[p, c], fmt)
+
+    out = (f"- **Defences against a contaminated web** (`python bench/defences_matrix.py`, tables in docs/defences.md; "
+           f"{train_items:,} SOTU sentences plus the fact probe, the scrape's synthetic share rising {lo:.0%} → {hi:.0%} over "
+           f"{G} generations, every judge fitted and calibrated on data it never judges, the combination selected on seeds "
+           f"{select_seeds} and reported on seeds {seeds}): at generation {G} `accumulate` keeps {v(acc, 'diversity', '.0%')} of "
+           f"generation 0's word types and held-out perplexity {v(acc, 'ppl_holdout', ',.0f')} against no defence's "
+           f"{v(web, 'diversity', '.0%')} and {v(web, 'ppl_holdout', ',.0f')}, but it trains on {v(acc, 'train_items_used', ',.0f')} "
+           f"items")
+    if sub in r.index:
+        size = ("so part of the gain is size" if r.loc[sub, "diversity"] < r.loc[acc, "diversity"]
+                else "so the gain is not size")
+        out += (f"; its size-matched control `accumulate-subsample` ({v(sub, 'train_items_used', ',.0f')} items, no defence: "
+                f"{v(web, 'train_items_used', ',.0f')}) keeps {v(sub, 'diversity', '.0%')} and {v(sub, 'ppl_holdout', ',.0f')}, {size}")
+    filters = [p for p in r.index if "+filter:" in p and p.count("+") == 1]
+    if filters:
+        shares = [r.loc[p, "synthetic_share"] for p in filters]
+        how = ("barely change" if max(abs(x - r.loc[web, "synthetic_share"]) for x in shares) < 0.05 else "change")
+        out += (f". Filters at a 1% false-positive rate {how} the mix: the synthetic share at generation {G} goes from "
+                f"{v(web, 'synthetic_share', '.0%')} to " + ", ".join(
+                    f"{r.loc[p, 'synthetic_share']:.0%} ({p.split('+filter:')[1].split(':')[0]})" for p in filters))
+    if cur in r.index:
+        more = "more" if r.loc[cur, "synthetic_share"] > r.loc[web, "synthetic_share"] else "less"
+        worse = "worse" if r.loc[cur, "ppl_holdout"] > r.loc[web, "ppl_holdout"] else "better"
+        out += (f". Reward-model curation ends with {more} synthetic text than no defence ({v(cur, 'synthetic_share', '.0%')} "
+                f"vs {v(web, 'synthetic_share', '.0%')}) and a {worse} held-out perplexity ({v(cur, 'ppl_holdout', ',.0f')})")
+    return out + "."
+
+
 def main() -> int:
     global _selected
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -173,7 +208,6 @@ def main() -> int:
     seeds, select_seeds = _parse_seeds(args.seeds), _parse_seeds(args.select_seeds)
     if set(seeds) & set(select_seeds):
         raise UserError(f"--seeds {args.seeds} and --select-seeds {args.select_seeds} share seeds: report on seeds the selection never saw.")
-    t0 = time.perf_counter()
     base = preset_config("defences") | {"train_items": args.train_items}
     selection = _run(base | {"seeds": select_seeds, "policies": CANDIDATES}, args.out / "selection", args.jobs)
     ts, selection_table = _matrix(selection)
@@ -190,8 +224,8 @@ def main() -> int:
     doc = f"""## The matrix, measured
 
 Produced by `python bench/defences_matrix.py --seeds {args.seeds} --select-seeds {args.select_seeds} --train-items {args.train_items}`
-({time.strftime('%Y-%m-%d')}, {time.perf_counter() - t0:.0f} s wall on this shared 2-core machine; the selection run took
-{selection.summary['seconds']:.0f} s and the report run {s['seconds']:.0f} s). **A smaller configuration than the preset**, to fit
+(on this shared 2-core machine the selection run took {selection.summary['seconds']:.0f} s and the report run
+{s['seconds']:.0f} s; a rerun reads finished runs from `--out` and only rewrites this page). **A smaller configuration than the preset**, to fit
 the shared machine: {args.train_items:,} human training sentences instead of 3,000 (plus the fact probe's planted sentences:
 {s['corpus']['train_items']:,} items), {G} generations, half of every generation's output watermarked, a fresh key per run.
 The judges learn from their own sample of generation 0's model and their own human split, and are calibrated on a human
@@ -248,6 +282,9 @@ rare-fact recall = mean recall of the facts planted 1, 2 and 4 times).
 """
     write_section(ROOT / "docs" / "defences.md", "matrix", doc)
     print(doc)
+    bullet = _readme(t, G, args.train_items, args.seeds, args.select_seeds)
+    write_section(ROOT / "README.md", "defences-results", bullet)
+    print(bullet)
     return 0
 
 
