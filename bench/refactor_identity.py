@@ -19,7 +19,7 @@ The runs (about a minute on two cores):
 - ``image``: gmm on the digits corpus (image sample shards);
 - ``gaussian``: the theory model, many seeds.
 
-``--only NAME[,NAME]`` runs a subset. The exit status is 1 when a compared hash differs.
+``--only NAME[,NAME]`` runs a subset, ``--jobs N`` each run's chains in N worker processes. The exit status is 1 when a compared hash differs.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def manifest_of(run: Path) -> dict[str, str]:
     return out
 
 
-def run_all(out: Path, only: list[str] | None = None) -> dict:
+def run_all(out: Path, only: list[str] | None = None, jobs: int = 1) -> dict:
     import collapselab as cl
 
     out.mkdir(parents=True, exist_ok=True)
@@ -130,7 +130,7 @@ def run_all(out: Path, only: list[str] | None = None) -> dict:
                 continue
             t0 = time.perf_counter()
             run_dir = Path(tmp) / "runs" / name
-            cl.run_experiment(cfg, out=run_dir, jobs=1)
+            cl.run_experiment(cfg, out=run_dir, jobs=jobs)
             result[name] = manifest_of(run_dir)
             print(f"{name}: {len(result[name])} files, {time.perf_counter() - t0:.1f}s", flush=True)
     (out / "manifest.json").write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
@@ -159,13 +159,14 @@ def main() -> int:
     ap.add_argument("--out", type=Path, help="write the manifest here (a folder)")
     ap.add_argument("--compare", type=Path, metavar="BASELINE", help="run, then compare with BASELINE/manifest.json")
     ap.add_argument("--only", help="comma-separated run names (default: all)")
+    ap.add_argument("--jobs", type=int, default=1, help="worker processes per run (the numbers must not depend on it)")
     args = ap.parse_args()
     if not args.out and not args.compare:
         ap.error("give --out FOLDER or --compare BASELINE")
     only = args.only.split(",") if args.only else None
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        now = run_all(args.out or Path(tmp) / "now", only)
+        now = run_all(args.out or Path(tmp) / "now", only, args.jobs)
     if args.compare:
         baseline = json.loads((args.compare / "manifest.json").read_text())
         if only:
