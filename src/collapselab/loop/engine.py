@@ -110,7 +110,7 @@ class Runner:
         return LoopState(human=c.train, pool=c.pool, vault=getattr(c, "vault", None), outputs=outputs,
                          holdout=getattr(c, "holdout", None), watermark=self.marking.watermark,
                          scheme=self.marking.detector(seed), generations=self.config.generations, seed=seed,
-                         label=label, judge_draw=lambda: self.judge_draw(seed))
+                         label=label, judge_draw=lambda: self.judge_draw(seed), vocab=getattr(c, "vocab", None))
 
     def generation0(self, seed: int, done: set) -> Generation:
         """Fit seed ``seed``'s generation 0 on human data (every process that runs its chains does);

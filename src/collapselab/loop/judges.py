@@ -32,6 +32,11 @@ when its score is above a threshold set on the calibration split for false-posit
   split; its direction (one sign) learnt on the calibration split vs the judges' synthetic sample.
 * ``classifier``: hashed word 1-3-grams and logistic regression, trained on the fitting split vs
   the judges' synthetic sample.
+* ``fast-detectgpt``: :class:`collapselab.detect.FastDetectGPT` with the pretrained SmolLM2-135M
+  (the ``smollm2`` extra), reading the items as text (:func:`collapselab.models.smollm2.to_text`);
+  zero-shot: nothing is fitted, only the threshold is set on the calibration split.
+* ``binoculars``: :class:`collapselab.detect.Binoculars` with SmolLM2 as observer and performer
+  (log-perplexity over the model's own entropy; zero-shot as above).
 
 Rewards, for ``curate:REWARD:KEEP`` (higher = preferred):
 
@@ -56,7 +61,8 @@ from collapselab.data import Data, n_items, take
 from collapselab.errors import UserError
 from collapselab.loop.types import LoopState, Policy
 
-DETECTORS = ("watermark", "likelihood", "classifier")
+DETECTORS = ("watermark", "likelihood", "classifier", "fast-detectgpt", "binoculars")
+LM_DETECTORS = ("fast-detectgpt", "binoculars")  # read the items as text with SmolLM2
 REWARDS = ("reward", "self", "random")
 REFERENCE_ORDER = 3  # order of the reference n-gram models
 WORD_ORDERS = (1, 2, 3)  # hashed word n-gram features of the classifier and the reward model
@@ -185,6 +191,14 @@ def _detector(kind: str, state: LoopState):
 
     if kind == "watermark":
         return state.scheme if state.scheme is not None else WatermarkDetector(state.watermark)
+    if kind in LM_DETECTORS:
+        from collapselab.detect import Binoculars, FastDetectGPT
+
+        if state.vocab is None:
+            raise UserError(f"filter:{kind} reads the items as text: it needs a text family (ngram, gpt, smollm2).")
+        if kind == "fast-detectgpt":
+            return FastDetectGPT("smollm2", vocab=state.vocab)
+        return Binoculars("smollm2", "smollm2", vocab=state.vocab)
     fit, calibration = judge_human(state)
     if kind == "likelihood":
         return PerplexityDetector(_reference(state, fit)).fit(calibration, judge_synthetic(state))

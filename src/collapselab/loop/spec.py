@@ -6,7 +6,7 @@ A policy is written as a **data source**, optionally followed by **defences**, j
     source  := replace | accumulate | accumulate-subsample | anchor[:F] | fresh[:F]
              | web[:LO-HI | :S][:pool | :train]
     defence := filter:DETECTOR[:FPR] | curate[:REWARD][:KEEP] | anchor[:F] | accumulate | accumulate-subsample
-    DETECTOR := watermark | likelihood | classifier          (FPR default 0.01)
+    DETECTOR := watermark | likelihood | classifier | fast-detectgpt | binoculars   (FPR default 0.01)
     REWARD   := reward | self | random                       (default reward; KEEP default 0.5)
 
 Defences apply left to right, each to the training set the part before it built:

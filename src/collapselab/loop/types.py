@@ -59,6 +59,7 @@ class LoopState:
     label: str = ""
     cache: dict = field(default_factory=dict)  # what a defence fits once per chain (detectors, earlier sets)
     judge_draw: Callable[[], Data] | None = None  # a sample of generation 0's model of its own, for the judges (loop.judges)
+    vocab: object | None = None  # the text corpus' Vocabulary: the LM detectors read items as text
 
     def rng(self, purpose: str, generation: int) -> np.random.Generator:
         """A generator of its own for ``purpose`` at ``generation``: the same every time it is
