@@ -47,10 +47,16 @@ def scan_cmd(
     ids_field: Optional[str] = typer.Option(None, "--ids-field", help="With --watermark: the field/column holding each document's token ids (instead of --tokenizer)."),
     key: Optional[Path] = typer.Option(None, "--watermark-key", "--key", help="The watermark key file (0600, see `collapselab keys new`); for --detector watermark. (old spelling --key: deprecated)"),
     vocab: Optional[Path] = typer.Option(None, "--vocab", help="The generator's vocabulary file (one word a line, Vocabulary.save); for watermark and perplexity."),
-    detector: str = typer.Option("watermark", "--detector", "--detectors", help="'watermark' (needs --watermark-key, no training), 'perplexity' (needs --vault) or 'length' (characters, for quality rules)."),
-    reference_vault: Optional[Path] = typer.Option(None, "--vault", "--reference-vault", help="perplexity: the vault whose snapshot fits (half) and calibrates (half) the reference n-gram. (old spelling --reference-vault: deprecated)"),
-    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="perplexity: the vault snapshot (default: the latest)."),
-    fpr_target: float = typer.Option(0.01, "--fpr-target", help="perplexity: the threshold flags this share of held-out vault text."),
+    detector: str = typer.Option("watermark", "--detector", "--detectors", help="'watermark' (needs --watermark-key, no training), 'perplexity' (needs --vault), 'fast-detectgpt' or 'binoculars' (a causal language model, zero-shot; need --vault) or 'length' (characters, for quality rules)."),
+    reference_vault: Optional[Path] = typer.Option(None, "--vault", "--reference-vault", help="perplexity: the vault whose snapshot fits (half) and calibrates (half) the reference n-gram; fast-detectgpt, binoculars: all its human text sets the threshold. (old spelling --reference-vault: deprecated)"),
+    snapshot: Optional[str] = typer.Option(None, "--snapshot", help="perplexity, fast-detectgpt, binoculars: the vault snapshot (default: the latest)."),
+    fpr_target: float = typer.Option(0.01, "--fpr-target", help="perplexity, fast-detectgpt, binoculars: the threshold flags this share of the vault's (held-out) human text."),
+    lm_model: str = typer.Option("smollm2", "--lm-model", help="fast-detectgpt, binoculars: the scoring model (Binoculars' observer): 'smollm2' (the installed SmolLM2-135M) or a model folder."),
+    performer: Optional[Path] = typer.Option(None, "--performer", help="binoculars: the second model's folder (e.g. a SmolLM2 fine-tuned by the loop, bench/lm_performer.py)."),
+    device: str = typer.Option("cpu", "--device", help="fast-detectgpt, binoculars: 'cpu' or 'cuda' (or 'cuda:N')."),
+    batch_tokens: int = typer.Option(4096, "--batch-tokens", help="fast-detectgpt, binoculars: tokens per forward pass, padding included (memory vs speed; scores depend on it only by float rounding)."),
+    max_tokens: int = typer.Option(512, "--max-tokens", help="fast-detectgpt, binoculars: read at most this many tokens of each document."),
+    dtype: str = typer.Option("float32", "--dtype", help="fast-detectgpt, binoculars: the models' weights, 'float32' or 'bfloat16'."),
     order: int = typer.Option(3, "--order", help="perplexity: the reference n-gram's order."),
     direction: float = typer.Option(1.0, "--direction", help="perplexity: +1 high perplexity = synthetic, -1 the reverse."),
     text_field: str = typer.Option("text", "--text-field", help="The field (JSONL) or column (Parquet) holding the text."),
@@ -65,7 +71,7 @@ def scan_cmd(
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
     batch_size: int = typer.Option(10_000, "--batch-size", help="Records per batch (memory is flat in the file size)."),
     force: bool = typer.Option(False, "--force", help="Rescan even if a finished sidecar matches the inputs."),
-    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " fast-detectgpt, binoculars: default 1 (torch uses the cores)."),
     shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help=SHARD_HELP),
     ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
@@ -83,7 +89,8 @@ def scan_cmd(
                         n_fpr=n_fpr, tpr_from=tpr_from, batch_size=batch_size, force=force,
                         reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
                         direction=direction, jobs=jobs, shard_bytes=shard_size, progress=progress, ledger=ledger,
-                        watermark=watermark, tokenizer=tokenizer, ids_field=ids_field)
+                        watermark=watermark, tokenizer=tokenizer, ids_field=ids_field, lm_model=lm_model,
+                        performer=performer, device=device, batch_tokens=batch_tokens, max_tokens=max_tokens, dtype=dtype)
     _show(r, as_json)
 
 
@@ -94,7 +101,7 @@ def filter_cmd(
     text_field: str = typer.Option("text", "--text-field", help="With --detector: the field (JSONL) or column (Parquet) holding the text."),
     out: Path = typer.Option(..., "--out", "-o", help="Where the kept records go (same format as IN)."),
     quarantine: Path = typer.Option(..., "--quarantine", help="Where the dropped records go; Q.reasons.jsonl says why."),
-    fpr: Optional[float] = typer.Option(None, "--fpr", help="Quarantine when the exact p-value <= FPR (e.g. 0.01)."),
+    fpr: Optional[float] = typer.Option(None, "--fpr", help="Quarantine when the sidecar's p-value <= FPR (e.g. 0.01): exact for watermark scans, conformal against the vault's human text for fast-detectgpt and binoculars."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Quarantine when score >= THRESHOLD (e.g. 4)."),
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP + " Skipped lines go to quarantine."),
     force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),

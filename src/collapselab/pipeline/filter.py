@@ -11,9 +11,10 @@ Rules (exactly one):
 
 * ``threshold=T``: quarantine when ``score >= T`` (the watermark's z, KGW's rule; characters for
   the length detector);
-* ``fpr=a``: quarantine when the exact binomial p-value ``<= a``: each human document is then
-  quarantined with probability at most ``a`` whatever its length (needs a ``p_value`` column,
-  which watermark scans have).
+* ``fpr=a``: quarantine when the sidecar's p-value ``<= a``: each human document is then
+  quarantined with probability at most ``a`` (needs a ``p_value`` column: watermark scans have the
+  exact binomial one, whatever the length; ``fast-detectgpt`` and ``binoculars`` scans the conformal
+  one against the vault's human text, which holds for human text exchangeable with the vault's).
 
 Two ways to get the scores:
 
@@ -206,8 +207,8 @@ def _decide(job: _Job, first: int, n: int, blank: np.ndarray, rows: tuple):
         hit = score >= job.threshold
     else:
         if np.isnan(p).any():
-            raise UserError(f"{job.scores}: no p-value for line {int(line[np.isnan(p)][0])} (only watermark scans have "
-                            "them); filter with --threshold instead.")
+            raise UserError(f"{job.scores}: no p-value for line {int(line[np.isnan(p)][0])} (watermark, fast-detectgpt "
+                            "and binoculars scans have them); filter with --threshold instead.")
         hit = p <= job.fpr
     has = np.zeros(n, dtype=bool)
     has[rel] = True

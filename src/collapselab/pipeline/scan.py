@@ -26,6 +26,18 @@ share (the result says so in ``tpr_source``).
 n-gram fitted on half of a vault snapshot, threshold and FPR from the other half (flag = score >
 threshold); see ``docs/pipeline.md``.
 
+``detector="fast-detectgpt"`` or ``"binoculars"`` (:mod:`collapselab.detect.lm`, with
+``reference_vault=``): zero-shot scores under a causal language model (``lm_model``, SmolLM2-135M
+by default; Binoculars' observer, with ``performer=`` its second model). Nothing is fitted, so
+*all* the vault snapshot's human text calibrates: the threshold is set at ``fpr_target`` on it
+(flag = score > threshold) and the FPR is its rate there (with its count for the CI; the
+threshold's own calibration set, so on new human text expect it up to sampling error). The
+sidecar's ``p_value`` is the conformal p-value of the score against the same human scores,
+``(1 + #{human >= score}) / (n + 1)``: ``filter --fpr a`` then quarantines a human document
+exchangeable with the vault's with probability at most ``a``. ``n_tokens`` (= ``n_scored``) counts
+the model's tokens read (at most ``max_tokens``). One process by default (``jobs``): torch uses
+the cores; with ``jobs=N`` each process loads its own models and uses ``cores / N`` threads.
+
 ``detector="length"``: ``score`` is the text's length in characters (Unicode code points), for
 quality rules such as ``filter --threshold 20000`` (quarantine documents of 20 000 characters or
 more). It is no detector of synthetic text: it flags nothing and estimates no share.
@@ -65,7 +77,8 @@ from collapselab.pipeline.io import (BATCH, MAX_EXAMPLES, Found, check_on_error,
 _TOKEN = re.compile(r"<s>|</s>|<unk>|[a-z0-9]+(?:['’-][a-z0-9]+)*|[^\sa-z0-9]")
 FORMAT = "collapselab-scan"
 VERSION = 3  # 3: the sidecar's ``scheme`` column; deployed watermark schemes (--watermark SPEC)
-DETECTORS = ("watermark", "perplexity", "length")
+LM_DETECTORS = ("fast-detectgpt", "binoculars")
+DETECTORS = ("watermark", "perplexity", "length", *LM_DETECTORS)
 
 
 def tokenize_doc(text: str) -> list[str]:
@@ -231,6 +244,95 @@ class _PerplexityScorer:
 
     def flagged(self, cols: dict) -> np.ndarray:
         return np.nan_to_num(cols["score"], nan=-np.inf) > self.threshold
+
+
+class _LMScorer:
+    """A zero-shot LM detector (:mod:`collapselab.detect.lm`), its threshold at ``fpr_target`` on
+    all the human text of a vault snapshot (:meth:`calibrate`, after the rerun check: it reads the
+    whole snapshot with the model) and conformal p-values against those human scores."""
+
+    exact = False
+
+    def __init__(self, detector, vault, snapshot, *, fpr_target: float, threads: int | None = None) -> None:
+        from collapselab.provenance.vault import Vault
+
+        v = vault if isinstance(vault, Vault) else Vault(vault)
+        self.detector = detector
+        self.scheme_name = detector.name
+        self.vault_path = str(v.path)
+        self.snapshot = snapshot or v.latest_snapshot()
+        snap = v.snapshot(self.snapshot)
+        self.merkle_root = snap.merkle_root
+        if len(snap.hashes) < 20:
+            raise UserError(f"--vault: snapshot {self.snapshot!r} holds {len(snap.hashes)} documents; the {detector.name} "
+                            "detector needs at least 20 human documents to set its threshold on.")
+        self.fpr_target = fpr_target
+        self.threads = threads  # torch threads in a worker process (None: leave torch's default)
+        self._pid = os.getpid()
+        self.threshold = float("nan")
+
+    def calibrate(self) -> None:
+        from collapselab.detect.calibration import _clean, rate_above, threshold_at_fpr
+        from collapselab.provenance.vault import Vault
+
+        human = self.detector.score(Vault(self.vault_path).texts(self.snapshot))
+        self.human = np.sort(_clean(human))
+        self.threshold = threshold_at_fpr(human, self.fpr_target)
+        self.fpr, self.n_fpr = rate_above(human, self.threshold), len(human)
+
+    def p_values(self, score: np.ndarray) -> np.ndarray:
+        """``(1 + #{human >= score}) / (n + 1)``; NaN (no token) counts as least synthetic: 1."""
+        from collapselab.detect.calibration import _clean
+
+        n = len(self.human)
+        at_least = n - np.searchsorted(self.human, _clean(score), side="left")
+        return (1.0 + at_least) / (n + 1.0)
+
+    def score(self, texts: list[str]) -> dict[str, np.ndarray | None]:
+        if self.threads and os.getpid() != self._pid:  # a worker process: share the cores with the others
+            import torch
+
+            if torch.get_num_threads() != self.threads:
+                torch.set_num_threads(self.threads)
+        st = self.detector.stats(texts)
+        score = self.detector.from_stats(st)
+        n_tok = np.bincount(st.item, minlength=st.n_items).astype(np.int64)
+        nan = np.full(len(texts), np.nan)
+        return {"n_tokens": n_tok, "n_scored": n_tok, "n_green": None, "score": score, "z": nan,
+                "p_value": self.p_values(score)}
+
+    def flagged(self, cols: dict) -> np.ndarray:
+        return np.nan_to_num(cols["score"], nan=-np.inf) > self.threshold
+
+
+def _lm_detector(detector: str, *, lm_model, performer, device: str, dtype: str, batch_tokens: int,
+                 max_tokens: int | None) -> tuple[object, dict]:
+    """The detector and the settings the manifest records (each model by name and by its files' SHA-256)."""
+    from collapselab.detect.lm import Binoculars, FastDetectGPT, resolve_model
+
+    if detector == "binoculars":
+        if performer is None:
+            raise UserError("--detector binoculars needs --performer DIR: a second model (e.g. a SmolLM2 fine-tuned by "
+                            "the loop: python bench/lm_performer.py), the observer being --lm-model.")
+        det = Binoculars(observer=str(lm_model), performer=str(performer), device=device, dtype=dtype,
+                         batch_tokens=batch_tokens, max_tokens=max_tokens)
+    else:
+        if performer is not None:
+            raise UserError("--performer is Binoculars' second model; it does not go with --detector fast-detectgpt.")
+        det = FastDetectGPT(str(lm_model), device=device, dtype=dtype, batch_tokens=batch_tokens, max_tokens=max_tokens)
+    params = {"lm_model": str(lm_model), "lm_model_sha256": _model_digest(resolve_model(lm_model)),
+              "performer": None if performer is None else str(performer),
+              "performer_sha256": None if performer is None else _model_digest(resolve_model(performer)),
+              "device": device, "dtype": dtype, "batch_tokens": int(batch_tokens), "max_tokens": max_tokens}
+    return det, params
+
+
+def _model_digest(folder: str) -> str:
+    """SHA-256 over the SHA-256 of a model folder's files (config, weights, tokenizer), by name."""
+    import hashlib
+
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and not p.name.startswith("."))
+    return hashlib.sha256("".join(f"{p.name} {file_sha256(p)}\n" for p in files).encode()).hexdigest()
 
 
 class LengthScorer:
@@ -430,7 +532,9 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
                 fpr_target: float = 0.01, order: int = 3, direction: float = 1.0, jobs: int | None = None,
                 shard_bytes: int = sh.SHARD_BYTES, progress: sh.Progress | None = None,
                 ledger: str | os.PathLike | None = None, watermark=None, tokenizer=None,
-                ids_field: str | None = None) -> ScanResult:
+                ids_field: str | None = None, lm_model: str | os.PathLike = "smollm2",
+                performer: str | os.PathLike | None = None, device: str = "cpu", batch_tokens: int = 4096,
+                max_tokens: int | None = 512, dtype: str = "float32") -> ScanResult:
     """Score ``inputs`` into the sidecar ``out`` and estimate the synthetic share (see the module).
 
     ``watermark``: a scheme spec file (YAML/JSON, :mod:`collapselab.detect.schemes.spec`) or a
@@ -440,13 +544,19 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
     Flag rule: ``p_value <= flag_p_value`` (the spec's); ``key=`` (today's collapselab
     watermark with ``gamma`` and ``context_width``) keeps ``z >= z_threshold``.
 
+    ``detector="fast-detectgpt" | "binoculars"``: ``lm_model`` (``"smollm2"`` or a model folder: the
+    scoring model, Binoculars' observer), ``performer`` (Binoculars' second model folder),
+    ``device`` (``"cpu"``, ``"cuda"``), ``dtype`` (``"float32"``, ``"bfloat16"``), ``batch_tokens``
+    (tokens per forward pass, padding included) and ``max_tokens`` (tokens read per document, None:
+    all) as in :mod:`collapselab.detect.lm`; calibrated on all of ``reference_vault``'s snapshot.
+
     ``ledger``: a provenance ledger (path or URL) to record the scan in, as a step whose inputs are
     ``inputs`` and whose outputs are the sidecar and its manifest (:mod:`collapselab.pipeline.record`)."""
     from collapselab.detect.calibration import rogan_gladen
 
     if detector not in DETECTORS:
-        raise UserError(f"--detector {detector!r}: use 'watermark' (with --watermark-key), 'perplexity' (with --vault) "
-                        "or 'length'.")
+        raise UserError(f"--detector {detector!r}: use 'watermark' (with --watermark-key), 'perplexity' (with --vault), "
+                        "'fast-detectgpt' or 'binoculars' (with --vault) or 'length'.")
     if watermark is not None and detector != "watermark":
         raise UserError(f"--watermark scores with a watermark scheme; it does not go with --detector {detector}.")
     if detector == "watermark" and key is None and watermark is None:
@@ -454,12 +564,17 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
     if watermark is not None and key is not None:
         raise UserError("give --watermark SPEC (its key_file names the key) or --watermark-key KEYFILE, not both.")
     scheme = _load_scheme(watermark, tokenizer, ids_field, vocab) if watermark is not None else None
-    if detector != "length" and vocab is None and scheme is None:
+    lm = detector in LM_DETECTORS
+    if performer is not None and detector != "binoculars":
+        raise UserError(f"--performer is Binoculars' second model; it does not go with --detector {detector}.")
+    if detector not in ("length", *LM_DETECTORS) and vocab is None and scheme is None:
         raise UserError(f"--detector {detector} needs --vocab VOCABFILE (the generator's vocabulary).")
     if detector == "perplexity" and reference_vault is None:
         raise UserError("--detector perplexity needs --vault DIR (human text to fit and calibrate on).")
+    if lm and reference_vault is None:
+        raise UserError(f"--detector {detector} needs --vault DIR (human text to set its threshold on).")
     check_on_error(on_error)
-    jobs = sh.check_jobs(jobs)
+    jobs = 1 if lm and jobs is None else sh.check_jobs(jobs)  # LM: one process, torch threads use the cores
     sh.check_shard_bytes(shard_bytes)
     if batch_size < 1:
         raise UserError(f"--batch-size {batch_size}: must be at least 1.")
@@ -493,6 +608,13 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         dparams = {"reference_vault": str(reference_vault), "snapshot": scorer.snapshot, "merkle_root": scorer.merkle_root,
                    "order": order, "direction": direction, "fpr_target": fpr_target,
                    "vocab_sha256": vocab_hash or _vocab_digest(vocab_obj)}
+    elif lm:
+        det, dparams = _lm_detector(detector, lm_model=lm_model, performer=performer, device=device, dtype=dtype,
+                                    batch_tokens=batch_tokens, max_tokens=max_tokens)
+        threads = max(1, len(os.sched_getaffinity(0)) // jobs) if jobs > 1 and hasattr(os, "sched_getaffinity") else None
+        scorer = _LMScorer(det, reference_vault, snapshot, fpr_target=fpr_target, threads=threads)
+        dparams.update({"reference_vault": str(reference_vault), "snapshot": scorer.snapshot,
+                        "merkle_root": scorer.merkle_root, "fpr_target": fpr_target})
     else:
         scorer, dparams = LengthScorer(), {}
     manifest_path = Path(str(out) + ".json")
@@ -509,6 +631,8 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         return result
     if force:
         shutil.rmtree(parts, ignore_errors=True)
+    if lm:
+        scorer.calibrate()  # reads the whole snapshot with the model: only when there is work to do
 
     digest = sh.settings_digest({"format": FORMAT, "version": VERSION, **params})
     job = dict(scorer=scorer, text_field=ids_field or text_field, on_error=on_error, batch_size=batch_size, digest=digest,
@@ -548,6 +672,9 @@ def scan_corpus(inputs: Sequence[str | os.PathLike], *, vocab=None, key=None, ou
         fpr_src, n_fpr_v = "exact binomial at the scanned lengths", None
     elif fpr is None and detector == "perplexity":
         fpr_v, fpr_src, n_fpr_v = scorer.fpr, f"measured on {scorer.n_fpr} held-out vault documents", scorer.n_fpr
+    elif fpr is None and lm:
+        fpr_v, n_fpr_v = scorer.fpr, scorer.n_fpr
+        fpr_src = f"measured on the {scorer.n_fpr} vault documents the threshold was set on"
     elif fpr is None:
         fpr_v, fpr_src, n_fpr_v = float("nan"), "none: the length detector flags nothing", None
     else:
