@@ -39,10 +39,14 @@ the first ``L`` tokens of every text from the same pass (the model is causal).
 Speed
 -----
 Texts are sorted by length and packed into batches of at most ``batch_tokens`` tokens (padding
-included), the transformer body runs once per batch, and the output layer and the statistics over
-the vocabulary are computed for the real (unpadded) positions only, in chunks, so no full
-``[batch, length, vocabulary]`` tensor of logits exists at once. ``bench/bench_lm_detect.py`` compares
-the tokens/s with transformers' plain forward pass on the same model.
+included); the transformer body runs once per batch per model, on ``<|endoftext|>`` and all but
+each text's last token, right-padded and with no attention mask (causal attention never looks
+right, so padding changes no real position, and PyTorch's fused causal kernel runs). The output
+layer runs on the real (unpadded) positions only, ``CHUNK`` positions by ``VBLOCK`` words at a
+time, and each block's statistics are taken while it is in the cache (online log-normaliser,
+pairwise-merged mean and variance), so no ``[positions, vocabulary]`` tensor of logits exists.
+``bench/bench_lm_detect.py`` compares the tokens/s with transformers' plain forward pass on the
+same model (bench/README.md, "LM detectors").
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ import numpy as np
 from collapselab.errors import UserError
 
 EOT = 0  # SmolLM2's <|endoftext|>: the context every text is read after
-CHUNK = 512  # positions whose vocabulary statistics are computed together
+CHUNK = 1024  # positions whose output layer and statistics are computed together
+VBLOCK = 2048  # words of the vocabulary per block: a CHUNK x VBLOCK float32 block (8 MiB) stays in the cache
 
 
 @dataclass
@@ -151,27 +156,55 @@ def save_model(model, tokenizer, folder: str | os.PathLike, *, note: dict | None
 
 # ---------------------------------------------------------------------------- statistics
 def _batches(lengths: np.ndarray, batch_tokens: int):
-    """Index arrays of texts, by ascending length, each batch at most ``batch_tokens`` rows x (length + 1)
+    """Index arrays of texts, by ascending length, each batch at most ``batch_tokens`` rows x length
     positions (a text longer than the budget is a batch of its own)."""
     order = np.argsort(lengths, kind="stable")
     start = 0
     while start < len(order):
         width = lengths[order[start:]]
-        k = max(1, int(np.count_nonzero(np.arange(1, len(width) + 1) * (width + 1) <= batch_tokens)))  # + <|endoftext|>
+        k = max(1, int(np.count_nonzero(np.arange(1, len(width) + 1) * np.maximum(width, 1) <= batch_tokens)))
         yield order[start:start + k]
         start += k
 
 
-def _body(model, x, mask):
-    """The transformer's last hidden states (before the output layer)."""
-    return model.get_decoder()(input_ids=x, attention_mask=mask).last_hidden_state
+def _body(model, x):
+    """The transformer's last hidden states (before the output layer) of right-padded rows ``x``.
+
+    No attention mask: with causal attention a position never sees the ones after it, so the
+    padding at a row's end changes none of its real positions, and without a mask PyTorch's
+    fused causal attention kernel runs (a padding mask sends it to the slow masked path)."""
+    return model.get_decoder()(input_ids=x, use_cache=False).last_hidden_state
 
 
-def _head(model, h):
-    """Log-probabilities over the vocabulary of hidden states ``h`` (float32)."""
+def _output_layer(model):
+    """(weight, bias or None) of the output layer: logits = h @ weight.T + bias."""
+    head = model.get_output_embeddings()
+    return head.weight, getattr(head, "bias", None)
+
+
+def _dot(a, b):
+    """Row-wise dot products of two [n, v] tensors: batched matrix products on a CPU (no [n, v]
+    temporary), a product and a sum on a GPU (where batched 1 x v products are slow)."""
     import torch
 
-    return torch.log_softmax(model.get_output_embeddings()(h).float(), dim=-1)
+    if a.device.type == "cpu":
+        return torch.bmm(a.unsqueeze(1), b.unsqueeze(2))[:, 0, 0]
+    return (a * b).sum(-1)
+
+
+def _merge(acc, lw_b, w_b, mean_b, m2_b) -> None:
+    """Add a vocabulary block's weighted moments to ``acc`` = [log scale, weight, mean, M2]
+    (Chan et al.'s pairwise update, the weights kept relative to a running maximum: float64)."""
+    import torch
+
+    lw, w, mean, m2 = acc
+    top = torch.maximum(lw, lw_b)
+    a, b = torch.exp(lw - top) * w, torch.exp(lw_b - top) * w_b
+    tot = a + b
+    delta = mean_b - mean
+    acc[0], acc[1] = top, tot
+    acc[2] = mean + delta * b / tot
+    acc[3] = m2 * torch.exp(lw - top) + m2_b * torch.exp(lw_b - top) + delta.square() * a * b / tot
 
 
 def token_stats(ids: list[list[int]], scorer, sampler=None, *, batch_tokens: int = 4096) -> LMStats:
@@ -183,45 +216,78 @@ def token_stats(ids: list[list[int]], scorer, sampler=None, *, batch_tokens: int
 def token_stats_pairs(ids: list[list[int]], pairs: list[tuple], *, batch_tokens: int = 4096) -> list[LMStats]:
     """:func:`token_stats` for several ``(scorer, sampler)`` pairs of models at once: each distinct
     model's transformer body runs once per batch and its output layer once per chunk, however many
-    pairs use it (Fast-DetectGPT and Binoculars over the same texts share the observer's pass)."""
+    pairs use it (Fast-DetectGPT and Binoculars over the same texts share the observer's pass).
+
+    The output layer runs on the real positions only, ``CHUNK`` positions by ``VBLOCK`` words at a
+    time, and each block's statistics are taken while it is in the cache: the log-normaliser
+    online (a running maximum), the sampler-weighted mean and variance of the scorer's logits by
+    pairwise merging (``_merge``); so no ``[positions, vocabulary]`` tensor is ever made, and the
+    variance is not a difference of two large sums."""
     import torch
 
     pairs = [(s, s if q is None else q) for s, q in pairs]
     models = list({id(m): m for pair in pairs for m in pair}.values())
     index = {id(m): k for k, m in enumerate(models)}
+    heads = [_output_layer(m) for m in models]
+    vocab = int(heads[0][0].shape[0])
     lengths = np.array([len(t) for t in ids], dtype=np.int64)
     n_tok = int(lengths.sum())
     res = np.empty((len(pairs), 3, n_tok), dtype=np.float64)
     starts = np.concatenate([[0], np.cumsum(lengths)])
     device = next(models[0].parameters()).device
+    # a CPU keeps a block in its cache; a GPU wants few, large kernels: the whole vocabulary at once
+    chunk, vblock = (CHUNK, VBLOCK) if device.type == "cpu" else (4 * CHUNK, vocab)
+    f64 = dict(dtype=torch.float64, device=device)
     with torch.inference_mode():
         for rows in _batches(lengths, batch_tokens):
             rows = rows[lengths[rows] > 0]
             if len(rows) == 0:
                 continue
-            width = int(lengths[rows].max()) + 1
+            width = int(lengths[rows].max())  # <|endoftext|> and all but the last token: the last predicts nothing
             x = torch.full((len(rows), width), EOT, dtype=torch.long)
-            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            real = torch.zeros((len(rows), width), dtype=torch.bool)
             for r, i in enumerate(rows):
-                x[r, 1:lengths[i] + 1] = torch.as_tensor(ids[i])
-                mask[r, :lengths[i] + 1] = 1
-            x, mask = x.to(device), mask.to(device)
-            real = mask[:, 1:].bool()  # position t predicts token t + 1: the text's tokens
-            target = x[:, 1:][real]
-            hidden = [_body(m, x, mask)[:, :-1][real] for m in models]
-            dest = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in rows])  # row-major = mask order
-            for c in range(0, len(target), CHUNK):
-                sl = slice(c, c + CHUNK)
-                logs = [_head(m, h[sl]) for m, h in zip(models, hidden)]
-                for k, (scorer, sampler) in enumerate(pairs):
-                    logp, logq = logs[index[id(scorer)]], logs[index[id(sampler)]]
-                    q = logq.exp()
-                    m = (q * logp).sum(-1)
-                    v = ((q * logp.square()).sum(-1) - m.square()).clamp(min=0)
+                x[r, 1:lengths[i]] = torch.as_tensor(ids[i][:-1])
+                real[r, :lengths[i]] = True
+            target = torch.as_tensor(np.concatenate([ids[i] for i in rows]), dtype=torch.long).to(device)
+            x, real = x.to(device), real.to(device)
+            hidden = [_body(m, x)[real] for m in models]  # row-major: the texts' tokens in order
+            dest = np.concatenate([np.arange(starts[i], starts[i + 1]) for i in rows])
+            for c in range(0, len(target), chunk):
+                sl = slice(c, c + chunk)
+                t = target[sl]
+                n = len(t)
+                lse = [[torch.full((n,), -torch.inf, **f64), torch.zeros(n, **f64)] for _ in models]  # max, sum
+                z_t = [torch.zeros(n, **f64) for _ in models]
+                acc = [[torch.full((n,), -torch.inf, **f64), torch.zeros(n, **f64), torch.zeros(n, **f64),
+                        torch.zeros(n, **f64)] for _ in pairs]
+                for v0 in range(0, vocab, vblock):
+                    v1 = min(v0 + vblock, vocab)
+                    z, e, top, w = [], [], [], []
+                    for k, (m, (weight, bias)) in enumerate(zip(models, heads)):
+                        zk = torch.nn.functional.linear(hidden[k][sl], weight[v0:v1],
+                                                        None if bias is None else bias[v0:v1]).float()
+                        at_t = zk.gather(1, (t - v0).clamp(0, v1 - v0 - 1)[:, None])[:, 0].double()
+                        z_t[k] = torch.where((t >= v0) & (t < v1), at_t, z_t[k])  # no host sync (a GPU's)
+                        tk = zk.amax(-1)
+                        ek = (zk - tk[:, None]).exp_()
+                        wk = ek.sum(-1)
+                        z.append(zk), e.append(ek), top.append(tk.double()), w.append(wk.double())
+                        new = torch.maximum(lse[k][0], top[k])
+                        lse[k][1] = lse[k][1] * torch.exp(lse[k][0] - new) + w[k] * torch.exp(top[k] - new)
+                        lse[k][0] = new
+                    for j, (scorer, sampler) in enumerate(pairs):
+                        p, q = index[id(scorer)], index[id(sampler)]
+                        mean = _dot(e[q], z[p]) / w[q].float()
+                        m2 = _dot(e[q], (z[p] - mean[:, None]).square_())
+                        _merge(acc[j], top[q], w[q], mean.double(), m2.double())
+                for j, (scorer, sampler) in enumerate(pairs):
+                    p = index[id(scorer)]
+                    log_z = lse[p][0] + lse[p][1].log()
                     at = dest[sl]
-                    res[k, 0, at] = logp.gather(-1, target[sl, None])[:, 0].double().cpu().numpy()
-                    res[k, 1, at] = m.double().cpu().numpy()
-                    res[k, 2, at] = v.double().cpu().numpy()
+                    res[j, 0, at] = (z_t[p] - log_z).cpu().numpy()
+                    res[j, 1, at] = (acc[j][2] - log_z).cpu().numpy()
+                    res[j, 2, at] = (acc[j][3] / acc[j][1]).clamp(min=0).cpu().numpy()
     item = np.repeat(np.arange(len(ids)), lengths)
     pos = np.arange(n_tok) - starts[:-1][item]
     return [LMStats(r[0], r[1], r[2], item, pos, len(ids)) for r in res]
