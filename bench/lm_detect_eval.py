@@ -65,6 +65,14 @@ def cached_stats(cache: Path, name: str, make):
     return s
 
 
+def concat(a, b):
+    """The statistics of a's texts followed by b's, as one LMStats."""
+    from collapselab.detect.lm import LMStats
+
+    return LMStats(np.r_[a.lp, b.lp], np.r_[a.mu, b.mu], np.r_[a.s2, b.s2], np.r_[a.item, b.item + a.n_items],
+                   np.r_[a.pos, b.pos], a.n_items + b.n_items)
+
+
 def split_rates(human: np.ndarray, synthetic: np.ndarray, seed: int) -> dict:
     """AUROC on all texts; threshold on a random half of the human texts, TPR on the synthetic ones,
     FPR on the other half (:func:`collapselab.detect.calibration.evaluate_split`)."""
@@ -133,6 +141,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--cache", type=Path, default=OUT_DIR / "lm-detect-cache")
     ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"])
     ap.add_argument("--batch-tokens", type=int, default=4096)
+    ap.add_argument("--performer-n", type=int, default=256,
+                    help="texts per file scored with the Binoculars performer too (a second model: twice the cost)")
     ap.add_argument("--only", default=None, help="score only these files (comma-separated stems), then stop")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--doc", type=Path, default=DOC)
@@ -155,22 +165,31 @@ def main(argv=None) -> dict:
     loaded: dict = {}
 
     def passes(name: str, ids: list[list[int]]) -> dict:
-        """The observer's own statistics and, with a performer, the performer's under the observer's
-        distribution: one pass over both models (cached per file)."""
-        keys = ["smollm2"] + (["performer"] if have_performer else [])
+        """The observer's own statistics of every text and, with a performer, the performer's under
+        the observer's distribution for the first ``--performer-n`` texts (the files' order is random):
+        the subset's pass runs both models at once (cached per file)."""
+        ids = [t[:max(LENGTHS)] for t in ids]
+        n_perf = min(a.performer_n, len(ids)) if have_performer else 0
+        perf_key = f"performer{n_perf}"
+        keys = ["smollm2"] + ([perf_key] if n_perf else [])
         if all((cache / f"{name}.{k}.npz").exists() for k in keys):
-            return {k: cached_stats(cache, f"{name}.{k}", None) for k in keys}
+            return {("performer" if k == perf_key else k): cached_stats(cache, f"{name}.{k}", None) for k in keys}
         observer = det._models()[0]
-        pairs = [(observer, None)]
-        if have_performer:
+        t = time.time()
+        if n_perf:
             if "performer" not in loaded:
                 loaded["performer"] = load_model(a.performer, dtype=a.dtype)[0]
-            pairs.append((loaded["performer"], observer))
-        t = time.time()
-        got = token_stats_pairs([t_[:max(LENGTHS)] for t_ in ids], pairs, batch_tokens=a.batch_tokens)
-        print(f"  {name}: {len(ids)} texts, {len(got[0].lp):,} tokens, {len(pairs)} model(s) in {time.time() - t:.0f} s",
-              flush=True)
-        return {k: cached_stats(cache, f"{name}.{k}", lambda s=s_: s) for k, s_ in zip(keys, got)}
+            own_sub, perf = token_stats_pairs(ids[:n_perf], [(observer, None), (loaded["performer"], observer)],
+                                              batch_tokens=a.batch_tokens)
+            rest = token_stats_pairs(ids[n_perf:], [(observer, None)], batch_tokens=a.batch_tokens)[0]
+            own = concat(own_sub, rest)
+        else:
+            own, perf = token_stats_pairs(ids, [(observer, None)], batch_tokens=a.batch_tokens)[0], None
+        print(f"  {name}: {len(ids)} texts ({n_perf} with the performer) in {time.time() - t:.0f} s", flush=True)
+        out = {"smollm2": cached_stats(cache, f"{name}.smollm2", lambda: own)}
+        if perf is not None:
+            out["performer"] = cached_stats(cache, f"{name}.{perf_key}", lambda: perf)
+        return out
 
     todo = {**{k: v for k, v in files.items()}, **{f"wm-{k}": v for k, v in wm_files.items()}}
     if a.only:
