@@ -12,6 +12,7 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
+from collapselab.corpus.tokens import MAX_LEN
 from collapselab.errors import UserError
 from collapselab.loop.spec import parse_policy
 from collapselab.loop.types import Policy
@@ -30,7 +31,7 @@ class NGramParams(BaseModel):
     top_k: int = Field(0, ge=0, description="keep the k likeliest candidates; 0 = off")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling mass; 1 = off")
     discount: Optional[float] = Field(None, gt=0, lt=1, description="None = Ney's estimate per order")
-    max_len: int = Field(100, ge=1, description="longest sampled sentence, in tokens")
+    max_len: int = Field(MAX_LEN, ge=1, description="longest sampled sentence, in tokens")
 
 
 class GaussianParams(BaseModel):

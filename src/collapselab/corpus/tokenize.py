@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from collapselab.corpus.sequences import TokenSequences
+from collapselab.corpus.tokens import SPECIALS
+from collapselab.corpus.tokens import UNK as UNK_ID
 
-SPECIALS = ("<s>", "</s>", "<unk>")
-UNK_ID = 2
 _TOKEN = re.compile(r"[a-z0-9]+(?:['’-][a-z0-9]+)*|[^\sa-z0-9]")
 SENTENCE_END = (".", "!", "?")
 

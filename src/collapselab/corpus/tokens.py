@@ -8,3 +8,4 @@ from __future__ import annotations
 
 SPECIALS = ("<s>", "</s>", "<unk>")
 BOS, EOS, UNK = 0, 1, 2
+MAX_LEN = 100  # longest item (sentence) in words: the corpus cuts, and the text families sample, at most this

@@ -39,7 +39,7 @@ import pandas as pd
 
 from collapselab.corpus import ngrams
 from collapselab.corpus.sequences import TokenSequences
-from collapselab.corpus.tokens import BOS, EOS, UNK  # noqa: F401  (detectors import them from here too)
+from collapselab.corpus.tokens import BOS, EOS, MAX_LEN, UNK  # noqa: F401  (detectors import them from here too)
 from collapselab.models.scoring import WordScores
 
 
@@ -150,7 +150,7 @@ class NGramModel(WordScores):
         temperature: float = 1.0,
         top_k: int = 0,
         top_p: float = 1.0,
-        max_len: int = 128,
+        max_len: int = MAX_LEN,
         alpha: float = 0.01,
     ) -> None:
         self.order = order
