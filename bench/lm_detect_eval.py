@@ -22,7 +22,7 @@ which the threshold never saw (both are printed). Token statistics are cached in
 (delete it to rescore).
 
 Watermarks: the evaluation set is not watermarked, so a scheme's detector should find nothing
-there (its row is the check). Its power is measured on the watermarked continuations of
+there (its row is the check). Its power is measured (by the scheme's own detector) on the watermarked continuations of
 ``bench/watermark_corpus.py`` (96 per scheme, 200 tokens, SOTU prompts from even addresses, top-k 50
 at temperature 1: a different sampler than the evaluation set's), against the evaluation set's SOTU
 human passages cut to the same lengths (32, 128, 200 tokens).
@@ -191,7 +191,7 @@ def main(argv=None) -> dict:
             out["performer"] = cached_stats(cache, f"{name}.{perf_key}", lambda: perf)
         return out
 
-    todo = {**{k: v for k, v in files.items()}, **{f"wm-{k}": v for k, v in wm_files.items()}}
+    todo = dict(files)  # the watermarked files are judged by their schemes only (no LM pass)
     if a.only:
         todo = {k: v for k, v in todo.items() if k in a.only.split(",")}
     stats = {k: passes(k, [r["ids"] for r in v]) for k, v in todo.items()}
@@ -223,10 +223,9 @@ def main(argv=None) -> dict:
     for n in wm_files:
         cells = {}
         for L in WM_LENGTHS:
-            hs, ss = lm_scores(stats["sotu-human"], L), lm_scores(stats[f"wm-{n}"], L)
             own = {n: schemes[n]}
-            hs.update(scheme_scores(own, [r["ids"] for r in human], L))
-            ss.update(scheme_scores(own, [r["ids"] for r in wm_files[n]], L))
+            hs = scheme_scores(own, [r["ids"] for r in human], L)
+            ss = scheme_scores(own, [r["ids"] for r in wm_files[n]], L)
             for d in hs:
                 cells.setdefault(d, {})[L] = split_rates(hs[d], ss[d], a.seed)
         for d, c in cells.items():
