@@ -103,12 +103,26 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _content_sha(path: Path) -> str:
+    """sha256 of a Parquet file's schema and values, not its bytes: the bytes also name the writer
+    (pyarrow's version), so a fresh environment with another pyarrow writes other bytes for the same
+    table. Values go through Python's exact float repr, so any changed bit changes the hash."""
+    import pyarrow.parquet as pq
+
+    t = pq.read_table(path)
+    body = {"schema": [(f.name, str(f.type)) for f in t.schema], "data": t.to_pydict()}
+    return hashlib.sha256(json.dumps(body, default=repr).encode()).hexdigest()
+
+
 def manifest_of(run: Path) -> dict[str, str]:
     """``relative path -> sha256`` of the run's metrics, sample shards and summary numbers."""
-    out = {"metrics.parquet": _sha(run / "metrics.parquet")}
+    out = {"metrics.parquet": _sha(run / "metrics.parquet"),
+           "metrics.parquet#content": _content_sha(run / "metrics.parquet")}
     for p in sorted((run / "samples").rglob("gen*")):
         if p.suffix in (".parquet", ".npy"):
             out[str(p.relative_to(run))] = _sha(p)
+        if p.suffix == ".parquet":
+            out[str(p.relative_to(run)) + "#content"] = _content_sha(p)
     summary = json.loads((run / "summary.json").read_text())
     kept = {k: summary.get(k) for k in ("final", "table", "corpus", "watermark")}
     for k, path in (("corpus", "name"), ("watermark", "spec")):  # paths in the scratch folder
@@ -121,6 +135,12 @@ def manifest_of(run: Path) -> dict[str, str]:
 def run_all(out: Path, only: list[str] | None = None, jobs: int = 1) -> dict:
     import collapselab as cl
 
+    try:  # torch's CPU reductions depend on its thread count: one thread, the same bits on every machine
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     out.mkdir(parents=True, exist_ok=True)
     result = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -137,8 +157,13 @@ def run_all(out: Path, only: list[str] | None = None, jobs: int = 1) -> dict:
     return result
 
 
-def compare(baseline: dict, now: dict) -> list[str]:
-    """One line per difference (an empty list: identical)."""
+def compare(baseline: dict, now: dict, *, content_only: bool = False) -> list[str]:
+    """One line per difference (an empty list: identical). ``content_only``: Parquet files by their
+    schema and values (``#content``), not their bytes, which also depend on pyarrow's version."""
+    if content_only:
+        def keep(d):
+            return {run: {f: h for f, h in files.items() if not f.endswith(".parquet")} for run, files in d.items()}
+        baseline, now = keep(baseline), keep(now)
     diffs = []
     for name in sorted(set(baseline) | set(now)):
         if name not in now:
