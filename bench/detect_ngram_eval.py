@@ -43,9 +43,10 @@ def main(argv=None) -> str:
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--no-write", action="store_true")
     a = ap.parse_args(argv)
-    from collapselab.detect.evaluation import run, watermark_calibration
+    from collapselab.detect.evaluation import run, setup, watermark_calibration
 
-    text = markdown(run(seed=a.seed, n=a.n), watermark_calibration(seed=a.seed, n=a.n), a.seed, a.n)
+    data = setup(seed=a.seed, n=a.n)  # built once: the corpus, the models and the samples both parts use
+    text = markdown(run(seed=a.seed, n=a.n, data=data), watermark_calibration(seed=a.seed, n=a.n, data=data), a.seed, a.n)
     print(text)
     if not a.no_write:
         write_section(DOC, "ngram-detectors", text)

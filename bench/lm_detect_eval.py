@@ -150,7 +150,7 @@ def main(argv=None) -> dict:
     a = ap.parse_args(argv)
     import torch
 
-    from collapselab.detect.lm import FastDetectGPT, load_model, token_stats_pairs
+    from collapselab.detect.lm import load_model, token_stats_pairs
     from collapselab.detect.schemes import load_scheme
 
     torch.set_num_threads(1)
@@ -158,7 +158,6 @@ def main(argv=None) -> dict:
     files = load(a.evalset)
     wm_files = {n: read_jsonl(a.watermark_corpus / f"{n}.jsonl") for n in WM_SCHEMES
                 if (a.watermark_corpus / f"{n}.jsonl").exists()}
-    det = FastDetectGPT("smollm2", dtype=a.dtype, batch_tokens=a.batch_tokens, max_tokens=max(LENGTHS))
     have_performer = (a.performer / "config.json").exists()
     cache = a.cache / a.dtype
 
@@ -174,7 +173,9 @@ def main(argv=None) -> dict:
         keys = ["smollm2"] + ([perf_key] if n_perf else [])
         if all((cache / f"{name}.{k}.npz").exists() for k in keys):
             return {("performer" if k == perf_key else k): cached_stats(cache, f"{name}.{k}", None) for k in keys}
-        observer = det._models()[0]
+        if "observer" not in loaded:
+            loaded["observer"] = load_model("smollm2", dtype=a.dtype)[0]
+        observer = loaded["observer"]
         t = time.time()
         if n_perf:
             if "performer" not in loaded:
@@ -202,30 +203,34 @@ def main(argv=None) -> dict:
     for n in wm_files:
         schemes[n] = load_scheme(a.watermark_corpus / f"{n}.yaml", vocab_size=49152)
 
+    human_wm: dict = {}
+
+    def human_scheme_scores(corpus: str, L: int) -> dict[str, np.ndarray]:
+        """Every scheme's scores of a corpus' human texts cut to ``L`` tokens, computed once."""
+        if (corpus, L) not in human_wm:
+            human_wm[corpus, L] = scheme_scores(schemes, [r["ids"] for r in files[f"{corpus}-human"]], L)
+        return human_wm[corpus, L]
+
     rows, wm_rows = [], []
     for corpus in CORPORA:
-        human = files[f"{corpus}-human"]
-        h_ids = [r["ids"] for r in human]
         for t in TEMPERATURES:
             synth = files[f"{corpus}-t{t}"]
             s_ids = [r["ids"] for r in synth]
             cells: dict[str, dict] = {}
             for L in LENGTHS:
                 hs, ss = lm_scores(stats[f"{corpus}-human"], L), lm_scores(stats[f"{corpus}-t{t}"], L)
-                hs.update(scheme_scores(schemes, h_ids, L))
+                hs.update(human_scheme_scores(corpus, L))
                 ss.update(scheme_scores(schemes, s_ids, L))
                 for d in hs:
                     cells.setdefault(d, {})[L] = split_rates(hs[d], ss[d], a.seed)
             for d, c in cells.items():
                 rows.append({"corpus": corpus, "synthetic": f"SmolLM2 T={t}, top-p 0.95", "detector": d, "cells": c})
     # watermarked text of each scheme vs the SOTU human passages
-    human = files["sotu-human"]
     for n in wm_files:
         cells = {}
         for L in WM_LENGTHS:
-            own = {n: schemes[n]}
-            hs = scheme_scores(own, [r["ids"] for r in human], L)
-            ss = scheme_scores(own, [r["ids"] for r in wm_files[n]], L)
+            hs = {f"watermark {n}": human_scheme_scores("sotu", L)[f"watermark {n}"]}
+            ss = scheme_scores({n: schemes[n]}, [r["ids"] for r in wm_files[n]], L)
             for d in hs:
                 cells.setdefault(d, {})[L] = split_rates(hs[d], ss[d], a.seed)
         for d, c in cells.items():

@@ -34,22 +34,14 @@ import time
 from pathlib import Path
 
 TEXT_SEED = 0
-COMMON = ("the a of to and in that it is was for on with as by at from this we our nation people "
-          "government year congress states united new great country must will have be not all").split()
-RARE = "zephyr quorum lantern obsidian marigold juniper basalt cobalt saffron tundra".split()
 
 
 def _corpus(folder: Path, n: int = 2000) -> Path:
-    """A deterministic text corpus (one .txt file), like the tests' ``write_text_file``."""
-    import random
+    """A deterministic text corpus (one .txt file) of the tests' sentences (``tests/textgen.py``)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from textgen import make_sentences
 
-    rng = random.Random(TEXT_SEED)
-    sents = []
-    for _ in range(n):
-        words = [rng.choice(COMMON) for _ in range(rng.randint(5, 12))]
-        if rng.random() < 0.15:
-            words[rng.randrange(len(words))] = rng.choice(RARE)
-        sents.append(" ".join(words).capitalize() + rng.choice([".", ".", ".", "?", "!"]))
+    sents = make_sentences(n, TEXT_SEED)
     path = folder / "corpus.txt"
     path.write_text("\n\n".join(" ".join(sents[i:i + 10]) for i in range(0, n, 10)) + "\n", encoding="utf-8")
     return path

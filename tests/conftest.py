@@ -8,7 +8,6 @@ the ``fresh`` policy's reserve pool.
 from __future__ import annotations
 
 import os
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -17,24 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-COMMON = (
-    "the a of to and in that it is was for on with as by at from this we our nation people "
-    "government year congress states united new great country must will have be not all"
-).split()
-RARE = "zephyr quorum lantern obsidian marigold juniper basalt cobalt saffron tundra".split()
+from textgen import make_sentences  # noqa: F401  (tests import it from here too)
+
 KEY_COLUMNS = ["policy", "seed", "generation"]
-
-
-def make_sentences(n: int, seed: int = 0) -> list[str]:
-    """``n`` deterministic sentences; a few rare words so the tail metrics have something to lose."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        words = [rng.choice(COMMON) for _ in range(rng.randint(5, 12))]
-        if rng.random() < 0.15:
-            words[rng.randrange(len(words))] = rng.choice(RARE)
-        out.append(" ".join(words).capitalize() + rng.choice([".", ".", ".", "?", "!"]))
-    return out
 
 
 def make_documents(n_docs: int, sentences_per_doc: int, seed: int = 0) -> list[str]:

@@ -62,8 +62,9 @@ def setup(*, seed: int = 0, n: int = 5000, n_train: int = 30000):
     )
 
 
-def run(*, seed: int = 0, n: int = 5000, chunk_size: int = 10) -> pd.DataFrame:
-    d = setup(seed=seed, n=n)
+def run(*, seed: int = 0, n: int = 5000, chunk_size: int = 10, data: dict | None = None) -> pd.DataFrame:
+    """The detectors' table; ``data``: what :func:`setup` returned for ``seed`` and ``n`` (built if None)."""
+    d = setup(seed=seed, n=n) if data is None else data
     rows = []
     for unit, size in (("sentence", 1), (f"chunk of {chunk_size}", chunk_size)):
         c = lambda s: chunk(s, size)  # noqa: E731
@@ -85,10 +86,11 @@ def run(*, seed: int = 0, n: int = 5000, chunk_size: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows)[cols]
 
 
-def watermark_calibration(*, seed: int = 0, n: int = 5000, fprs=(0.01, 0.05)) -> list[dict]:
+def watermark_calibration(*, seed: int = 0, n: int = 5000, fprs=(0.01, 0.05), data: dict | None = None) -> list[dict]:
     """The watermark detector calibrated on human pool-B sentences (the classifier's training half),
-    checked on the held-out test sentences it never saw: threshold, measured FPR and TPR."""
-    d = setup(seed=seed, n=n)
+    checked on the held-out test sentences it never saw: threshold, measured FPR and TPR (``data``: as for
+    :func:`run`)."""
+    d = setup(seed=seed, n=n) if data is None else data
     out = []
     for f in fprs:
         cal = Calibrated(WatermarkDetector(d["watermark"]), fpr=f).fit(d["train_h"], d["test_w"], human_check=d["test_h"])
