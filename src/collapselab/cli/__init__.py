@@ -16,7 +16,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from collapselab.cli import credentials, keys, ledger, pipeline, run, vault
+from collapselab.cli import credentials, keys, ledger, pipeline, run, sweep, vault
 from collapselab.cli import audit as audit_cli
 from collapselab.cli import transparency
 from collapselab.cli.common import console, err_console  # noqa: F401  (re-exported for tests and scripts)
@@ -50,6 +50,7 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 
 run.register(app)  # run, report, lineage
 pipeline.register(app)  # scan, filter, mix
+sweep.register(app)  # sweep
 transparency.register(app)  # compose, gate
 audit_cli.register(app)  # audit
 app.add_typer(keys.keys_app, name="keys")
