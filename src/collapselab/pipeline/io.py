@@ -22,6 +22,7 @@ import gzip
 import hashlib
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -31,6 +32,7 @@ import orjson
 
 from collapselab.atomic import AtomicFile
 from collapselab.errors import UserError
+from collapselab.pipeline.sources import file_size, format_of, open_binary, open_stream
 
 BATCH = 10_000  # records per batch at most
 BLOCK_BYTES = 8 << 20  # bytes of complete lines read at a time
@@ -40,12 +42,9 @@ _JSONError = (orjson.JSONDecodeError, UnicodeDecodeError)
 
 
 def kind_of(path: str | os.PathLike) -> str:
-    name = str(path).lower()
-    if name.endswith(".parquet") or name.endswith(".pq"):
-        return "parquet"
-    if name.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz", ".ndjson", ".gz")):
-        return "jsonl"
-    raise UserError(f"{path}: unknown format; name JSONL files *.jsonl or *.jsonl.gz and Parquet files *.parquet.")
+    """The family of a file's format: ``jsonl`` (plain or compressed), ``parquet``, ``arrow`` or ``text``."""
+    fmt = format_of(path)
+    return "jsonl" if fmt.startswith("jsonl") else fmt
 
 
 def check_on_error(on_error: str) -> str:
@@ -61,7 +60,7 @@ def fail_message(msg: str) -> str:
 
 def file_sha256(path: str | os.PathLike) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         while chunk := f.read(1 << 20):
             h.update(chunk)
     return h.hexdigest()
@@ -75,7 +74,7 @@ def read_manifest(path: str | os.PathLike) -> dict | None:
 
 
 def inputs_record(paths) -> list[dict]:
-    return [{"path": str(p), "sha256": file_sha256(p), "bytes": os.path.getsize(p)} for p in paths]
+    return [{"path": str(p), "sha256": file_sha256(p), "bytes": file_size(p)} for p in paths]
 
 
 # ------------------------------------------------------------------------------------ lines
@@ -94,17 +93,18 @@ class LineReader:
 
     def __init__(self, path: str | os.PathLike, start: int = 0, end: int | None = None,
                  block_bytes: int | None = None) -> None:
-        self.path = Path(path)
-        self.gz = str(path).lower().endswith(".gz")
+        self.path = path
+        self.fmt = format_of(path, "jsonl")
+        self.gz = self.fmt != "jsonl"  # compressed: read whole
         if self.gz and start:
-            raise ValueError("a .gz file is read whole")
+            raise ValueError("a compressed file is read whole")
         self.start, self.end = start, (end if end is not None and not self.gz else float("inf"))
         self.block_bytes = block_bytes or BLOCK_BYTES
         self.sha256: str | None = None
         self.stop = self.lines = 0
 
     def _open(self):
-        return gzip.open(self.path, "rb") if self.gz else open(self.path, "rb")
+        return open_stream(self.path, self.fmt)
 
     def __iter__(self) -> Iterator[tuple[int, list[bytes], bool]]:
         h = hashlib.sha256()
@@ -113,7 +113,8 @@ class LineReader:
         carry: list[bytes] = []  # the beginning of an unfinished line, at pos
         try:
             with self._open() as f:
-                f.seek(pos)
+                if pos:
+                    f.seek(pos)
                 while pos < self.end:
                     chunk = f.read(self.block_bytes)
                     if not chunk:  # end of file: a last line without a newline
@@ -152,10 +153,11 @@ class LineReader:
                         self.lines += len(lines)
                         yield pos, lines, True
                     pos += size  # at or past end once lines were dropped: the loop ends
-        except (OSError, EOFError) as e:
+        except (OSError, EOFError, zlib.error) as e:
             if isinstance(e, FileNotFoundError):
                 raise
-            raise UserError(f"{self.path}: cannot be read ({e}); a truncated .gz file?") from None
+            raise UserError(f"{self.path}: cannot be read ({e or type(e).__name__}); a truncated or damaged "
+                            "compressed file? Check it, or write it again.") from None
         self.stop = pos
         self.sha256 = file_sha256(self.path) if self.gz else h.hexdigest()
 
@@ -169,7 +171,7 @@ class LineReader:
 def line_number(path: str | os.PathLike, offset: int) -> int:
     """The 1-based number of the line that starts at byte ``offset`` of a plain file."""
     n = 1
-    with open(path, "rb") as f:
+    with open_binary(path) as f:
         while offset > 0:
             chunk = f.read(min(offset, BLOCK_BYTES))
             if not chunk:

@@ -1,8 +1,9 @@
 """Shards: the unit of parallel work and of resuming, and the local-process executor.
 
-A plain JSONL file is cut into byte ranges of ``shard_bytes`` (256 MiB by default); a shard holds
-the lines that *start* in its range (:class:`~collapselab.pipeline.io.LineReader`), so the cut
-needs no reading and never splits a line. A ``.gz`` or Parquet file is one shard. The cut depends
+A plain local JSONL file is cut into byte ranges of ``shard_bytes`` (256 MiB by default); a shard
+holds the lines that *start* in its range (:class:`~collapselab.pipeline.io.LineReader`), so the
+cut needs no reading and never splits a line. Any other file (compressed, Parquet, Arrow, text, or
+behind a URL) is one shard. The cut depends
 only on the file's size and ``shard_bytes``, never on the number of processes, so every output is
 the same whatever ``jobs`` is.
 
@@ -29,7 +30,7 @@ from typing import Any, Callable, Sequence
 
 from collapselab.atomic import atomic_write_json
 from collapselab.errors import UserError
-from collapselab.pipeline.io import kind_of, read_manifest
+from collapselab.pipeline.io import read_manifest
 
 SHARD_BYTES = 256 << 20
 MIN_SHARD_BYTES = 16 << 10
@@ -38,36 +39,48 @@ MIN_SHARD_BYTES = 16 << 10
 @dataclass(frozen=True)
 class Shard:
     index: int  # place among all shards of the job, in input order
-    file: str  # the path as given
+    file: str  # the path or URL as given (a folder's files as expanded)
     part: int  # place among the file's shards
     start: int  # the byte range whose lines the shard holds; [0, size) for a whole file
     end: int
-    whole: bool  # a .gz or Parquet file, read as one stream
+    whole: bool  # read as one stream: anything but a plain local JSONL file
+    fmt: str = "jsonl"  # the file's format (sources.FORMATS), from its name
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The shard as done-markers and manifests record it. ``fmt`` is left out: it follows from
+        the file's name, and records of today's inputs stay as they were."""
+        d = asdict(self)
+        del d["fmt"]
+        return d
 
     def same(self, rec: dict) -> bool:
         return all(rec.get(k) == v for k, v in self.to_dict().items())
 
 
-def plan(inputs: Sequence[str | os.PathLike], shard_bytes: int = SHARD_BYTES) -> list[Shard]:
-    """The shards of ``inputs``, in order (files in the order given, byte ranges in file order)."""
+def plan(inputs: Sequence[str | os.PathLike], shard_bytes: int = SHARD_BYTES, *,
+         default_format: str | None = None) -> list[Shard]:
+    """The shards of ``inputs`` (files, folders, URLs: :func:`~collapselab.pipeline.sources.expand_inputs`),
+    in order (files in the order given, byte ranges in file order). Only a plain local JSONL file
+    is cut into byte ranges; any other file is one whole shard. ``default_format``: the format of
+    a file whose name says none (else such a file is a UserError)."""
+    from collapselab.pipeline import sources
+
     if shard_bytes < 1:
         raise UserError(f"--shard-size {shard_bytes}: must be at least 1 byte (default {SHARD_BYTES}).")
     shards: list[Shard] = []
     seen = set()
-    for path in inputs:
-        if Path(path).resolve() in seen:
-            raise UserError(f"{path}: given twice; give each input once.")
-        seen.add(Path(path).resolve())
-        size = os.path.getsize(path)
-        name = str(path)
-        if kind_of(path) == "parquet" or name.lower().endswith(".gz"):
-            shards.append(Shard(len(shards), name, 0, 0, size, True))
+    for name in sources.expand_inputs(inputs):
+        key = name if sources.is_url(name) else Path(name).resolve()
+        if key in seen:
+            raise UserError(f"{name}: given twice; give each input once.")
+        seen.add(key)
+        fmt = sources.format_of(name, default_format)
+        size = sources.file_size(name)
+        if fmt != "jsonl" or sources.is_url(name):
+            shards.append(Shard(len(shards), name, 0, 0, size, True, fmt))
             continue
         for part, lo in enumerate(range(0, max(size, 1), shard_bytes)):
-            shards.append(Shard(len(shards), name, part, lo, min(lo + shard_bytes, size), False))
+            shards.append(Shard(len(shards), name, part, lo, min(lo + shard_bytes, size), False, fmt))
     return shards
 
 

@@ -1,0 +1,240 @@
+"""Where documents come from: local paths and URLs, folders, and the formats their files hold.
+
+Every command that reads a corpus (``run --corpus``, ``vault add``, ``scan``, ``filter``, ``mix``)
+turns its inputs into concrete files with :func:`expand_inputs` and reads them a shard at a time
+(:func:`collapselab.pipeline.shards.plan`, :func:`collapselab.pipeline.io.shard_records`).
+
+- A *file* stays exactly as the user spelled it (so existing outputs name it the same way).
+- A *folder* expands to its data files, sorted by relative path (hidden files skipped); a HF
+  ``datasets`` ``save_to_disk`` folder (``state.json``) to the Arrow files its ``_data_files``
+  list, in that order, and a ``DatasetDict`` folder (``dataset_dict.json``) to its splits' files.
+- A *URL* ``scheme://...`` is read through fsspec: ``file://`` and ``memory://`` always work,
+  ``s3://``, ``gs://``, ``hf://`` once the user installed the backend (``s3fs``, ``gcsfs``,
+  ``huggingface_hub``).
+
+A file's format comes from its name (:func:`format_of`): ``jsonl`` (``.jsonl``, ``.ndjson``,
+``.json``: one JSON object a line, the only format cut into byte ranges), ``jsonl.gz`` (also
+``.json.gz``, dolma's), ``jsonl.zst`` (decompressed by pyarrow), ``parquet``, ``arrow`` (Arrow IPC
+stream files, as ``datasets`` writes them) and ``text`` (``.txt``/``.md``: one document a file).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import posixpath
+import re
+from pathlib import Path
+from typing import IO, Any, Sequence
+
+from collapselab.errors import UserError
+
+FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "arrow", "text")
+
+# name endings, longest first; those marked False are recognised only when named, not in folders
+_SUFFIXES: list[tuple[str, str, bool]] = [
+    (".jsonl.zstd", "jsonl.zst", True), (".ndjson.zst", "jsonl.zst", True), (".jsonl.zst", "jsonl.zst", True),
+    (".json.zst", "jsonl.zst", True), (".ndjson.gz", "jsonl.gz", True), (".jsonl.gz", "jsonl.gz", True),
+    (".json.gz", "jsonl.gz", True), (".parquet", "parquet", True), (".ndjson", "jsonl", True),
+    (".jsonl", "jsonl", True), (".arrow", "arrow", True), (".text", "text", True), (".txt", "text", True),
+    (".zstd", "jsonl.zst", False), (".json", "jsonl", False), (".zst", "jsonl.zst", False), (".md", "text", True),
+    (".pq", "parquet", True), (".gz", "jsonl.gz", False),
+]
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# fsspec protocol -> the package that provides it (for the error when it is missing)
+BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "hf": "huggingface_hub",
+            "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp"}
+DATA_FILES = ".txt, .md, .jsonl, .jsonl.gz, .json.gz, .jsonl.zst, .parquet or a datasets folder"
+
+
+def is_url(path: str | os.PathLike) -> bool:
+    return isinstance(path, str) and _URL.match(path) is not None
+
+
+def _match(name: str) -> tuple[str, bool] | None:
+    name = name.lower()
+    for suffix, fmt, in_folders in _SUFFIXES:
+        if name.endswith(suffix):
+            return fmt, in_folders
+    return None
+
+
+def format_of(path: str | os.PathLike, default: str | None = None) -> str:
+    """The format of a file, from its name: one of :data:`FORMATS`. An unknown name is
+    ``default``, or a UserError when no default is given."""
+    m = _match(posixpath.basename(os.fspath(path).rstrip("/")))
+    if m:
+        return m[0]
+    if default is not None:
+        return default
+    raise UserError(f"{path}: unknown format; name the files *.jsonl, *.jsonl.gz, *.json.gz, *.jsonl.zst, "
+                    "*.parquet, *.arrow or *.txt/*.md, or pass a folder of them.")
+
+
+# ----------------------------------------------------------------------------- file systems
+def filesystem(url: str):
+    """``(fsspec filesystem, path inside it)`` for a URL; a missing backend is one UserError
+    naming the package to install."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0].lower()
+    try:
+        return fsspec.core.url_to_fs(url)
+    except ImportError as e:
+        package = BACKENDS.get(protocol)
+        how = f"install it with `pip install {package}`" if package else f"install the fsspec backend for {protocol}://"
+        raise UserError(f"{url}: reading {protocol}:// URLs needs {package or 'a backend'} ({e}); {how}.") from None
+    except ValueError as e:
+        raise UserError(f"{url}: {e}; use a local path or a URL fsspec knows (file://, s3://, gs://, hf://, ...).") from None
+
+
+def open_binary(path: str | os.PathLike) -> IO[bytes]:
+    """The file's bytes as stored (compressed or not): fsspec for a URL, ``open`` for a local path."""
+    if is_url(path):
+        fs, p = filesystem(path)
+        try:
+            return fs.open(p, "rb")
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file. Check the URL.") from None
+    return open(path, "rb")
+
+
+def file_size(path: str | os.PathLike) -> int:
+    if is_url(path):
+        fs, p = filesystem(path)
+        try:
+            return int(fs.size(p))
+        except FileNotFoundError:
+            raise UserError(f"{path}: no such file. Check the URL.") from None
+    return os.path.getsize(path)
+
+
+def exists(path: str | os.PathLike) -> bool:
+    if is_url(path):
+        fs, p = filesystem(path)
+        return fs.exists(p)
+    return os.path.exists(path)
+
+
+class _Stream:
+    """A decompressing binary stream that closes the file under it too."""
+
+    def __init__(self, stream, raw) -> None:
+        self.stream, self.raw = stream, raw
+
+    def read(self, n: int = -1) -> bytes:
+        return self.stream.read() if n is None or n < 0 else self.stream.read(n)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            self.raw.close()
+
+    def __enter__(self) -> "_Stream":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_stream(path: str | os.PathLike, fmt: str | None = None) -> IO[bytes]:
+    """The file's content, decompressed (``.gz`` with gzip, ``.zst`` with pyarrow's zstd)."""
+    fmt = fmt or format_of(path)
+    raw = open_binary(path)
+    try:
+        if fmt == "jsonl.gz":
+            return _Stream(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+        if fmt == "jsonl.zst":
+            import pyarrow as pa
+
+            return _Stream(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd"), raw)
+    except BaseException:
+        raw.close()
+        raise
+    return raw
+
+
+# ---------------------------------------------------------------------------------- fields
+def get_field(record: dict, dotted: str) -> Any:
+    """``record[dotted]``, or, for ``meta.body``, ``record["meta"]["body"]``: a plain key that
+    contains a dot wins over nesting. A missing field raises KeyError."""
+    try:
+        return record[dotted]
+    except KeyError:
+        if "." not in dotted:
+            raise
+    value: Any = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise KeyError(dotted)
+        value = value[part]
+    return value
+
+
+# ---------------------------------------------------------------------------------- inputs
+def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
+    """Every concrete input file of ``inputs``, in a deterministic order (see the module's doc)."""
+    files: list[str] = []
+    for item in inputs:
+        name = os.fspath(item)
+        if is_url(name):
+            fs, root = filesystem(name)
+            if not fs.exists(root):
+                raise UserError(f"{name}: no such file or folder. Check the URL.")
+            if fs.isdir(root):
+                base = name.rstrip("/")
+                files += [base + "/" + rel for rel in _folder_files(fs, root, name)]
+            else:
+                files.append(name)
+            continue
+        if not os.path.exists(name):
+            raise UserError(f"{name}: no such file or folder. Pass existing files or folders ({DATA_FILES}).")
+        if os.path.isdir(name):
+            from fsspec.implementations.local import LocalFileSystem
+
+            files += [str(Path(name, rel)) for rel in _folder_files(LocalFileSystem(), os.path.abspath(name), name)]
+        else:
+            files.append(name)
+    return files
+
+
+def _folder_files(fs, root: str, name: str) -> list[str]:
+    found = _walk(fs, root.rstrip("/") or "/", "")
+    if not found:
+        raise UserError(f"{name}: the folder holds no data files ({DATA_FILES}). Put the corpus files in it, "
+                        "or point at a file.")
+    return found
+
+
+def _walk(fs, folder: str, rel: str) -> list[str]:
+    """Data files under ``folder`` as paths relative to the root, sorted by relative path."""
+    entries = {posixpath.basename(e["name"].rstrip("/")): e["type"] for e in fs.ls(folder, detail=True)}
+    if entries.get("dataset_dict.json") == "file":
+        splits = _read_json(fs, folder + "/dataset_dict.json").get("splits") or []
+        return [f for s in splits for f in _walk(fs, folder + "/" + s, rel + s + "/")]
+    if entries.get("state.json") == "file":
+        data = _read_json(fs, folder + "/state.json").get("_data_files")
+        if isinstance(data, list) and all(isinstance(d, dict) and "filename" in d for d in data):
+            return [rel + d["filename"] for d in data]
+    out: list[str] = []
+    for child in sorted(entries):
+        if child.startswith("."):
+            continue
+        if entries[child] == "directory":
+            out += _walk(fs, folder + "/" + child, rel + child + "/")
+        elif (m := _match(child)) and m[1]:
+            out.append(rel + child)
+    return out
+
+
+def _read_json(fs, path: str) -> dict:
+    try:
+        with fs.open(path, "rb") as f:
+            value = json.loads(f.read())
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable JSON file ({e}); a damaged datasets folder? Save it again.") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: not a JSON object; a damaged datasets folder? Save it again.")
+    return value
