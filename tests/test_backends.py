@@ -4,6 +4,7 @@ earliest failed task's exception as itself, a UserError still a UserError)."""
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 
@@ -65,6 +66,11 @@ def test_the_earliest_failed_task_wins_and_a_user_error_stays_one(backend):
     with pytest.raises(ValueError, match="math domain error"):  # any other exception, as itself
         backend.map(math.sqrt, [1, -1])
     assert backend.map(abs, [-2, 3]) == [2, 3]  # still usable after a failure
+
+
+def test_relative_paths_mean_the_callers_folder(backend, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # after the backend (and Ray) started elsewhere
+    assert backend.map(os.path.abspath, ["a.jsonl", "."]) == [str(tmp_path / "a.jsonl"), str(tmp_path)]
 
 
 def test_bad_settings_are_one_user_error():

@@ -15,7 +15,8 @@ itself (a :class:`~collapselab.errors.UserError` stays a ``UserError``, so the C
   of the cluster). Without ``address``, a Ray already started in this process (``ray.init`` in your
   own script) is used; otherwise a local Ray is started with ``num_cpus=jobs`` (default all cores)
   and stopped again by :meth:`RayBackend.close`. With ``address`` (``"auto"``, ``"ray://HOST:10001"``,
-  ``"HOST:6379"``), this process joins that cluster.
+  ``"HOST:6379"``), this process joins that cluster. A Ray task runs in the caller's current folder
+  when its node has that folder, so relative paths mean the same on both backends.
 
 Ray's workers must be able to import ``collapselab``: an editable or ordinary install on this
 machine is enough for a local Ray. On a remote cluster, install the same version on every node
@@ -32,6 +33,7 @@ then be visible to every node (a shared file system, or ``s3://``/``gs://`` URLs
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Callable, Sequence
 
 from collapselab.errors import UserError
@@ -88,8 +90,11 @@ def import_ray():
     return ray
 
 
-def _call(fn: Callable[[Any], Any], task: Any) -> Any:
-    """One task, in a Ray worker."""
+def _call(fn: Callable[[Any], Any], task: Any, cwd: str) -> Any:
+    """One task, in a Ray worker, in the caller's current folder when this node has it (relative
+    paths then mean what they mean to the caller, as on the local backend)."""
+    if cwd != os.getcwd() and os.path.isdir(cwd):
+        os.chdir(cwd)
     return fn(task)
 
 
@@ -128,6 +133,7 @@ class RayBackend:
         if not tasks:
             return []
         fn_ref = ray.put(fn)  # serialised once, not once per task
+        cwd = os.getcwd()
         results: list[Any] = [None] * len(tasks)
         errors: dict[int, BaseException] = {}
         running: dict[Any, int] = {}
@@ -135,7 +141,7 @@ class RayBackend:
         try:
             while running or (nxt < len(tasks) and not errors):
                 while nxt < len(tasks) and len(running) < self.jobs and not errors:
-                    running[self._remote.remote(fn_ref, tasks[nxt])] = nxt
+                    running[self._remote.remote(fn_ref, tasks[nxt], cwd)] = nxt
                     nxt += 1
                 [ref], _ = ray.wait(list(running), num_returns=1)
                 i = running.pop(ref)
