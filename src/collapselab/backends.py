@@ -111,8 +111,8 @@ class RayBackend:
             quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                          configure_logging=True)
             try:
-                if address is None:
-                    ray.init(num_cpus=jobs, **quiet)
+                if address is None:  # "local": a new Ray, never a cluster that `ray start` left running
+                    ray.init(address="local", num_cpus=jobs, **quiet)
                 else:
                     ray.init(address=address, **quiet)
             except (ConnectionError, RuntimeError, ValueError) as e:

@@ -1,0 +1,135 @@
+"""Ray backend: two local Ray workers vs one on a 1 GB JSONL file, for ``scan --detector length``
+and the one-pass ``filter --detector length`` (issue 14 item 4: target >= 1.6x).
+
+Data: bench/bench_pipeline.py's synthetic corpus (JSONL documents of 2-40 State of the Union
+sentences plus 5 % watermarked ones), ``--mb`` MB (default 1000), generated under ``--dir``
+(default /tmp/collapselab-bench-ray) and deleted afterwards (``--keep`` keeps it).
+
+In one process: one local Ray with two CPUs is started (``collapselab.backends.make_backend("ray",
+jobs=2)``) and warmed up (both workers have imported the pipeline); then, interleaved, best of
+``--repeat``:
+
+- ``scan_corpus([f], detector="length", backend="ray", jobs=1)`` and the same with ``jobs=2``
+  (``jobs``: Ray tasks in flight, one CPU each; the scan joins the running Ray);
+- ``filter_corpus(f, detector="length", threshold=6000, backend="ray", jobs=1|2)``;
+- for reference, the same two on the local backend with one process (``backend="local", jobs=1``).
+
+Shards of ``--shard-mb`` MiB (default 64: 16 shards for 1 GB, so two workers share them evenly).
+The sidecar of the two Ray runs and of the local run must be the same bytes, and the kept and
+quarantine files too (asserted). Prints the load average before and after: the ratio needs two
+idle cores, and on a shared machine other work takes some.
+
+Run: ``python bench/bench_ray.py`` (about 5 minutes on 2 cores). Writes bench/out/bench_ray.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import announce, fmt_ratio, machine, print_table, write_json  # noqa: E402
+from bench_pipeline import make_data  # noqa: E402
+
+
+def digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def scan(path: Path, out: Path, backend: str, jobs: int, shard_bytes: int) -> dict:
+    from collapselab.pipeline import scan_corpus
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    scan_corpus([path], detector="length", out=out / "s.parquet", jobs=jobs, backend=backend, shard_bytes=shard_bytes)
+    return {"sidecar": digest(out / "s.parquet")}
+
+
+def one_pass(path: Path, out: Path, backend: str, jobs: int, shard_bytes: int, max_chars: int) -> dict:
+    from collapselab.pipeline import filter_corpus
+
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    filter_corpus(path, detector="length", threshold=float(max_chars), out=out / "kept.jsonl",
+                  quarantine=out / "q.jsonl", jobs=jobs, backend=backend, shard_bytes=shard_bytes)
+    return {"kept": digest(out / "kept.jsonl"), "quarantine": digest(out / "q.jsonl")}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--mb", type=int, default=1000, help="input size in MB (default 1000)")
+    ap.add_argument("--dir", type=Path, default=Path("/tmp/collapselab-bench-ray"))
+    ap.add_argument("--shard-mb", type=int, default=64)
+    ap.add_argument("--max-chars", type=int, default=6000)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--keep", action="store_true", help="keep the generated data")
+    args = ap.parse_args()
+    announce()
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    data = make_data(args.dir, args.mb)
+    path = data["path"]
+    size = path.stat().st_size
+    print(f"data: {path} ({size / 1e6:,.0f} MB) in {time.perf_counter() - t0:.0f}s")
+    shard_bytes = args.shard_mb << 20
+    work = args.dir / "work"
+
+    from collapselab.backends import make_backend
+
+    steps = {"scan --detector length": lambda inp, out, backend, jobs: scan(inp, out, backend, jobs, shard_bytes),
+             "filter --detector length (one pass)": lambda inp, out, backend, jobs: one_pass(inp, out, backend, jobs, shard_bytes, args.max_chars)}
+    settings = [("ray", 1), ("ray", 2), ("local", 1)]
+    best: dict = {}
+    outputs: dict = {}
+    try:
+        t0 = time.perf_counter()
+        with make_backend("ray", jobs=2) as ray_backend:
+            print(f"local Ray with 2 CPUs started in {time.perf_counter() - t0:.1f}s")
+            small = args.dir / "warm.jsonl"  # both workers import the pipeline before anything is timed
+            with open(path, "rb") as src, open(small, "wb") as dst:
+                dst.writelines(line for _, line in zip(range(20_000), src))
+            scan(small, work / "warm", "ray", 2, 1 << 20)  # 1 MiB shards: work for both workers
+            one_pass(small, work / "warm", "ray", 2, 1 << 20, args.max_chars)
+            for r in range(args.repeat):
+                for name, step in steps.items():
+                    for backend, jobs in settings:
+                        t = time.perf_counter()
+                        outputs[(name, backend, jobs)] = step(path, work / f"{backend}{jobs}", backend, jobs)
+                        dt = time.perf_counter() - t
+                        best[(name, backend, jobs)] = min(dt, best.get((name, backend, jobs), float("inf")))
+                        print(f"  round {r + 1}: {name}, {backend} x{jobs}: {dt:.1f}s ({size / 1e6 / dt:.0f} MB/s)")
+            assert ray_backend.jobs == 2
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        if not args.keep:
+            shutil.rmtree(args.dir, ignore_errors=True)
+    for name in steps:
+        same = {str(outputs[(name, b, j)]) for b, j in settings}
+        assert len(same) == 1, f"{name}: the outputs differ between backends and worker counts: {outputs}"
+    load_after = os.getloadavg()
+    rows, records = [], []
+    for name in steps:
+        one, two, local = (best[(name, "ray", 1)], best[(name, "ray", 2)], best[(name, "local", 1)])
+        rows.append([name, f"{local:.1f}s", f"{one:.1f}s", f"{two:.1f}s", f"{size / 1e6 / two:.0f} MB/s", fmt_ratio(one / two)])
+        records.append({"step": name, "local_1_process_s": local, "ray_1_worker_s": one, "ray_2_workers_s": two,
+                        "ratio_2_vs_1": one / two, "ray_1_vs_local_1": local / one})
+    print_table(f"Ray: 2 local workers vs 1 on {size / 1e6:,.0f} MB ({args.shard_mb} MiB shards), best of {args.repeat}",
+                ["step", "local, 1 process", "Ray, 1 worker", "Ray, 2 workers", "2 workers", "2 vs 1"], rows)
+    print(f"load average before: {', '.join(f'{x:.2f}' for x in load_before)}; "
+          f"after: {', '.join(f'{x:.2f}' for x in load_after)} ({os.cpu_count()} cores)")
+    print("outputs identical on local x1, Ray x1 and Ray x2: yes (sidecar, kept and quarantine SHA-256)")
+    write_json("bench_ray", {"machine": machine(), "bytes": size, "shard_mb": args.shard_mb, "repeat": args.repeat,
+                             "loadavg_before": list(load_before), "loadavg_after": list(load_after), "results": records})
+
+
+if __name__ == "__main__":
+    main()
