@@ -107,6 +107,17 @@ def test_a_model_setting_in_the_grid(tmp_path):
     assert g1[0.3] < g1[1.0]  # nucleus sampling drops the tail: fewer distinct words
 
 
+def test_a_failing_chain_names_itself_and_keeps_the_finished_ones(tmp_path):
+    corpus = write_text_folder(tmp_path / "corpus")  # 400 sentences
+    cfg = {"family": "ngram", "corpus": str(corpus), "generations": 3, "holdout_items": 20, "seeds": [0],
+           "policies": ["fresh:0.9"], "grid": {"train_items": [40, 300]}}  # 300: too few unseen sentences left
+    with pytest.raises(UserError, match=r"^chain point001/seed0/fresh_0\.9 \(seed 0, policy fresh:0\.9, train_items=300\): "
+                                        r"policy fresh:0\.9: needs \d+ unseen human items"):
+        run_sweep(cfg, tmp_path / "out", jobs=1)
+    assert (tmp_path / "out/chains/point000/seed0/fresh_0.9/summary.json").exists()
+    assert not (tmp_path / "out/summary.json").exists()
+
+
 # ---------------------------------------------------------------------------------- resume
 def test_resume_after_a_kill_gives_the_same_file(local_sweep, tmp_path):
     cfg = write_config(tmp_path / "sweep.yaml")

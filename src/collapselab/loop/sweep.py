@@ -212,6 +212,9 @@ def run_chain(chain: Chain) -> dict:
                 run_experiment(out=folder, resume=True, jobs=1)
             else:
                 run_experiment(chain.config, out=folder, jobs=1)
+    except UserError as e:  # say which chain: the point's settings are not the user's flags
+        label = "".join(f", {k}={v}" for k, v in chain.values.items())
+        raise UserError(f"chain {chain.name} (seed {chain.seed}, policy {chain.policy}{label}): {e}") from None
     finally:
         if torch:
             torch.set_num_threads(threads)
