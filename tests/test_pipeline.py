@@ -77,7 +77,7 @@ def test_exact_fpr_is_the_binomial_tail(data):
     from scipy import stats
 
     from collapselab.detect.schemes.ours import CollapselabScheme
-    from collapselab.pipeline.scan import _SchemeScorer
+    from collapselab.pipeline.scorers import SchemeScorer as _SchemeScorer
 
     s = _SchemeScorer(CollapselabScheme(b"k" * 16, gamma=0.25, context_width=1), None, z_threshold=4.0)
     for T in (0, 1, 10, 57, 200, 1001, 4000):

@@ -235,7 +235,7 @@ def test_an_unwritable_output_folder_is_one_line_before_any_work(d, vault, run_m
 
 
 def test_scan_disk_full_at_the_manifest_leaves_neither_sidecar_nor_manifest(d, run_main, monkeypatch):
-    from collapselab.pipeline import scan
+    from collapselab.pipeline import runner as scan  # the runner writes the manifest
 
     run_main(["scan", "docs.jsonl", "--detector", "length", "--out", "s.parquet", "-j", "1"], d)
     assert (d / "s.parquet.json").is_file()

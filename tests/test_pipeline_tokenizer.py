@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collapselab.pipeline.scan import tokenize_doc
+from collapselab.pipeline.tokenizer import tokenize_doc
 from collapselab.pipeline.tokenizer import VocabTokenizer
 
 TRICKY = [

@@ -135,7 +135,7 @@ def test_binoculars_scan_from_the_cli(data, tmp_path, run_main):
 
 
 def test_rerun_is_skipped_without_reading_the_vault_and_settings_count(data, tmp_path, monkeypatch):
-    from collapselab.pipeline import scan as scan_mod
+    from collapselab.pipeline import scorers as scan_mod
 
     kw = dict(out=tmp_path / "s.parquet", detector="fast-detectgpt", lm_model=data["a"], reference_vault=data["vault"],
               max_tokens=16, jobs=1)
@@ -145,7 +145,7 @@ def test_rerun_is_skipped_without_reading_the_vault_and_settings_count(data, tmp
     def no_calibration(self):
         raise AssertionError("a skipped rerun calibrated again")
 
-    monkeypatch.setattr(scan_mod._LMScorer, "calibrate", no_calibration)
+    monkeypatch.setattr(scan_mod.LMScorer, "calibrate", no_calibration)
     again = scan_corpus([data["mix"]], **kw)
     assert again.skipped and again.threshold == first.threshold
     monkeypatch.undo()
@@ -154,7 +154,7 @@ def test_rerun_is_skipped_without_reading_the_vault_and_settings_count(data, tmp
 
 
 def test_the_scorer_travels_to_a_worker_without_its_models(data):
-    from collapselab.pipeline.scan import _LMScorer
+    from collapselab.pipeline.scorers import LMScorer as _LMScorer
 
     scorer = _LMScorer(FastDetectGPT(data["a"]), data["vault"], None, fpr_target=0.01, threads=1)
     scorer.calibrate()

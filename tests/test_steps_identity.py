@@ -20,8 +20,6 @@ import os
 import sys
 from pathlib import Path
 
-import pytest
-
 HERE = Path(__file__).resolve().parent
 BASELINE = HERE / "data" / "steps-identity" / "hashes.json"
 SHARD = 16 << 10

@@ -20,8 +20,8 @@ from collapselab.jsonout import jsonable
 from collapselab.pipeline.io import file_sha256
 
 # Result fields that are lists of examples or per-file breakdowns (in the manifest), or that say
-# whether this call did the work: not part of what the step did.
-_NOT_RECORDED = ("skipped", "per_file", "malformed_lines")
+# whether or how fast this call did the work: not part of what the step did.
+_NOT_RECORDED = ("skipped", "per_file", "malformed_lines", "stats")
 
 
 def check_ledger(ledger: str | os.PathLike | None) -> None:

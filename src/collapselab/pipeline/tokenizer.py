@@ -1,7 +1,8 @@
 """Text to token ids for the scan's detectors, vectorised over UTF-8 bytes with numpy.
 
-It gives exactly what :func:`collapselab.pipeline.scan.tokenize_doc` and a vocabulary lookup give
-(tested against it on real and adversarial text): the text is lower-cased (``str.lower``), then cut
+It gives exactly what :func:`tokenize_doc` (the corpus tokeniser,
+:func:`collapselab.corpus.tokenize.tokenize`, with the special tokens kept whole) and a vocabulary
+lookup give (tested against it on real and adversarial text): the text is lower-cased (``str.lower``), then cut
 into ``<s>``, ``</s>``, ``<unk>``, words (``[a-z0-9]+`` joined by inner ``'``, ``’`` or ``-``) and
 single characters other than whitespace (Python's ``\\s``); each token's id is its place in the
 vocabulary, else ``<unk>``'s. The regex and a dict lookup cost about 150 ns a token in Python; here
@@ -20,9 +21,28 @@ every step is an array operation over the batch's bytes and tokens:
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from collapselab.corpus.sequences import TokenSequences
+from collapselab.corpus.tokenize import tokenize
+
+_SPECIAL = re.compile(r"(<s>|</s>|<unk>)")
+
+
+def tokenize_doc(text: str) -> list[str]:
+    """The corpus tokeniser with the special tokens a generator's decoded output may hold kept whole.
+
+    No word or joiner holds a ``<``, so cutting the lower-cased text at the special tokens and
+    tokenising the pieces between them is the one-regex tokeniser ``<s>|</s>|<unk>|WORD|MARK``."""
+    out: list[str] = []
+    for i, piece in enumerate(_SPECIAL.split(text.lower())):
+        if i % 2:
+            out.append(piece)
+        elif piece:
+            out += tokenize(piece)
+    return out
 
 # the non-ASCII characters str.isspace() (and so re's \s) accepts
 _SPACES = np.array([0x85, 0xA0, 0x1680, *range(0x2000, 0x200B), 0x2028, 0x2029, 0x202F, 0x205F, 0x3000])
