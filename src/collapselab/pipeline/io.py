@@ -1,18 +1,21 @@
-"""Streaming readers and atomic writers for JSONL (plain or .gz) and Parquet.
+"""Streaming readers for every input format, and atomic writers for JSONL (plain, .gz, .zst) and Parquet.
 
 Every step reads its inputs a *shard* at a time (:mod:`collapselab.pipeline.shards`): a byte range
-of a plain JSONL file, or a whole .gz or Parquet file. :class:`LineReader` hands out a shard's
-complete lines in blocks of about ``BLOCK_BYTES`` (8 MiB) and hashes exactly the bytes that decide
-the shard (its done-marker records that hash); :func:`shard_records` turns them into batches of at
-most ``batch_size`` records. Memory is one block and one batch, whatever the file's size.
+of a plain local JSONL file, or a whole other file (compressed JSON lines, Parquet, Arrow, text, or
+anything behind a URL; :mod:`collapselab.pipeline.sources`). :class:`LineReader` hands out a
+shard's complete lines in blocks of about ``BLOCK_BYTES`` (8 MiB) and hashes exactly the bytes that
+decide the shard (its done-marker records that hash); :func:`shard_records` turns them, or a
+Parquet or Arrow file's rows, or a text file's one document, into batches of at most
+``batch_size`` records. Memory is one block and one batch, whatever the file's size.
 
-A record's place is ``(file, line)``: the 1-based line number in a JSONL file, the 1-based row
-number in a Parquet file. Its id is its ``id`` field when it has one, else ``FILE:LINE``.
+A record's place is ``(file, line)``: the 1-based line number in a JSON-lines file, the 1-based row
+number in a Parquet or Arrow file. Its id is its ``id`` field when it has one, else ``FILE:LINE``.
+The text field may be a dotted path (``meta.body``).
 
 A block's lines are parsed with orjson all at once; only a block that holds a blank or malformed
 line is parsed again line by line. Malformed lines (not JSON, not an object, no string text field)
-either stop the job with a :class:`UserError` naming the file and line (``on_error="fail"``, the
-default) or are counted and listed (``on_error="skip"``): scan and mix skip them, filter sends
+either stop the job with a :class:`MalformedRecord` naming the file and line (``on_error="fail"``,
+the default) or are counted and listed (``on_error="skip"``): scan and mix skip them, filter sends
 them to quarantine. Blank lines are not records: they carry no document.
 """
 
@@ -32,7 +35,7 @@ import orjson
 
 from collapselab.atomic import AtomicFile
 from collapselab.errors import UserError
-from collapselab.pipeline.sources import file_size, format_of, open_binary, open_stream
+from collapselab.pipeline.sources import file_size, format_of, get_field, is_url, open_binary, open_stream
 
 BATCH = 10_000  # records per batch at most
 BLOCK_BYTES = 8 << 20  # bytes of complete lines read at a time
@@ -193,14 +196,29 @@ class Parsed:
 
 
 class MalformedLine(UserError):
-    """A malformed line met with ``on_error="fail"``; ``index`` is its place in the block."""
+    """A malformed line met with ``on_error="fail"``; ``index`` is its place in the block, ``detail``
+    what is wrong as manifests record it, ``reason`` the same for a person, with what to do."""
 
-    def __init__(self, index: int, detail: str) -> None:
+    def __init__(self, index: int, detail: str, reason: str | None = None) -> None:
         super().__init__(detail)
-        self.index, self.detail = index, detail
+        self.index, self.detail, self.reason = index, detail, reason or detail
 
     def __reduce__(self):
-        return MalformedLine, (self.index, self.detail)
+        return MalformedLine, (self.index, self.detail, self.reason)
+
+
+class MalformedRecord(UserError):
+    """A malformed record met with ``on_error="fail"``: line or row (``unit``) ``number`` (1-based) of
+    ``file``; ``detail`` and ``reason`` as in :class:`MalformedLine`. The message is
+    ``FILE:N: detail`` and what to do (:func:`~collapselab.corpus.readers.read_documents` says
+    ``FILE, line N: reason`` instead)."""
+
+    def __init__(self, file: str, unit: str, number: int, detail: str, reason: str | None = None) -> None:
+        super().__init__(fail_message(f"{file}:{number}: {detail}"))
+        self.file, self.unit, self.number, self.detail, self.reason = file, unit, number, detail, reason or detail
+
+    def __reduce__(self):
+        return MalformedRecord, (self.file, self.unit, self.number, self.detail, self.reason)
 
 
 def is_token_ids(value) -> bool:
@@ -218,13 +236,25 @@ def _what(field: str, ids: bool) -> str:
     return f"no token-id list field {field!r}" if ids else f"no string field {field!r}"
 
 
+def _wrong_value(field: str, value, ids: bool) -> str:
+    """Why a field's value is no document, and what to do."""
+    kind = "null" if value is None else type(value).__name__
+    if ids:
+        return f"field {field!r} is {kind}, not a list of token ids. Name the token-id field with --ids-field."
+    return f"field {field!r} is {kind}, not a string. Name the text field with --text-field."
+
+
 def parse_lines(lines: list[bytes], *, text_field: str, on_error: str, ids: bool = False) -> Parsed:
     """Parse a block's lines: all at once with orjson; line by line only when one is blank or bad.
 
+    ``text_field`` may be a dotted path into nested objects (``meta.body``, :func:`get_field`).
     ``ids``: the field holds token ids (a list of non-negative integers), not text."""
     try:
         objs = list(map(orjson.loads, lines))
-        texts = [o[text_field] for o in objs]
+        if "." in text_field:
+            texts = [get_field(o, text_field) for o in objs]
+        else:
+            texts = [o[text_field] for o in objs]
         if not _valid(texts, ids):
             raise TypeError
     except (ValueError, TypeError, KeyError, *_JSONError):
@@ -239,6 +269,36 @@ def _ids(objs: list[dict]) -> list[str | None]:
     return [None if x is None else str(x) for x in ids]
 
 
+def check_line(raw: bytes, field: str, ids: bool = False) -> tuple[dict | None, Any, str | None, str | None]:
+    """``(record, value, None, None)`` for a well-formed line, else ``(None, None, detail, reason)``
+    (see :class:`MalformedLine`)."""
+    try:
+        obj = orjson.loads(raw)
+    except _JSONError as e:
+        detail = f"malformed record ({str(e).splitlines()[0][:120]})"
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as u:
+            return None, None, detail, (f"not UTF-8 (byte 0x{raw[u.start]:02x} at column {u.start + 1}). "
+                                        "Re-encode the file as UTF-8.")
+        where = f" at column {e.colno}" if isinstance(e, orjson.JSONDecodeError) else ""
+        msg = e.msg if isinstance(e, orjson.JSONDecodeError) else str(e)
+        return None, None, detail, f"malformed JSON{where} ({msg}). Fix or remove that line; each line must be one JSON object."
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__
+        return None, None, f"malformed record (a JSON {kind}, not an object)", (
+            f"expected a JSON object, found {kind}. Each line must be an object with a {field!r} field.")
+    try:
+        value = get_field(obj, field)
+    except KeyError:
+        keys = ", ".join(sorted(obj)[:8]) or "none"
+        flag = "--ids-field" if ids else "--text-field"
+        return None, None, f"malformed record ({_what(field, ids)})", f"no field {field!r} (fields: {keys}). Name it with {flag}."
+    if not _valid([value], ids):
+        return None, None, f"malformed record ({_what(field, ids)})", _wrong_value(field, value, ids)
+    return obj, value, None, None
+
+
 def parse_slowly(lines: list[bytes], text_field: str, on_error: str, ids: bool = False) -> Parsed:
     """:func:`parse_lines` one line at a time, saying what is wrong with each malformed line."""
     out = Parsed([], [], [], [])
@@ -246,20 +306,14 @@ def parse_slowly(lines: list[bytes], text_field: str, on_error: str, ids: bool =
     for i, raw in enumerate(lines):
         if not raw or raw.isspace():
             continue
-        try:
-            obj = orjson.loads(raw)
-            if not isinstance(obj, dict):
-                raise ValueError(f"a JSON {type(obj).__name__}, not an object")
-            if not _valid([obj.get(text_field)], ids):
-                raise ValueError(_what(text_field, ids))
-        except (ValueError, *_JSONError) as e:
-            detail = f"malformed record ({str(e).splitlines()[0][:120]})"
+        obj, value, detail, reason = check_line(raw, text_field, ids)
+        if obj is None:
             if on_error == "fail":
-                raise MalformedLine(i, detail) from None
+                raise MalformedLine(i, detail, reason)
             out.bad.append((i, detail))
             continue
         out.rows.append(i)
-        out.texts.append(obj[text_field])
+        out.texts.append(value)
         objs.append(obj)
     out.ids = _ids(objs)
     return out
@@ -267,10 +321,11 @@ def parse_slowly(lines: list[bytes], text_field: str, on_error: str, ids: bool =
 
 @dataclass
 class Batch:
-    rows: np.ndarray  # 0-based line (JSONL) or row (Parquet) of each record within the shard
+    rows: np.ndarray  # 0-based line (JSONL) or row (Parquet, Arrow) of each record within the shard
     texts: list[str]
     ids: list[str | None]
-    raw: list  # JSONL: each record's line as read, without its newline; Parquet: each row as a dict (if asked)
+    raw: list  # JSONL: each record's line as read, without its newline; Parquet, Arrow: each row as a dict
+    #            (if asked); text: ``{text_field: text}``
 
 
 @dataclass
@@ -278,7 +333,7 @@ class Found:
     """What reading a shard found: its input hash, lines, and the malformed lines met (skip mode)."""
 
     sha256: str | None = None
-    lines: int = 0  # lines (JSONL) or rows (Parquet) in the shard
+    lines: int = 0  # lines (JSONL) or rows (Parquet, Arrow) in the shard; 1 for a text file
     malformed: int = 0
     examples: list = field(default_factory=list)  # [0-based line in the shard, what is wrong]
 
@@ -290,98 +345,226 @@ class Found:
 
 
 def shard_records(shard, *, text_field: str, on_error: str, batch_size: int = BATCH, found: Found,
-                  whole_rows: bool = False, ids: bool = False) -> Iterator[Batch]:
-    """The records of a shard (``file``, ``start``, ``end``, ``whole``), ``batch_size`` at a time.
+                  whole_rows: bool = False, ids: bool = False, skip_nulls: bool = False) -> Iterator[Batch]:
+    """The records of a shard (``file``, ``start``, ``end``, ``whole``, ``fmt``), ``batch_size`` at a time.
 
-    Malformed lines stop the job (``on_error="fail"``, with the file's line number) or are counted
-    into ``found``, which also gets the shard's input hash and line count once read through.
-    ``whole_rows``: Parquet batches carry every column of each row in ``raw``. ``ids``: the field
-    holds token ids (lists of non-negative integers), passed on as lists in ``texts``."""
-    if shard.whole and kind_of(shard.file) == "parquet":
-        yield from _parquet_records(shard.file, text_field, on_error, batch_size, found, whole_rows, ids)
+    Every format of :mod:`~collapselab.pipeline.sources`: JSON lines (plain, .gz, .zst), Parquet,
+    Arrow (a ``datasets`` folder's files), text (the file is one record). ``text_field`` may be a
+    dotted path (``meta.body``: a nested object's field, a Parquet struct's child). Malformed
+    records stop the job (``on_error="fail"``: a :class:`MalformedRecord` naming the file's line or
+    row) or are counted into ``found``, which also gets the shard's input hash and line count once
+    read through. ``whole_rows``: Parquet and Arrow batches carry every column of each row in
+    ``raw``. ``ids``: the field holds token ids (lists of non-negative integers), passed on as
+    lists in ``texts``. ``skip_nulls``: a null cell of a Parquet or Arrow text column is no record
+    (like a blank line), not a malformed one."""
+    fmt = getattr(shard, "fmt", None) or format_of(shard.file, "jsonl")
+    if fmt in ("parquet", "arrow"):
+        yield from _table_records(shard.file, fmt, text_field, on_error, batch_size, found, whole_rows, ids, skip_nulls)
+        return
+    if fmt == "text":
+        yield from _text_records(shard.file, text_field, on_error, found, ids)
         return
     reader = LineReader(shard.file, shard.start, shard.end)
     seen = 0  # lines of the shard before this block
     for offset, lines, _ in reader:
+        error = None
         try:
             parsed = parse_lines(lines, text_field=text_field, on_error=on_error, ids=ids)
-        except MalformedLine as e:
+        except MalformedLine as e:  # the records before it come first, then the error
+            parsed = parse_slowly(lines[: e.index], text_field, "skip", ids)
             at = offset + sum(len(x) + 1 for x in lines[: e.index])
             n = seen + e.index + 1 if shard.start == 0 else line_number(shard.file, at)
-            raise UserError(fail_message(f"{shard.file}:{n}: {e.detail}")) from None
+            error = MalformedRecord(shard.file, "line", n, e.detail, e.reason)
         found.bad([seen + i, d] for i, d in parsed.bad)
         rows = np.asarray(parsed.rows, dtype=np.int64)
         raw = [lines[i] for i in parsed.rows] if parsed.bad or len(rows) < len(lines) else lines
         for lo in range(0, len(rows), batch_size):
             hi = lo + batch_size
             yield Batch(rows[lo:hi] + seen, parsed.texts[lo:hi], parsed.ids[lo:hi], raw[lo:hi])
+        if error is not None:
+            raise error
         seen += len(lines)
     found.sha256, found.lines = reader.sha256, reader.lines
 
 
+def _text_records(path: str, text_field: str, on_error: str, found: Found, ids: bool) -> Iterator[Batch]:
+    """A text file: one record, the whole file (UTF-8)."""
+    if ids:
+        raise UserError(f"{path}: a text file holds no token ids; pass JSON lines or Parquet with --ids-field.")
+    try:
+        with open_binary(path) as f:
+            raw = f.read()
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise UserError(f"{path}: cannot read it ({e.strerror or e}). Check the path and its permissions.") from None
+    found.sha256, found.lines = hashlib.sha256(raw).hexdigest(), 1
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        what = f"not UTF-8 (byte 0x{raw[e.start]:02x} at offset {e.start})"
+        if on_error == "fail":
+            raise MalformedRecord(path, "line", line, f"malformed record ({what})",
+                                  f"{what}. Convert the file to UTF-8 (e.g. iconv -f latin1 -t utf-8).") from None
+        found.bad([(0, f"malformed record ({what})")])
+        return
+    yield Batch(np.zeros(1, dtype=np.int64), [text], [None], [{text_field: text}])
+
+
 def open_parquet(path: str | os.PathLike):
-    """``pyarrow.parquet.ParquetFile(path)``, or one UserError naming the file when it is not Parquet,
-    truncated or damaged."""
+    """``pyarrow.parquet.ParquetFile`` of a local path or URL, or one UserError naming the file when it
+    is not Parquet, truncated or damaged."""
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path)
+        return pq.ParquetFile(open_binary(path) if is_url(path) else path)
     except Exception as e:  # pyarrow raises ArrowInvalid and friends
+        if isinstance(e, UserError):
+            raise
         raise UserError(f"{path}: not a readable Parquet file, truncated or damaged ({str(e).splitlines()[0]}). "
                         "Check the file, or write it again.") from None
 
 
 def parquet_batches(pf, path: str | os.PathLike, **kw) -> Iterator:
     """``pf.iter_batches(**kw)``, with a damaged page reported as one UserError naming the file."""
+    return _guarded(pf.iter_batches(**kw), path, "a damaged Parquet page")
+
+
+def _guarded(it: Iterator, path, what: str) -> Iterator:
+    """The items of ``it``; a pyarrow or read error while reading is one UserError naming the file."""
     import pyarrow as pa
 
-    it = pf.iter_batches(**kw)
     while True:
         try:
             rb = next(it)
         except StopIteration:
             return
         except (pa.ArrowException, OSError) as e:
-            raise UserError(f"{path}: a damaged Parquet page ({str(e).splitlines()[0]}); the file is truncated or "
+            raise UserError(f"{path}: {what} ({str(e).splitlines()[0]}); the file is truncated or "
                             "corrupt. Check the file, or write it again.") from None
         yield rb
 
 
-def _parquet_records(path: str, text_field: str, on_error: str, batch_size: int, found: Found,
-                     whole_rows: bool, ids_field: bool = False) -> Iterator[Batch]:
-    pf = open_parquet(path)
-    names = pf.schema_arrow.names
-    if text_field not in names:
-        raise UserError(f"{path}: no column {text_field!r}; pass --text-field with one of {names}.")
-    cols = None if whole_rows else [text_field] + (["id"] if "id" in names and text_field != "id" else [])
+class ArrowFile:
+    """The record batches of an Arrow IPC file: the stream format ``datasets`` writes (``.arrow``
+    files of a ``save_to_disk`` folder) or the random-access file format."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        import pyarrow as pa
+
+        self.path = path
+        self._src = pa.PythonFile(open_binary(path), mode="r") if is_url(path) else pa.memory_map(os.fspath(path))
+        try:
+            try:
+                self._reader = pa.ipc.open_stream(self._src)
+            except pa.ArrowInvalid:
+                self._src.seek(0)
+                self._reader = pa.ipc.open_file(self._src)
+        except (pa.ArrowException, OSError) as e:
+            self._src.close()
+            raise UserError(f"{path}: not a readable Arrow file, truncated or damaged ({str(e).splitlines()[0]}). "
+                            "Check the file, or save the dataset again.") from None
+        self.schema_arrow = self._reader.schema
+
+    def iter_batches(self, batch_size: int, columns: list[str] | None = None) -> Iterator:
+        r = self._reader
+        batches = (r.get_batch(i) for i in range(r.num_record_batches)) if hasattr(r, "get_batch") else iter(r)
+        for rb in _guarded(batches, self.path, "a damaged Arrow batch"):
+            if columns is not None:
+                rb = rb.select(columns)
+            for lo in range(0, rb.num_rows, batch_size):
+                yield rb.slice(lo, batch_size)
+
+    def close(self) -> None:
+        self._src.close()
+
+
+def _resolve_column(schema, field: str):
+    """``(top-level column, child names, type)`` of a column or dotted struct path; None if absent."""
+    import pyarrow as pa
+
+    if field in schema.names:
+        return field, [], schema.field(field).type
+    top, *rest = field.split(".")
+    if not rest or top not in schema.names:
+        return None
+    t = schema.field(top).type
+    for part in rest:
+        if not pa.types.is_struct(t) or t.get_field_index(part) < 0:
+            return None
+        t = t.field(part).type
+    return top, rest, t
+
+
+def _table_records(path: str, fmt: str, text_field: str, on_error: str, batch_size: int, found: Found,
+                   whole_rows: bool, ids_field: bool = False, skip_nulls: bool = False) -> Iterator[Batch]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = open_parquet(path) if fmt == "parquet" else ArrowFile(path)
+    schema = table.schema_arrow
+    names = schema.names
+    col = _resolve_column(schema, text_field)
+    if col is None:
+        raise UserError(f"{path}: no column {text_field!r} (columns: {', '.join(names[:8])}). "
+                        "Name the text column with --text-field.")
+    top, children, typ = col
+    if (on_error == "fail" and not ids_field and not pa.types.is_null(typ)
+            and not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ))):
+        raise UserError(f"{path}: column {text_field!r} has type {typ}, not string. Name the text column with --text-field.")
+    cols = None if whole_rows else [top] + (["id"] if "id" in names and top != "id" else [])
     n = 0
-    for rb in parquet_batches(pf, path, batch_size=batch_size, columns=cols):
-        texts = rb.column(text_field).to_pylist()
+    for rb in parquet_batches(table, path, batch_size=batch_size, columns=cols) if fmt == "parquet" else \
+            table.iter_batches(batch_size, cols):
+        arr = rb.column(top)
+        for part in children:
+            arr = pc.struct_field(arr, part)
+        texts = arr.to_pylist()
         ids = rb.column("id").to_pylist() if "id" in rb.schema.names else [None] * len(texts)
-        good = [_valid([t], ids_field) for t in texts]
-        ok = [i for i, g in enumerate(good) if g]
-        if len(ok) < len(texts):
+        ok, bad = [], []
+        for i, t in enumerate(texts):
+            if _valid([t], ids_field):
+                ok.append(i)
+            elif not (skip_nulls and t is None):
+                bad.append(i)
+        error = None
+        if bad:
             detail = f"malformed record ({_what(text_field, ids_field)})"
-            bad = [n + i for i, g in enumerate(good) if not g]
-            if on_error == "fail":
-                raise UserError(fail_message(f"{path}:{bad[0] + 1}: {detail}"))
-            found.bad((i, detail) for i in bad)
+            if on_error == "fail":  # the records before it come first, then the error
+                error = MalformedRecord(path, "row", n + bad[0] + 1, detail, _wrong_value(text_field, texts[bad[0]], ids_field))
+                ok = [i for i in ok if i < bad[0]]
+            else:
+                found.bad((n + i, detail) for i in bad)
         raw = rb.to_pylist() if whole_rows else []
         yield Batch(np.asarray(ok, dtype=np.int64) + n, [texts[i] for i in ok],
                     [None if ids[i] is None else str(ids[i]) for i in ok], [raw[i] for i in ok] if whole_rows else [])
+        if error is not None:
+            raise error
         n += rb.num_rows
+    if fmt == "arrow":
+        table.close()
     found.sha256, found.lines = file_sha256(path), n
 
 
 # ------------------------------------------------------------------------------------- output
 class JsonlWriter:
-    """Bytes lines to ``path`` (gzip when it ends in .gz, with a fixed header so reruns match)."""
+    """Bytes lines to ``path`` (gzip when it ends in .gz, with a fixed header so reruns match; zstd
+    when it ends in .zst)."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.out = AtomicFile(path)
         raw = open(self.out.tmp, "wb")
         self._raw = raw
-        self.f = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if str(path).lower().endswith(".gz") else raw
+        fmt = format_of(path, "jsonl")
+        if fmt == "jsonl.gz":
+            self.f = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+        elif fmt == "jsonl.zst":
+            import pyarrow as pa
+
+            self.f = pa.CompressedOutputStream(pa.PythonFile(raw, mode="w"), "zstd")
+        else:
+            self.f = raw
         self.count = 0
 
     def write(self, line: bytes) -> None:

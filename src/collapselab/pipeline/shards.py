@@ -44,7 +44,13 @@ class Shard:
     start: int  # the byte range whose lines the shard holds; [0, size) for a whole file
     end: int
     whole: bool  # read as one stream: anything but a plain local JSONL file
-    fmt: str = "jsonl"  # the file's format (sources.FORMATS), from its name
+    fmt: str = ""  # the file's format (sources.FORMATS); left out, it follows from the file's name
+
+    def __post_init__(self) -> None:
+        if not self.fmt:
+            from collapselab.pipeline.sources import format_of
+
+            object.__setattr__(self, "fmt", format_of(self.file, "jsonl"))
 
     def to_dict(self) -> dict:
         """The shard as done-markers and manifests record it. ``fmt`` is left out: it follows from

@@ -390,16 +390,18 @@ class Vault:
         text_field: str = "text",
         progress: Callable[[int], None] | None = None,
     ) -> AddResult:
-        """Add every document of ``paths`` (.txt/.jsonl/.parquet files or folders, as ``read_documents`` reads them);
-        all of them or, when one is malformed, none."""
+        """Add every document of ``paths`` (files, folders or URLs in any format ``read_documents`` reads:
+        .txt/.md, .jsonl(.gz/.zst), dolma .json.gz, Parquet, datasets folders); all of them or, when one
+        is malformed, none."""
         from collapselab.corpus.readers import read_documents
+        from collapselab.pipeline.sources import DATA_FILES, exists
 
         parse_date(captured_before)  # a bad date fails before anything is read or written
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         for p in paths:
-            if not Path(p).exists():
-                raise UserError(f"{p}: no such file or folder. Pass existing .txt/.jsonl/.parquet files or folders.")
+            if not exists(p):
+                raise UserError(f"{p}: no such file or folder. Pass existing files or folders ({DATA_FILES}).")
 
         def docs() -> Iterator[tuple[str, str]]:
             for p in paths:
