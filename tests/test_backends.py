@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from collapselab.backends import RAY_MISSING, make_backend
+from collapselab.backends import RAY_MISSING, check_reachable, make_backend
 from collapselab.errors import UserError
 from collapselab.pipeline.shards import check_jobs
 
@@ -80,6 +80,12 @@ def test_bad_settings_are_one_user_error():
         make_backend("local", address="auto")
     with pytest.raises(UserError, match="--jobs 0"):
         make_backend("local", jobs=0)
+
+
+def test_an_address_nothing_answers_at_fails_at_once():
+    with pytest.raises(UserError, match=r"--address ray://127\.0\.0\.1:1: nothing answers at 127\.0\.0\.1:1"):
+        check_reachable("ray://127.0.0.1:1")
+    check_reachable("auto")  # resolved by Ray itself
 
 
 def test_missing_ray_names_the_extra(monkeypatch):

@@ -175,6 +175,10 @@ def test_cli_bad_config_is_one_line(tmp_path):
     r = cli(["sweep", cfg, "--out", tmp_path / "out"], cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "line 10: grid.top_q: not a config setting" in r.stderr
+    good = write_config(tmp_path / "good.yaml")
+    r = cli(["sweep", good, "--out", tmp_path / "out2", "--backend", "ray", "--address", "127.0.0.1:1"], cwd=tmp_path)
+    assert r.returncode == 2 and "--address 127.0.0.1:1: nothing answers" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "out2").exists()
     r = cli(["sweep", "--help"], cwd=tmp_path)
     assert r.returncode == 0 and "--backend" in r.stdout and "grid" in r.stdout
 

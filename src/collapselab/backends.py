@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any, Callable, Sequence
 
 from collapselab.errors import UserError
@@ -90,6 +91,19 @@ def import_ray():
     return ray
 
 
+def check_reachable(address: str) -> None:
+    """A ``HOST:PORT`` (or ``ray://HOST:PORT``) that nothing answers at is one UserError at once
+    (Ray itself retries for minutes)."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and the like: Ray resolves them, and fails fast
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise UserError(f"--address {address}: nothing answers at {host}:{port} ({e.strerror or e}). Check the address "
+                        "(`ray status` on the head node prints it) or start a cluster with `ray start --head`.") from None
+
+
 def _call(fn: Callable[[Any], Any], task: Any, cwd: str) -> Any:
     """One task, in a Ray worker, in the caller's current folder when this node has it (relative
     paths then mean what they mean to the caller, as on the local backend)."""
@@ -110,6 +124,8 @@ class RayBackend:
         if not ray.is_initialized():
             quiet = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
                          configure_logging=True)
+            if address is not None:
+                check_reachable(address)
             try:
                 if address is None:  # "local": a new Ray, never a cluster that `ray start` left running
                     ray.init(address="local", num_cpus=jobs, **quiet)

@@ -263,8 +263,15 @@ def run_sweep(config: str | Path | dict, out: str | Path, *, backend: str = "loc
 
     started = time.perf_counter()
     manifest, chains = plan_sweep(config, out)
+    existed = Path(out).exists()
     out = check_writable_dir(out, "sweep")
-    with RunLock(out):
+    try:
+        runner = make_backend(backend, jobs=jobs, address=address)
+    except BaseException:
+        if not existed and not any(out.iterdir()):  # a bad backend or address leaves no folder behind
+            out.rmdir()
+        raise
+    with runner, RunLock(out):
         _check_manifest(out, manifest)
         todo = [c for c in chains if not c.done]
         done = [len(chains) - len(todo)]
@@ -275,8 +282,7 @@ def run_sweep(config: str | Path | dict, out: str | Path, *, backend: str = "loc
             done[0] += 1
             report(done[0], len(chains), "chains")
 
-        with make_backend(backend, jobs=jobs, address=address) as runner:
-            records = runner.map(run_chain, todo, on_done=tick)
+        records = runner.map(run_chain, todo, on_done=tick)
         metrics = merge_metrics(chains, list(manifest["grid"]))
         atomic_write(out / "metrics.parquet", lambda tmp: metrics.to_parquet(tmp, index=False))
         summary = {"status": "complete", "chains": len(chains), "ran": sum(r["ran"] for r in records),
