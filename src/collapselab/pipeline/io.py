@@ -448,7 +448,8 @@ def _guarded(it: Iterator, path, what: str) -> Iterator:
 
 class ArrowFile:
     """The record batches of an Arrow IPC file: the stream format ``datasets`` writes (``.arrow``
-    files of a ``save_to_disk`` folder) or the random-access file format."""
+    files of a ``save_to_disk`` folder) or the random-access file format. Read like a
+    ``pyarrow.parquet.ParquetFile``: ``schema_arrow``, ``iter_batches(batch_size=, columns=)``."""
 
     def __init__(self, path: str | os.PathLike) -> None:
         import pyarrow as pa
@@ -467,7 +468,7 @@ class ArrowFile:
                             "Check the file, or save the dataset again.") from None
         self.schema_arrow = self._reader.schema
 
-    def iter_batches(self, batch_size: int, columns: list[str] | None = None) -> Iterator:
+    def iter_batches(self, batch_size: int = BATCH, columns: list[str] | None = None) -> Iterator:
         r = self._reader
         batches = (r.get_batch(i) for i in range(r.num_record_batches)) if hasattr(r, "get_batch") else iter(r)
         for rb in _guarded(batches, self.path, "a damaged Arrow batch"):
@@ -478,6 +479,12 @@ class ArrowFile:
 
     def close(self) -> None:
         self._src.close()
+
+
+def open_table(path: str | os.PathLike, fmt: str | None = None):
+    """A Parquet file (``ParquetFile``) or an Arrow file (:class:`ArrowFile`), read alike; a damaged
+    one is a UserError naming the file."""
+    return ArrowFile(path) if (fmt or format_of(path)) == "arrow" else open_parquet(path)
 
 
 def _resolve_column(schema, field: str):
@@ -502,47 +509,47 @@ def _table_records(path: str, fmt: str, text_field: str, on_error: str, batch_si
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = open_parquet(path) if fmt == "parquet" else ArrowFile(path)
-    schema = table.schema_arrow
-    names = schema.names
-    col = _resolve_column(schema, text_field)
-    if col is None:
-        raise UserError(f"{path}: no column {text_field!r} (columns: {', '.join(names[:8])}). "
-                        "Name the text column with --text-field.")
-    top, children, typ = col
-    if (on_error == "fail" and not ids_field and not pa.types.is_null(typ)
-            and not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ))):
-        raise UserError(f"{path}: column {text_field!r} has type {typ}, not string. Name the text column with --text-field.")
-    cols = None if whole_rows else [top] + (["id"] if "id" in names and top != "id" else [])
-    n = 0
-    for rb in parquet_batches(table, path, batch_size=batch_size, columns=cols) if fmt == "parquet" else \
-            table.iter_batches(batch_size, cols):
-        arr = rb.column(top)
-        for part in children:
-            arr = pc.struct_field(arr, part)
-        texts = arr.to_pylist()
-        ids = rb.column("id").to_pylist() if "id" in rb.schema.names else [None] * len(texts)
-        ok, bad = [], []
-        for i, t in enumerate(texts):
-            if _valid([t], ids_field):
-                ok.append(i)
-            elif not (skip_nulls and t is None):
-                bad.append(i)
-        error = None
-        if bad:
-            detail = f"malformed record ({_what(text_field, ids_field)})"
-            if on_error == "fail":  # the records before it come first, then the error
-                error = MalformedRecord(path, "row", n + bad[0] + 1, detail, _wrong_value(text_field, texts[bad[0]], ids_field))
-                ok = [i for i in ok if i < bad[0]]
-            else:
-                found.bad((n + i, detail) for i in bad)
-        raw = rb.to_pylist() if whole_rows else []
-        yield Batch(np.asarray(ok, dtype=np.int64) + n, [texts[i] for i in ok],
-                    [None if ids[i] is None else str(ids[i]) for i in ok], [raw[i] for i in ok] if whole_rows else [])
-        if error is not None:
-            raise error
-        n += rb.num_rows
-    if fmt == "arrow":
+    table = open_table(path, fmt)
+    try:
+        schema = table.schema_arrow
+        names = schema.names
+        col = _resolve_column(schema, text_field)
+        if col is None:
+            raise UserError(f"{path}: no column {text_field!r} (columns: {', '.join(names[:8])}). "
+                            "Name the text column with --text-field.")
+        top, children, typ = col
+        if (on_error == "fail" and not ids_field and not pa.types.is_null(typ)
+                and not (pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ))):
+            raise UserError(f"{path}: column {text_field!r} has type {typ}, not string. Name the text column with --text-field.")
+        cols = None if whole_rows else [top] + (["id"] if "id" in names and top != "id" else [])
+        n = 0
+        for rb in parquet_batches(table, path, batch_size=batch_size, columns=cols):
+            arr = rb.column(top)
+            for part in children:
+                arr = pc.struct_field(arr, part)
+            texts = arr.to_pylist()
+            ids = rb.column("id").to_pylist() if "id" in rb.schema.names else [None] * len(texts)
+            ok, bad = [], []
+            for i, t in enumerate(texts):
+                if _valid([t], ids_field):
+                    ok.append(i)
+                elif not (skip_nulls and t is None):
+                    bad.append(i)
+            error = None
+            if bad:
+                detail = f"malformed record ({_what(text_field, ids_field)})"
+                if on_error == "fail":  # the records before it come first, then the error
+                    error = MalformedRecord(path, "row", n + bad[0] + 1, detail, _wrong_value(text_field, texts[bad[0]], ids_field))
+                    ok = [i for i in ok if i < bad[0]]
+                else:
+                    found.bad((n + i, detail) for i in bad)
+            raw = rb.to_pylist() if whole_rows else []
+            yield Batch(np.asarray(ok, dtype=np.int64) + n, [texts[i] for i in ok],
+                        [None if ids[i] is None else str(ids[i]) for i in ok], [raw[i] for i in ok] if whole_rows else [])
+            if error is not None:
+                raise error
+            n += rb.num_rows
+    finally:
         table.close()
     found.sha256, found.lines = file_sha256(path), n
 
