@@ -156,7 +156,7 @@ def test_resume_mid_chain(local_sweep, tmp_path):
     for p in early.iterdir():
         if p.name != "config.yaml":
             shutil.rmtree(p) if p.is_dir() else p.unlink()
-    s = run_sweep(write_config(tmp_path / "sweep.yaml"), out, jobs=1).summary
+    s = run_sweep(write_config(tmp_path / "sweep.yaml"), out, jobs=2).summary  # two worker processes
     assert (s["ran"], s["resumed"], s["skipped"]) == (3, 1, N_CHAINS - 3)
     assert (out / "metrics.parquet").read_bytes() == (local_sweep.path / "metrics.parquet").read_bytes()
 
