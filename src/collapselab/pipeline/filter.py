@@ -1,4 +1,11 @@
-"""``filter``: split a corpus file into kept and quarantined records using a scan's sidecar.
+"""``filter``: split a corpus into kept and quarantined records using a scan's sidecar.
+
+The input is a file, a folder or a URL (:func:`~collapselab.pipeline.sources.expand_inputs`):
+JSON lines (plain, ``.gz``, ``.zst``: kept and quarantined lines are the lines as read, written
+to ``--out`` / ``--quarantine`` compressed as *their* names say), text files (``.txt``/``.md``, one
+document each: written as JSON lines ``{TEXT_FIELD: text}``, as ``mix`` writes them), Parquet or
+Arrow (a ``datasets`` folder's files: written as Parquet rows with the input's columns; all the
+files must share them). A folder's files go, in order, into the one ``--out`` and ``--quarantine``.
 
 Nothing is dropped silently: every record goes to exactly one of ``out`` (kept) or ``quarantine``,
 in input order, byte for byte (JSONL lines are copied as read, never re-encoded; blank lines,
@@ -26,7 +33,11 @@ Two ways to get the scores:
 * ``detector="length"``: score while reading, in one pass, with no sidecar (the length detector
   needs no key, vocabulary or calibration; the others go through ``scan``).
 
-Shards run on ``jobs`` local processes into ``OUT.parts/`` (done-markers as in
+Steps: the shard's lines (or record batches) are read, scored when there is no sidecar
+(:class:`~collapselab.pipeline.steps.Score`), and split by
+:class:`~collapselab.pipeline.steps.ThresholdFilter`, whose exclusion writer is the quarantine.
+
+Shards run on ``jobs`` local processes (or Ray tasks, ``backend="ray"``) into ``OUT.parts/`` (done-markers as in
 :mod:`collapselab.pipeline.shards`), then are concatenated in order (a rename for one shard);
 ``OUT.json`` records the input's shard hashes, the rule and the counts, written last; a rerun
 that finds it matching skips the work, a killed job keeps its finished shards.
@@ -36,23 +47,45 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import asdict, dataclass
-from itertools import compress
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from collapselab.atomic import AtomicFile, atomic_write_json, check_output_file
+from collapselab.atomic import AtomicFile, check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
+from collapselab.pipeline import sources
+from collapselab.pipeline.io import (
+    BATCH,
+    ArrowFile,
+    Batch,
+    Found,
+    JsonlWriter,
+    LineReader,
+    MalformedLine,
+    MalformedRecord,
+    ParquetWriter,
+    check_on_error,
+    dumps_line,
+    file_sha256,
+    open_parquet,
+    parquet_batches,
+    parse_lines,
+    parse_slowly,
+    read_manifest,
+    shard_records,
+)
 from collapselab.pipeline.record import check_ledger, record_step
-from collapselab.pipeline.io import (BATCH, Found, JsonlWriter, LineReader, MalformedLine, ParquetWriter, check_on_error,
-                                     fail_message, file_sha256, kind_of, open_parquet, parquet_batches, parse_lines,
-                                     parse_slowly, read_manifest, shard_records)
-from collapselab.pipeline.scan import FORMAT as SCAN, VERSION as SCAN_VERSION, LengthScorer
+from collapselab.pipeline.runner import Runner
+from collapselab.pipeline.scan import FORMAT as SCAN
+from collapselab.pipeline.scan import VERSION as SCAN_VERSION
+from collapselab.pipeline.scorers import LengthScorer
+from collapselab.pipeline.steps import Score, StepStats, ThresholdFilter, add_stats
 
 FORMAT = "collapselab-filter"
 VERSION = 2
+TABLES = ("parquet", "arrow")  # formats read as record batches and written as Parquet
 
 
 @dataclass
@@ -68,6 +101,7 @@ class FilterResult:
     malformed: int
     rule: str
     skipped: bool = False
+    stats: dict = field(default_factory=dict)  # this run's figures and steps (Runner.summary); not in the manifest's result
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -78,36 +112,39 @@ class FilterResult:
                 f"reasons in {self.reasons}.")
 
 
-def _dumps(obj: dict) -> bytes:
-    import orjson
-
-    return orjson.dumps(obj, option=orjson.OPT_SORT_KEYS) + b"\n"
-
-
-def _scanned(scores: Path, inp: Path) -> tuple[dict, dict, int]:
-    """The scan manifest, its record of ``inp`` and the sidecar row where ``inp``'s rows begin."""
+def _scanned(scores: Path, files: list[str]) -> tuple[dict, list[tuple[dict, int]]]:
+    """The scan manifest, and for each input file its record there and the sidecar row where its rows begin."""
     man = read_manifest(Path(str(scores) + ".json"))
     if not man or man.get("format") != SCAN:
         raise UserError(f"{scores}: no scan manifest {scores}.json next to it; make the sidecar with `collapselab scan`.")
     if man.get("version") != SCAN_VERSION:
-        raise UserError(f"{scores}: made by another version of `collapselab scan`; scan {inp} again.")
-    files = man.get("inputs", [])
-    size = inp.stat().st_size
-    match = [f for f in files if Path(f["path"]).resolve() == inp.resolve()]
-    if not match:
-        match = [f for f in files if Path(f["path"]).name == inp.name and f["bytes"] == size]
-    if len(match) != 1:
-        names = ", ".join(f["path"] for f in files[:5])
-        raise UserError(f"{scores}: holds no scores for {inp} (it covers {names}). Scan it first.")
-    rec = match[0]
-    if rec["bytes"] != size:
-        raise UserError(f"{inp}: changed since it was scanned into {scores} (its size differs). Scan it again.")
-    first_row = 0
-    for f in files:
-        if f is rec:
-            break
-        first_row += sum(s["rows"] for s in f["shards"])
-    return man, rec, first_row
+        raise UserError(f"{scores}: made by another version of `collapselab scan`; scan {files[0]} again.")
+    recs = man.get("inputs", [])
+    starts, row = [], 0
+    for f in recs:
+        starts.append(row)
+        row += sum(s["rows"] for s in f["shards"])
+    found = []
+    for inp in files:
+        size = sources.file_size(inp)
+        match = [i for i, f in enumerate(recs) if _same_path(f["path"], inp)]
+        if not match:
+            match = [i for i, f in enumerate(recs)
+                     if os.path.basename(f["path"]) == os.path.basename(inp) and f["bytes"] == size]
+        if len(match) != 1:
+            names = ", ".join(f["path"] for f in recs[:5])
+            raise UserError(f"{scores}: holds no scores for {inp} (it covers {names}). Scan it first.")
+        rec = recs[match[0]]
+        if rec["bytes"] != size:
+            raise UserError(f"{inp}: changed since it was scanned into {scores} (its size differs). Scan it again.")
+        found.append((rec, starts[match[0]]))
+    return man, found
+
+
+def _same_path(a: str, b: str) -> bool:
+    if sources.is_url(a) or sources.is_url(b):
+        return a == b
+    return Path(a).resolve() == Path(b).resolve()
 
 
 @dataclass
@@ -124,7 +161,7 @@ class _Job:
     rule: str
     text_field: str
     on_error: str
-    suffix: str  # the outputs' file-name ending (.jsonl, .jsonl.gz, .parquet)
+    suffix: str  # the outputs' file-name ending (.jsonl, .jsonl.gz, .jsonl.zst, .parquet)
     parts: str
     digest: str
 
@@ -183,66 +220,12 @@ class _Rows:
         return False
 
 
-def _misaligned(job: _Job, line: int) -> UserError:
-    return UserError(f"{job.scores}: its rows do not match {job.shard.file} at line {line}. Scan the file again.")
-
-
-def _scored(job: _Job, lines: list[bytes], first: int):
-    """(line, id, score, p_value) of a block's records, scored as read; what is wrong with the malformed."""
-    try:
-        parsed = parse_lines(lines, text_field=job.text_field, on_error=job.on_error)
-    except MalformedLine as e:
-        raise UserError(fail_message(f"{job.shard.file}:{first + e.index}: {e.detail}")) from None
-    cols = job.scorer.score(parsed.texts)
-    return (np.asarray(parsed.rows, dtype=np.int64) + first, parsed.ids, cols["score"], cols["p_value"]), dict(parsed.bad)
-
-
-def _decide(job: _Job, first: int, n: int, blank: np.ndarray, rows: tuple):
-    """Per line of a block whose first line is number ``first``: quarantined or not, flagged or not."""
-    line, ids, score, p = rows
-    rel = line - first
-    if len(rel) and (rel[0] < 0 or blank[rel].any()):
-        raise _misaligned(job, int(line[0]))
-    if job.threshold is not None:
-        hit = score >= job.threshold
-    else:
-        if np.isnan(p).any():
-            raise UserError(f"{job.scores}: no p-value for line {int(line[np.isnan(p)][0])} (watermark, fast-detectgpt "
-                            "and binoculars scans have them); filter with --threshold instead.")
-        hit = p <= job.fpr
-    has = np.zeros(n, dtype=bool)
-    has[rel] = True
-    bad = ~blank & ~has
-    flagged = np.zeros(n, dtype=bool)
-    flagged[rel[hit]] = True
-    at = np.flatnonzero(hit)
-    lines = line[at].tolist()
-    hit_ids = ids.take(at).to_pylist() if hasattr(ids, "take") else [ids[i] for i in at.tolist()]
-    hit_ids = [f"{job.name}:{k}" if x is None else x for x, k in zip(hit_ids, lines)]  # as the scan names them
-    return bad, flagged, dict(zip(rel[at].tolist(), zip(hit_ids, score[at].tolist(),
-                                                         p[at].tolist() if p is not None else [None] * len(at))))
-
-
-def _reasons(job: _Job, first: int, bad_idx, flag_info: dict, details: dict) -> bytes:
-    out = []
-    for i in sorted([*bad_idx, *flag_info]):
-        if i in flag_info:
-            doc_id, score, p = flag_info[i]
-            why = {"file": job.name, "line": first + i, "id": doc_id, "reason": job.rule, "score": score}
-            why.update({"threshold": job.threshold} if job.threshold is not None else {"p_value": p, "fpr": job.fpr})
-        else:
-            why = {"file": job.name, "line": first + i, "id": None, "reason": "malformed", "detail": details[i]}
-        out.append(_dumps(why))
-    return b"".join(out)
-
-
-def _write(w: JsonlWriter, lines: list[bytes], mask: np.ndarray, terminated: bool) -> None:
-    """Write the lines where ``mask`` holds, each with its newline (the file's last may have none)."""
-    sel = list(compress(lines, mask.tolist()))
-    if sel:
-        w.write_lines(b"\n".join(sel), len(sel))
-        if terminated or not mask[-1]:
-            w.write_lines(b"\n", 0)
+def _scored(score: Score, batch: Batch):
+    """(line, id, score, p_value) of a batch's records (``rows``: their line numbers), scored here."""
+    cols = next((c for _, c, _ in score([batch])), None)
+    if cols is None:  # no record in the block
+        return np.zeros(0, np.int64), [], np.zeros(0), np.zeros(0)
+    return np.asarray(batch.rows, dtype=np.int64), batch.ids, cols["score"], cols["p_value"]
 
 
 def _filter_shard(job: _Job) -> dict:
@@ -251,115 +234,148 @@ def _filter_shard(job: _Job) -> dict:
         return done
     k = job.shard.index
     names = [f"part-{k:05d}.kept{job.suffix}", f"part-{k:05d}.quarantine{job.suffix}", f"part-{k:05d}.reasons.jsonl"]
-    if job.shard.whole and kind_of(job.shard.file) == "parquet":
-        found = _filter_parquet(job, [parts / n for n in names])
-    else:
-        found = _filter_jsonl(job, [parts / n for n in names])
+    paths = [parts / n for n in names]
+    fmt = job.shard.fmt
+    step = ThresholdFilter(threshold=job.threshold, fpr=job.fpr, rule=job.rule, name=job.name,
+                           source=job.scores or job.shard.file, file=job.shard.file)
+    score = Score(job.scorer) if job.scorer is not None else None
+    read = StepStats("read")
+    found = (_filter_table if fmt in TABLES else _filter_text if fmt == "text" else _filter_jsonl)(job, paths, step, score, read)
     sha256 = found.pop("sha256")
     if job.scanned is not None and sha256 != job.scanned["sha256"]:
-        for n in names:
-            (parts / n).unlink(missing_ok=True)
+        for p in paths:
+            p.unlink(missing_ok=True)
         raise UserError(f"{job.shard.file}: changed since it was scanned into {job.scores} (bytes {job.shard.start}-"
                         f"{job.shard.end} hash differently). Scan it again.")
+    read.bytes = job.shard.end - job.shard.start
+    read.documents_in = read.documents_out = found["records"]
+    found["stats"] = [read.to_dict(), *([score.stats.to_dict()] if score else []), step.stats.to_dict()]
     return sh.mark_done(parts, job.shard, job.digest, sha256, names, **found)
 
 
-def _filter_jsonl(job: _Job, paths: list[Path]) -> dict:
+def _counts(step: ThresholdFilter) -> dict:
+    st = step.stats
+    return {"records": st.documents_in, "kept": st.documents_out, "flagged": st.flagged, "malformed": st.malformed}
+
+
+def _filter_jsonl(job: _Job, paths: list[Path], step: ThresholdFilter, score: Score | None, read: StepStats) -> dict:
+    """JSON lines: every line copied as read to the kept or the quarantine file (blank lines: kept)."""
+    import time
+
     reader = LineReader(job.shard.file, job.shard.start, job.shard.end)
-    rows = _Rows(job) if job.scorer is None else None
-    found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
+    rows = _Rows(job) if score is None else None
     seen = 0
-    with JsonlWriter(paths[0]) as kept_w, JsonlWriter(paths[1]) as quar_w, JsonlWriter(paths[2]) as why_w:
+    with JsonlWriter(paths[0]) as step.writer, JsonlWriter(paths[1]) as step.exclusion_writer, \
+            JsonlWriter(paths[2]) as step.reasons:
+        t0 = time.perf_counter()
         for _, lines, terminated in reader:
+            read.seconds += time.perf_counter() - t0
             n = len(lines)
             first = job.line_base + seen + 1
             lens = np.fromiter(map(len, lines), dtype=np.int64, count=n)
             blank = (lens == 0) | np.fromiter(map(bytes.isspace, lines), dtype=bool, count=n)
             if rows is not None:
-                bad, flagged, info = _decide(job, first, n, blank, rows.take(first + n))
-                details = _malformed(job, lines, first, np.flatnonzero(bad).tolist())
+                decided = step.decide(first, n, blank, rows.take(first + n))
+                details = _malformed(job, step, lines, first, np.flatnonzero(decided[0]).tolist())
             else:
-                scored, details = _scored(job, lines, first)
-                bad, flagged, info = _decide(job, first, n, blank, scored)
-            bad_idx = np.flatnonzero(bad).tolist()
-            quar = bad | flagged
-            _write(kept_w, lines, ~quar, terminated)
-            _write(quar_w, lines, quar, terminated)
-            why_w.write_lines(_reasons(job, first, bad_idx, info, details), int(quar.sum()))
-            found["records"] += int((~blank).sum())
-            found["kept"] += int((~quar & ~blank).sum())
-            found["flagged"] += len(info)
-            found["malformed"] += len(bad_idx)
+                try:
+                    parsed = parse_lines(lines, text_field=job.text_field, on_error=job.on_error)
+                except MalformedLine as e:
+                    raise MalformedRecord(job.shard.file, "line", first + e.index, e.detail, e.reason) from None
+                batch = Batch(np.asarray(parsed.rows, dtype=np.int64) + first, parsed.texts, parsed.ids, [])
+                decided = step.decide(first, n, blank, _scored(score, batch))
+                details = dict(parsed.bad)
+            step.lines(lines, terminated, first, blank, decided, details)
             seen += n
+            t0 = time.perf_counter()
         if rows is not None and not rows.done():
             raise UserError(f"{job.scores}: has more rows for {job.shard.file} than the file has records. Scan it again.")
-    found["sha256"], found["lines"] = reader.sha256, reader.lines
-    return found
+    return {**_counts(step), "sha256": reader.sha256, "lines": reader.lines}
 
 
-def _malformed(job: _Job, lines: list[bytes], first: int, bad_idx: list[int]) -> dict[int, str]:
+def _malformed(job: _Job, step: ThresholdFilter, lines: list[bytes], first: int, bad_idx: list[int]) -> dict[int, str]:
     """What is wrong with the lines the scan skipped (a good record there means a wrong sidecar)."""
     details = {}
     for i in bad_idx:
-        parsed = parse_slowly([lines[i]], job.text_field, "skip")
+        try:
+            parsed = parse_slowly([lines[i]], job.text_field, job.on_error)
+        except MalformedLine as e:
+            raise MalformedRecord(job.shard.file, "line", first + i, e.detail, e.reason) from None
         if not parsed.bad:
-            raise _misaligned(job, first + i)
+            raise step.misaligned(first + i)
         details[i] = parsed.bad[0][1]
-        if job.on_error == "fail":
-            raise UserError(fail_message(f"{job.shard.file}:{first + i}: {details[i]}"))
     return details
 
 
-def _filter_parquet(job: _Job, paths: list[Path]) -> dict:
-    import pyarrow as pa
+def _open_table(path: str, fmt: str):
+    return open_parquet(path) if fmt == "parquet" else ArrowFile(path)
 
-    pf = open_parquet(job.shard.file)
-    rows = _Rows(job) if job.scorer is None else None
-    found = {"records": 0, "kept": 0, "flagged": 0, "malformed": 0}
+
+def _table_batches(table, path: str, fmt: str):
+    if fmt == "parquet":
+        return parquet_batches(table, path, batch_size=BATCH)
+    return table.iter_batches(BATCH)
+
+
+def _filter_table(job: _Job, paths: list[Path], step: ThresholdFilter, score: Score | None, read: StepStats) -> dict:
+    """Parquet or Arrow: record batches filtered into Parquet files with the input's schema."""
+    file, fmt = job.shard.file, job.shard.fmt
+    table = _open_table(file, fmt)
+    rows = _Rows(job) if score is None else None
     first = 1
-    with ParquetWriter(paths[0], pf.schema_arrow) as kept_w, ParquetWriter(paths[1], pf.schema_arrow) as quar_w, \
-            JsonlWriter(paths[2]) as why_w:
-        for rb, records in _parquet_rows(job, pf):
+    with ParquetWriter(paths[0], table.schema_arrow) as step.writer, \
+            ParquetWriter(paths[1], table.schema_arrow) as step.exclusion_writer, JsonlWriter(paths[2]) as step.reasons:
+        for rb, b in _table_rows(job, table):
             n = rb.num_rows
-            scored = rows.take(first + n) if rows is not None else _scored_rows(job, records, first)
-            bad, flagged, info = _decide(job, first, n, np.zeros(n, dtype=bool), scored)
-            bad_idx = np.flatnonzero(bad).tolist()
+            scored = rows.take(first + n) if rows is not None else _scored(score, Batch(b.rows + 1, b.texts, b.ids, []))
+            decided = step.decide(first, n, np.zeros(n, dtype=bool), scored)
+            bad_idx = np.flatnonzero(decided[0]).tolist()
             details = {i: f"malformed record (no string field {job.text_field!r})" for i in bad_idx}
             if bad_idx and job.on_error == "fail":
-                raise UserError(fail_message(f"{job.shard.file}:{first + bad_idx[0]}: {details[bad_idx[0]]}"))
-            quar = bad | flagged
-            kept_w.write_batch(rb.filter(pa.array(~quar)))
-            quar_w.write_batch(rb.filter(pa.array(quar)))
-            why_w.write_lines(_reasons(job, first, bad_idx, info, details), int(quar.sum()))
-            found["records"] += n
-            found["kept"] += int((~quar).sum())
-            found["flagged"] += len(info)
-            found["malformed"] += len(bad_idx)
+                raise MalformedRecord(file, "row", first + bad_idx[0], details[bad_idx[0]])
+            step.batch(rb, first, decided, details)
             first += n
         if rows is not None and not rows.done():
-            raise UserError(f"{job.scores}: has more rows for {job.shard.file} than the file has records. Scan it again.")
-    found["sha256"], found["lines"] = file_sha256(job.shard.file), first - 1
-    return found
+            raise UserError(f"{job.scores}: has more rows for {file} than the file has records. Scan it again.")
+    if fmt == "arrow":
+        table.close()
+    return {**_counts(step), "sha256": file_sha256(file), "lines": first - 1}
 
 
-def _parquet_rows(job: _Job, pf):
-    """The file's record batches, each with its records as read by the scan (when scoring here)."""
+def _table_rows(job: _Job, table):
+    """The file's record batches, each with its records as the scan reads them (when scoring here)."""
+    batches = _table_batches(table, job.shard.file, job.shard.fmt)
     if job.scorer is None:
-        for rb in parquet_batches(pf, job.shard.file, batch_size=BATCH):
+        for rb in batches:
             yield rb, None
         return
-    batches = parquet_batches(pf, job.shard.file, batch_size=BATCH)
     for b in shard_records(job.shard, text_field=job.text_field, on_error=job.on_error, batch_size=BATCH, found=Found()):
         yield next(batches), b
 
 
-def _scored_rows(job: _Job, b, first: int):
-    cols = job.scorer.score(b.texts)
-    return b.rows + 1, b.ids, cols["score"], cols["p_value"]
+def _filter_text(job: _Job, paths: list[Path], step: ThresholdFilter, score: Score | None, read: StepStats) -> dict:
+    """A text file: one record, written as the JSON line ``{TEXT_FIELD: text}`` (a file that is not
+    UTF-8 is malformed: quarantined with its bytes decoded with replacement characters)."""
+    found = Found()
+    batches = list(shard_records(job.shard, text_field=job.text_field, on_error=job.on_error, found=found,
+                                 whole_rows=True))
+    b = batches[0] if batches else Batch(np.zeros(0, np.int64), [], [], [])
+    if b.texts:
+        line = dumps_line(b.raw[0]).rstrip(b"\n")
+    else:
+        with sources.open_binary(job.shard.file) as f:
+            line = dumps_line({job.text_field: f.read().decode("utf-8", "replace")}).rstrip(b"\n")
+    scored = (_Rows(job).take(2) if score is None else _scored(score, Batch(b.rows + 1, b.texts, b.ids, [])))
+    with JsonlWriter(paths[0]) as step.writer, JsonlWriter(paths[1]) as step.exclusion_writer, \
+            JsonlWriter(paths[2]) as step.reasons:
+        decided = step.decide(1, 1, np.zeros(1, dtype=bool), scored)
+        step.lines([line], True, 1, np.zeros(1, dtype=bool), decided, dict(found.examples))
+    return {**_counts(step), "sha256": found.sha256, "lines": 1}
 
 
-def _concat(parts: list[Path], dest: Path) -> None:
-    """``dest`` = the parts one after the other (a rename when there is one), written atomically."""
+def _concat(parts: list[Path], dest: Path, table: bool = False) -> None:
+    """``dest`` = the parts one after the other (a rename when there is one), written atomically:
+    bytes appended (JSON lines; gzip and zstd streams may be concatenated), or Parquet rows."""
     if len(parts) == 1:
         try:
             os.replace(parts[0], dest)
@@ -368,14 +384,31 @@ def _concat(parts: list[Path], dest: Path) -> None:
             pass
     f = AtomicFile(dest)
     try:
-        with open(f.tmp, "wb") as w:
-            for p in parts:
-                with open(p, "rb") as r:
-                    _copy(r, w)
+        if table:
+            _concat_parquet(parts, f.tmp)
+        else:
+            with open(f.tmp, "wb") as w:
+                for p in parts:
+                    with open(p, "rb") as r:
+                        _copy(r, w)
         f.commit()
     except BaseException:
         f.abort()
         raise
+
+
+def _concat_parquet(parts: list[Path], dest) -> None:
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(parts[0])
+    with pq.ParquetWriter(dest, schema) as w:
+        for p in parts:
+            pf = pq.ParquetFile(p)
+            if not pf.schema_arrow.equals(schema):
+                raise UserError(f"filter: the input's files do not share their columns ({pf.schema_arrow.names} vs "
+                                f"{schema.names}); filter them one at a time.")
+            for i in range(pf.num_row_groups):
+                w.write_table(pf.read_row_group(i))
 
 
 def _copy(r, w) -> None:
@@ -401,20 +434,41 @@ def _row_groups(scores: Path, first_row: int, rows: list[int]) -> list[list[int]
     return out
 
 
+def _output_suffix(files: list[str], out: Path, quarantine: Path) -> tuple[str, bool]:
+    """The parts' file-name ending, and whether the outputs are Parquet; the outputs' names must fit the input."""
+    fmts = {sources.format_of(f) for f in files}
+    table = fmts <= set(TABLES)
+    if not table and fmts & set(TABLES):
+        raise UserError(f"filter: the input mixes Parquet/Arrow and JSON-lines/text files ({', '.join(sorted(fmts))}); "
+                        "filter them separately.")
+    want = "parquet" if table else "jsonl"
+    o, q = sources.format_of(out, ""), sources.format_of(quarantine, "")
+    if not o.startswith(want) or not q.startswith(want):
+        raise UserError(f"filter: --out and --quarantine must have the input's format ({want}"
+                        + (", Parquet for Parquet and datasets (Arrow) input" if table else ": .jsonl, .jsonl.gz or .jsonl.zst")
+                        + ").")
+    if o != q:
+        raise UserError("filter: --out and --quarantine must both be .gz, both .zst, or neither.")
+    return {"parquet": ".parquet", "jsonl": ".jsonl", "jsonl.gz": ".jsonl.gz", "jsonl.zst": ".jsonl.zst"}[o], table
+
+
 def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = None, out: str | os.PathLike,
                   quarantine: str | os.PathLike, fpr: float | None = None, threshold: float | None = None,
                   on_error: str = "fail", force: bool = False, jobs: int | None = None, detector: str | None = None,
                   text_field: str = "text", shard_bytes: int = sh.SHARD_BYTES,
-                  progress: sh.Progress | None = None, ledger: str | os.PathLike | None = None) -> FilterResult:
-    """Split ``inp`` into ``out`` and ``quarantine`` by the scores in ``scores``, or by the scores of
-    ``detector`` computed while reading (see the module).
+                  progress: sh.Progress | None = None, ledger: str | os.PathLike | None = None,
+                  backend: str = "local", address: str | None = None) -> FilterResult:
+    """Split ``inp`` (a file, folder or URL) into ``out`` and ``quarantine`` by the scores in
+    ``scores``, or by the scores of ``detector`` computed while reading (see the module).
 
+    ``backend``: ``"local"`` (``jobs`` processes) or ``"ray"`` (``address``: the cluster to join).
     ``ledger``: a provenance ledger to record the filter in, as a step whose inputs are ``inp`` (and
     the scan's sidecar) and whose outputs are the kept, quarantined and reasons files and the manifest."""
     check_on_error(on_error)
-    jobs = sh.check_jobs(jobs)
+    if backend == "local":
+        jobs = sh.check_jobs(jobs)
     sh.check_shard_bytes(shard_bytes)
-    inp, out, quarantine = Path(inp), Path(out), Path(quarantine)
+    out, quarantine = Path(out), Path(quarantine)
     if (scores is None) == (detector is None):
         raise UserError("filter: give exactly one of --scores (a scan's sidecar) or --detector length (score while reading).")
     if detector is not None and detector != "length":
@@ -426,29 +480,30 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
         raise UserError(f"--fpr {fpr}: must be between 0 and 1 (e.g. 0.01).")
     if fpr is not None and detector is not None:
         raise UserError("filter --detector length: no p-values; use --threshold.")
-    for path in (inp, *([Path(scores)] if scores is not None else [])):
-        if not path.is_file():
-            raise UserError(f"{path}: no such file.")
-    if len({inp.resolve(), out.resolve(), quarantine.resolve()}) < 3:
+    files = sources.expand_inputs([inp])
+    if scores is not None and not Path(scores).is_file():
+        raise UserError(f"{scores}: no such file.")
+    local = {Path(f).resolve() for f in files if not sources.is_url(f)}
+    if out.resolve() == quarantine.resolve() or {out.resolve(), quarantine.resolve()} & (local | {Path(inp).resolve()}):
         raise UserError("filter: --out, --quarantine and the input must be three different files.")
     reasons = Path(str(quarantine) + ".reasons.jsonl")
     for path, flag in ((out, "--out"), (quarantine, "--quarantine"), (reasons, "--quarantine's reasons file")):
         check_output_file(path, flag)  # a bad --quarantine fails here, before a record is written
-    kind = kind_of(inp)
-    if kind_of(out) != kind or kind_of(quarantine) != kind:
-        raise UserError(f"filter: --out and --quarantine must have the input's format ({kind}).")
-    if str(out).lower().endswith(".gz") != str(quarantine).lower().endswith(".gz"):
-        raise UserError("filter: --out and --quarantine must both be .gz or neither.")
+    suffix, table = _output_suffix(files, out, quarantine)
     rule = f"score >= {threshold:g}" if threshold is not None else f"p_value <= {fpr:g}"
     known: dict[str, str] = {}  # digests computed on the way, for the ledger step
     if scores is not None:
         scores = Path(scores)
-        man, rec, first_row = _scanned(scores, inp)
+        man, scanned = _scanned(scores, files)
         scores_hash = file_sha256(scores)
         known[str(scores)] = scores_hash
         if scores_hash != man.get("output", {}).get("sha256"):
             raise UserError(f"{scores}: changed since its manifest was written. Scan again.")
-        shards = [sh.Shard(i, str(inp), s["part"], s["start"], s["end"], s["whole"]) for i, s in enumerate(rec["shards"])]
+        shards, recs = [], []
+        for f, (rec, _) in zip(files, scanned):
+            for s in rec["shards"]:
+                shards.append(sh.Shard(len(shards), f, s["part"], s["start"], s["end"], s["whole"]))
+                recs.append((rec["path"], s))
         text_field = man.get("params", {}).get("text_field", "text")
         source = {"scores": {"path": str(scores), "sha256": scores_hash}}
     else:
@@ -460,69 +515,80 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
     read = [inp, *([scores] if scores is not None else [])]
     key = {"version": VERSION, "input": str(inp), **source, "rule": rule, "on_error": on_error}
     outputs = (out, quarantine, reasons)
-    old = read_manifest(manifest_path)
-    if (not force and old and old.get("format") == FORMAT and {k: old.get(k) for k in key} == key
-            and all(Path(p).is_file() and Path(p).stat().st_size == n for p, n in old.get("outputs", {}).items())
-            and [s.to_dict() for s in shards] == [{k: r.get(k) for k in s.to_dict()} for s, r in zip(shards, old["shards"])]
-            and sh.run(sh.input_digest, shards, jobs) == [r["sha256"] for r in old["shards"]]):
-        shutil.rmtree(parts, ignore_errors=True)
-        result = FilterResult(**{**old["result"], "skipped": True})
-        record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result,
-                    known=known)
-        return result
-    if force:
-        shutil.rmtree(parts, ignore_errors=True)
-    digest = sh.settings_digest({"format": FORMAT, **key})
-    suffix = ".parquet" if kind == "parquet" else (".jsonl.gz" if str(out).lower().endswith(".gz") else ".jsonl")
-    common = dict(threshold=threshold, fpr=fpr, rule=rule, text_field=text_field, on_error=on_error, suffix=suffix,
-                  parts=str(parts), digest=digest)
-    with sh.parts_folder(parts):
-        if scores is not None:
-            groups = _row_groups(scores, first_row, [s["rows"] for s in rec["shards"]])
-            bases = np.cumsum([0] + [r["lines"] for r in rec["shards"]]).tolist()
-            tasks = [_Job(s, r, b, g, rec["path"], str(scores), None, **common)
-                     for s, r, b, g in zip(shards, rec["shards"], bases, groups)]
-            marks = sh.run(_filter_shard, tasks, jobs, sh.ticker(progress, len(tasks), "filtering"))
-        else:
-            marks = _score_and_filter(shards, jobs, dict(scanned=None, row_groups=[], name=str(inp), scores=None,
-                                                         scorer=LengthScorer(), **common),
-                                      sh.ticker(progress, len(shards), "filtering"))
-    manifest_path.unlink(missing_ok=True)  # from here on no manifest vouches for outputs being rewritten
-    count = {k: sum(m[k] for m in marks) for k in ("records", "kept", "flagged", "malformed")}
-    assert count["kept"] + count["flagged"] + count["malformed"] == count["records"]
-    result = FilterResult(str(inp), str(out), str(quarantine), str(reasons), count["records"], count["kept"],
-                          count["flagged"] + count["malformed"], count["flagged"], count["malformed"], rule)
-    try:
-        for i, dest in enumerate(outputs):
-            _concat([parts / list(m["outputs"])[i] for m in marks], dest)
-        atomic_write_json(manifest_path, {"format": FORMAT, **key,
-                                          "shards": [{**s.to_dict(), "sha256": m["sha256"]} for s, m in zip(shards, marks)],
-                                          "outputs": {str(p): Path(p).stat().st_size for p in outputs},
-                                          "result": {k: v for k, v in result.to_dict().items() if k != "skipped"}})
-    except BaseException:  # a kept file without its quarantine would drop records silently: none of them stays
-        for dest in outputs:
-            dest.unlink(missing_ok=True)
-        raise
+    with Runner("filter", backend=backend, jobs=jobs, address=address, progress=progress) as runner:
+        old = read_manifest(manifest_path)
+        if not force and runner.finished(old, format=FORMAT, match=key, outputs=(old or {}).get("outputs", {}),
+                                         shards=shards, recorded=(old or {}).get("shards")):
+            shutil.rmtree(parts, ignore_errors=True)
+            result = FilterResult(**{**old["result"], "skipped": True})
+            record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result,
+                        known=known)
+            return result
+        if force:
+            shutil.rmtree(parts, ignore_errors=True)
+        digest = sh.settings_digest({"format": FORMAT, **key})
+        common = dict(threshold=threshold, fpr=fpr, rule=rule, text_field=text_field, on_error=on_error, suffix=suffix,
+                      parts=str(parts), digest=digest)
+        with sh.parts_folder(parts):
+            if scores is not None:
+                tasks = []
+                for f, (rec, first_row) in zip(files, scanned):
+                    mine = [(s, r) for s, (path, r) in zip(shards, recs) if s.file == f]
+                    groups = _row_groups(scores, first_row, [r["rows"] for _, r in mine])
+                    bases = np.cumsum([0] + [r["lines"] for _, r in mine]).tolist()
+                    tasks += [_Job(s, r, b, g, rec["path"], str(scores), None, **common)
+                              for (s, r), b, g in zip(mine, bases, groups)]
+                marks = runner.map(_filter_shard, tasks, "filtering")
+            else:
+                marks = _score_and_filter(runner, shards, dict(scanned=None, row_groups=[], scores=None,
+                                                               scorer=LengthScorer(), **common))
+        manifest_path.unlink(missing_ok=True)  # from here on no manifest vouches for outputs being rewritten
+        count = {k: sum(m[k] for m in marks) for k in ("records", "kept", "flagged", "malformed")}
+        assert count["kept"] + count["flagged"] + count["malformed"] == count["records"]
+        steps = add_stats([m.get("stats", []) for m in marks])
+        result = FilterResult(str(inp), str(out), str(quarantine), str(reasons), count["records"], count["kept"],
+                              count["flagged"] + count["malformed"], count["flagged"], count["malformed"], rule, False,
+                              runner.summary(steps, documents=count["records"], flagged=count["flagged"]))
+        try:
+            for i, dest in enumerate(outputs):
+                _concat([parts / list(m["outputs"])[i] for m in marks], dest, table and i < 2)
+        except BaseException:  # a kept file without its quarantine would drop records silently: none of them stays
+            for dest in outputs:
+                dest.unlink(missing_ok=True)
+            raise
+        runner.write_manifest(manifest_path, {
+            "format": FORMAT, **key, "shards": [{**s.to_dict(), "sha256": m["sha256"]} for s, m in zip(shards, marks)],
+            "outputs": {str(p): Path(p).stat().st_size for p in outputs},
+            "result": {k: v for k, v in result.to_dict().items() if k not in ("skipped", "stats")}}, outputs, steps)
     shutil.rmtree(parts, ignore_errors=True)
     record_step(ledger, "filter", inputs=read, outputs=[*outputs, manifest_path], params=key, result=result,
-                    known=known)
+                known=known)
     return result
 
 
-def _score_and_filter(shards: list[sh.Shard], jobs: int, job: dict, on_done=None) -> list[dict]:
-    """Filter shards scoring as they are read: in order in this process (each shard's first line
-    number is known once the shards before it are done), else after counting every shard's lines."""
-    if jobs == 1 or len(shards) == 1:
+def _score_and_filter(runner: Runner, shards: list[sh.Shard], job: dict) -> list[dict]:
+    """Filter shards scoring as they are read. A shard's first line number is that of its file's
+    shards before it: known as they finish when they run in order here (one local process), else
+    counted first (only the shards followed by another of the same file)."""
+    if (runner.backend_name == "local" and runner.backend.jobs == 1) or len(shards) == 1:
         marks, base = [], 0
+        tick = sh.ticker(runner.progress, len(shards), "filtering")
         for s in shards:
-            marks.append(_filter_shard(_Job(s, line_base=base, **job)))
+            base = 0 if s.part == 0 else base
+            marks.append(_filter_shard(_Job(s, line_base=base, name=s.file, **job)))
             base += marks[-1]["lines"]
-            if on_done:
-                on_done()
+            if tick:
+                tick()
         return marks
-    with sh.Pool(jobs) as pool:
-        bases = np.cumsum([0] + pool.map(_count_lines, shards)).tolist()
-        return pool.map(_filter_shard, [_Job(s, line_base=b, **job) for s, b in zip(shards, bases)], on_done)
+    counted = [s for s, nxt in zip(shards, shards[1:]) if nxt.file == s.file]
+    lines = dict(zip([s.index for s in counted], runner.map(_count_lines, counted)))
+    bases, base = [], 0
+    for s in shards:
+        base = 0 if s.part == 0 else base
+        bases.append(base)
+        base += lines.get(s.index, 0)
+    return runner.map(_filter_shard, [_Job(s, line_base=b, name=s.file, **job) for s, b in zip(shards, bases)],
+                      "filtering")
 
 
 def _count_lines(shard: sh.Shard) -> int:
