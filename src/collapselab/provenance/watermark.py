@@ -290,6 +290,48 @@ def _distinct_pairs(columns: list[np.ndarray], doc: np.ndarray) -> tuple[list[np
     return [c[keep] for c in columns], doc[keep]
 
 
+def _pair_keys(columns: Sequence[np.ndarray]) -> tuple[np.ndarray, int] | None:
+    """One uint64 per pair, ordered like (columns...), and its width in bits, when it fits; else None."""
+    bits_id = max(max(int(c.max()) for c in columns).bit_length(), 1)
+    if bits_id * len(columns) > 64:
+        return None
+    key = columns[0].copy()
+    for c in columns[1:]:
+        key <<= np.uint64(bits_id)
+        key |= c
+    return key, bits_id
+
+
+def _stable_order(key: np.ndarray, bits: int) -> np.ndarray:
+    """``np.argsort(key, kind="stable")`` for keys below ``2**bits``: a least-significant-digit
+    radix sort over 16-bit digits (numpy sorts 16-bit integers stably by counting, in linear time)."""
+    order = None
+    for shift in range(0, bits, 16):
+        digit = (key >> np.uint64(shift)).astype(np.uint16)  # the low 16 bits
+        if order is None:
+            order = np.argsort(digit, kind="stable")
+        else:
+            order = order[np.argsort(digit[order], kind="stable")]
+    return order
+
+
+def _radix_pairs(columns: list[np.ndarray], doc: np.ndarray):
+    """The rows of :func:`_distinct_pairs` (distinct (pair, item), pair-major) as the pair keys,
+    their items and a mask of where a new pair starts; None when a pair does not fit 64 bits.
+
+    Rows come in item order, so a stable sort by pair alone orders them by (pair, item)."""
+    packed = _pair_keys(columns)
+    if packed is None:
+        return None
+    key, bits_id = packed
+    order = _stable_order(key, bits_id * len(columns))
+    key, doc = key[order], doc[order]
+    new_pair = _first_of_runs([key])
+    keep = new_pair.copy()
+    keep[1:] |= doc[1:] != doc[:-1]
+    return key[keep], doc[keep], new_pair[keep], bits_id
+
+
 def _first_occurrence(columns: list[np.ndarray], doc: np.ndarray) -> np.ndarray:
     """True at each row whose (pair, item) did not occur in an earlier row."""
     packed = _pack(columns, doc)
@@ -423,9 +465,19 @@ class Watermark:
             columns, doc, _ = self._scored_pairs(_slice(seqs, a, b), pad)
             if len(doc) == 0:
                 continue
-            columns, doc = _distinct_pairs(columns, doc)
-            new_pair = _first_of_runs(columns)  # rows sorted pair-major: one PRF per distinct pair
-            green = self._green_columns([c[new_pair] for c in columns])[np.cumsum(new_pair) - 1]
+            fast = _radix_pairs(columns, doc)
+            if fast is not None:
+                key, doc, new_pair, bits_id = fast
+                mask = np.uint64((1 << bits_id) - 1)
+                pairs = key[new_pair]
+                n_col = len(columns)
+                distinct = [(pairs >> np.uint64(bits_id * (n_col - 1 - i))) & mask for i in range(n_col)]
+            else:
+                columns, doc = _distinct_pairs(columns, doc)
+                new_pair = _first_of_runs(columns)
+                distinct = [c[new_pair] for c in columns]
+            # rows sorted pair-major: one PRF per distinct pair
+            green = self._green_columns(distinct)[np.cumsum(new_pair) - 1]
             n_scored[a:b] = np.bincount(doc, minlength=b - a)
             n_green[a:b] = np.bincount(doc[green], minlength=b - a)
         return n_scored, n_green
