@@ -19,7 +19,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 import collapselab.pipeline as pipeline  # noqa: E402
-from collapselab.backends import make_backend  # noqa: E402
+from collapselab.backends import RayBackend, make_backend  # noqa: E402
 from collapselab.errors import UserError  # noqa: E402
 
 STEPS = ("scan_corpus", "filter_corpus", "mix_corpus")
@@ -77,7 +77,11 @@ def test_every_output_is_the_same_on_ray(ray_backend, tmp_path, monkeypatch):
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     local = run_in(tmp_path / "local", monkeypatch, "local", 1)
+    ran = []  # the Ray tasks, counted: the steps really ran there
+    real_map = RayBackend.map
+    monkeypatch.setattr(RayBackend, "map", lambda self, fn, tasks, on_done=None: ran.extend(tasks) or real_map(self, fn, tasks, on_done))
     on_ray = run_in(tmp_path / "ray", monkeypatch, "ray", 2)
+    assert len(ran) >= 20  # shards of scan, filter and mix's counting pass
     assert on_ray == local
     assert compare(json.loads(BASELINE.read_text()), on_ray) == []
     assert ray.is_initialized()  # the steps joined the module's Ray and left it running
