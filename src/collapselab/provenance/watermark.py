@@ -442,20 +442,19 @@ class Watermark:
     def _scored_pairs(self, seqs: TokenSequences, pad: int | None):
         """Columns (h context ids, token) of every scored position, its item, its position."""
         h = self.h
-        tokens = seqs.tokens.astype(np.int64)
+        _check_ids(seqs.tokens)
+        tokens = seqs.tokens.astype(np.uint64)  # ids checked: no negative id wraps
         item = seqs.item_index()
         within = np.arange(len(tokens), dtype=np.int64) - seqs.offsets[:-1][item]
         if pad is None:
             stream, pos = tokens, np.flatnonzero(within >= h)
-        else:
-            stream = np.full(len(tokens) + h * len(seqs), pad, dtype=np.int64)
-            pos = np.arange(len(tokens), dtype=np.int64) + h * (item + 1)
-            stream[pos] = tokens
-        _check_ids(stream)
-        stream = stream.astype(np.uint64)
-        columns = [stream[pos - j] for j in range(h, 0, -1)] + [stream[pos]]
-        keep = pos if pad is None else slice(None)
-        return columns, item[keep], within[keep]
+            columns = [stream[pos - j] for j in range(h, -1, -1)]
+            return columns, item[pos], within[pos]
+        _check_ids(np.asarray([pad]))
+        stream = np.full(len(tokens) + h * len(seqs), pad, dtype=np.uint64)
+        pos = np.arange(len(tokens), dtype=np.int64) + h * (item + 1)
+        stream[pos] = tokens
+        return [stream[pos - j] for j in range(h, 0, -1)] + [tokens], item, within
 
     def _counts(self, seqs: TokenSequences, pad: int | None) -> tuple[np.ndarray, np.ndarray]:
         """Distinct pairs scored, and green among them, per item."""
