@@ -19,9 +19,15 @@ from collapselab.cli.common import JSON_HELP, QUIET_HELP, print_json, progress_b
 from collapselab.pipeline.shards import SHARD_BYTES
 
 ON_ERROR_HELP = "What a malformed JSONL line does: 'fail' stops with its file and line (default), 'skip' skips it with a count."
-JOBS_HELP = "Local processes working on shards at once (default: one per core). The output is the same whatever it is."
+JOBS_HELP = ("Processes (or, with --backend ray, Ray tasks) working on shards at once (default: one per core). "
+             "The output is the same whatever it is.")
 SHARD_HELP = ("Plain JSONL per shard (the unit of parallel work and of resuming), in bytes or with a unit: 64MiB, 500MB, 1GiB; "
               ".gz and Parquet files are one shard each.")
+BACKEND_HELP = ("Where the shards run: 'local' (--jobs processes on this machine) or 'ray' (Ray tasks: a local Ray, "
+                "or the cluster at --address; needs the ray extra). The outputs are the same on both.")
+ADDRESS_HELP = "With --backend ray: the Ray cluster to join ('auto', 'ray://HOST:10001', 'HOST:6379'); default: start a local Ray."
+INPUTS_HELP = ("Files, folders or URLs (file://, memory://, s3://, gs://, hf://): JSON lines (.jsonl, .jsonl.gz, .json.gz, "
+               ".jsonl.zst), Parquet, HF datasets folders (save_to_disk), .txt/.md (one document each); never modified.")
 LEDGER_HELP = ("A provenance ledger (SQLite file or postgresql:// URL; made if absent) to record this command in: "
                "the files it read and wrote, by SHA-256, and its settings and counts (see `collapselab ledger steps`).")
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 10**3, "kib": 1 << 10, "m": 1 << 20, "mb": 10**6, "mib": 1 << 20,
@@ -40,7 +46,7 @@ def parse_size(text: str | int) -> int:
 
 
 def scan_cmd(
-    inputs: List[Path] = typer.Argument(..., metavar="IN...", help="JSONL (.jsonl, .jsonl.gz) or Parquet files; never modified."),
+    inputs: List[str] = typer.Argument(..., metavar="IN...", help=INPUTS_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="The sidecar Parquet to write (one row per document); OUT.json is its manifest."),
     watermark: Optional[Path] = typer.Option(None, "--watermark", help="A watermark scheme spec (YAML/JSON: collapselab, hf-kgw, synthid, gumbel, gumbel-dual; its key_file names the 0600 key). Flags documents whose p-value <= the spec's flag_p_value (docs/watermark.md)."),
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="With --watermark: the generator's tokenizer: a tokenizer.json, a model folder, a .gguf file, or 'smollm2' (the installed SmolLM2-135M)."),
@@ -65,7 +71,7 @@ def scan_cmd(
     context_width: int = typer.Option(1, "--context-width", help="The watermark's context width h."),
     tpr: Optional[float] = typer.Option(None, "--tpr", help="The detector's true-positive rate, if known (default: measured with --tpr-from, else assumed 1, giving a lower bound)."),
     n_tpr: Optional[int] = typer.Option(None, "--n-tpr", help="How many documents --tpr was measured on (widens the CI)."),
-    tpr_from: List[Path] = typer.Option([], "--tpr-from", help="Files of known watermarked documents to measure the TPR on (repeatable)."),
+    tpr_from: List[str] = typer.Option([], "--tpr-from", help="Files of known watermarked documents to measure the TPR on (repeatable)."),
     fpr: Optional[float] = typer.Option(None, "--fpr", help="The false-positive rate (default: exact binomial at the scanned lengths)."),
     n_fpr: Optional[int] = typer.Option(None, "--n-fpr", help="How many documents --fpr was measured on."),
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
@@ -73,6 +79,8 @@ def scan_cmd(
     force: bool = typer.Option(False, "--force", help="Rescan even if a finished sidecar matches the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " fast-detectgpt, binoculars: default 1 (torch uses the cores)."),
     shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help=SHARD_HELP),
+    backend: str = typer.Option("local", "--backend", help=BACKEND_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
     ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
@@ -90,16 +98,17 @@ def scan_cmd(
                         reference_vault=reference_vault, snapshot=snapshot, fpr_target=fpr_target, order=order,
                         direction=direction, jobs=jobs, shard_bytes=shard_size, progress=progress, ledger=ledger,
                         watermark=watermark, tokenizer=tokenizer, ids_field=ids_field, lm_model=lm_model,
-                        performer=performer, device=device, batch_tokens=batch_tokens, max_tokens=max_tokens, dtype=dtype)
-    _show(r, as_json)
+                        performer=performer, device=device, batch_tokens=batch_tokens, max_tokens=max_tokens, dtype=dtype,
+                        backend=backend, address=address)
+    _show("scan", r, as_json)
 
 
 def filter_cmd(
-    inp: Path = typer.Argument(..., metavar="IN", help="A JSONL or Parquet file (scanned, unless --detector)."),
+    inp: str = typer.Argument(..., metavar="IN", help="A file, folder or URL (scanned, unless --detector): JSON lines (kept and quarantined lines copied as read), Parquet or a datasets folder (Parquet outputs), .txt/.md."),
     scores: Optional[Path] = typer.Option(None, "--scores", help="The sidecar from `collapselab scan`."),
     detector: Optional[str] = typer.Option(None, "--detector", help="Instead of --scores: 'length' scores while reading, one pass, no sidecar."),
     text_field: str = typer.Option("text", "--text-field", help="With --detector: the field (JSONL) or column (Parquet) holding the text."),
-    out: Path = typer.Option(..., "--out", "-o", help="Where the kept records go (same format as IN)."),
+    out: Path = typer.Option(..., "--out", "-o", help="Where the kept records go: .jsonl, .jsonl.gz or .jsonl.zst for JSON-lines and text input, .parquet for Parquet and datasets input."),
     quarantine: Path = typer.Option(..., "--quarantine", help="Where the dropped records go; Q.reasons.jsonl says why."),
     fpr: Optional[float] = typer.Option(None, "--fpr", help="Quarantine when the sidecar's p-value <= FPR (e.g. 0.01): exact for watermark scans, conformal against the vault's human text for fast-detectgpt and binoculars."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Quarantine when score >= THRESHOLD (e.g. 4)."),
@@ -107,6 +116,8 @@ def filter_cmd(
     force: bool = typer.Option(False, "--force", help="Redo even if finished outputs match the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " With --scores it works on the scan's shards."),
     shard_size: int = typer.Option(SHARD_BYTES, "--shard-size", parser=parse_size, metavar="SIZE", help="With --detector: " + SHARD_HELP),
+    backend: str = typer.Option("local", "--backend", help=BACKEND_HELP),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
     ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
@@ -119,21 +130,23 @@ def filter_cmd(
     with _progress("filter", quiet or as_json) as progress:
         r = filter_corpus(inp, scores=scores, out=out, quarantine=quarantine, fpr=fpr, threshold=threshold,
                           on_error=on_error, force=force, jobs=jobs, detector=detector, text_field=text_field,
-                          shard_bytes=shard_size, progress=progress, ledger=ledger)
-    _show(r, as_json)
+                          shard_bytes=shard_size, progress=progress, ledger=ledger, backend=backend, address=address)
+    _show("filter", r, as_json)
 
 
 def mix_cmd(
-    inputs: List[Path] = typer.Argument(..., metavar="IN...", help="JSONL or Parquet files (e.g. filtered web text)."),
+    inputs: List[str] = typer.Argument(..., metavar="IN...", help="Files, folders or URLs (e.g. filtered web text), of the formats scan reads."),
     vault: Path = typer.Option(..., "--vault", "-V", help="The human-data vault folder."),
     snapshot: Optional[str] = typer.Option(None, "--snapshot", help="The sealed snapshot to draw from (default: the latest)."),
     min_human: float = typer.Option(..., "--min-human", help="Least share of verified human documents in the output (e.g. 0.1)."),
-    out: Path = typer.Option(..., "--out", "-o", help="The training set (JSONL, .jsonl or .jsonl.gz); OUT.json is its manifest."),
+    out: Path = typer.Option(..., "--out", "-o", help="The training set (JSONL: .jsonl, .jsonl.gz or .jsonl.zst); OUT.json is its manifest."),
     seed: int = typer.Option(0, "--seed", help="Seed for drawing and placing the vault documents."),
     text_field: str = typer.Option("text", "--text-field", help="The field holding the text."),
     on_error: str = typer.Option("fail", "--on-error", help=ON_ERROR_HELP),
     force: bool = typer.Option(False, "--force", help="Redo even if a finished output matches the inputs."),
     jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help=JOBS_HELP + " It counts the inputs' shards; the writing pass is one."),
+    backend: str = typer.Option("local", "--backend", help=BACKEND_HELP + " (the counting pass)"),
+    address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
     ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
@@ -143,8 +156,9 @@ def mix_cmd(
 
     with _progress("mix", quiet or as_json) as progress:
         r = mix_corpus(inputs, vault=vault, snapshot=snapshot, min_human=min_human, out=out, seed=seed,
-                       text_field=text_field, on_error=on_error, force=force, jobs=jobs, progress=progress, ledger=ledger)
-    _show(r, as_json)
+                       text_field=text_field, on_error=on_error, force=force, jobs=jobs, progress=progress, ledger=ledger,
+                       backend=backend, address=address)
+    _show("mix", r, as_json)
 
 
 @contextmanager
@@ -157,11 +171,16 @@ def _progress(command: str, quiet: bool):
         yield progress
 
 
-def _show(result, as_json: bool) -> None:
+def _show(command: str, result, as_json: bool) -> None:
+    """The result: as JSON (its ``stats`` too), or its summary and a last line with the run's figures."""
+    from collapselab.pipeline.runner import summary_line
+
     if as_json:
         print_json(result.to_dict())
-    else:
-        typer.echo(("(finished output found for these inputs: skipped) " if result.skipped else "") + result.summary())
+        return
+    typer.echo(("(finished output found for these inputs: skipped) " if result.skipped else "") + result.summary())
+    if result.stats:
+        typer.echo(summary_line(command, result.stats))
 
 
 def register(app: typer.Typer) -> None:

@@ -40,8 +40,16 @@ from collapselab.atomic import check_output_file
 from collapselab.errors import UserError
 from collapselab.pipeline import shards as sh
 from collapselab.pipeline import sources
-from collapselab.pipeline.io import (MAX_EXAMPLES, Found, JsonlWriter, check_on_error, dumps_line, file_sha256,
-                                     inputs_record, read_manifest)
+from collapselab.pipeline.io import (
+    MAX_EXAMPLES,
+    Found,
+    JsonlWriter,
+    check_on_error,
+    dumps_line,
+    file_sha256,
+    inputs_record,
+    read_manifest,
+)
 from collapselab.pipeline.record import check_ledger, record_step
 from collapselab.pipeline.runner import Runner
 from collapselab.pipeline.steps import Mix, Reader, add_stats
