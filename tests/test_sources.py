@@ -345,3 +345,20 @@ def test_shard_records_rows_are_lines_and_rows(tmp_path):
     p.write_bytes(b'{"text": "a"}\n\n{"text": "b"}\n')
     rows = [r for b in shard_records(sh.plan([p])[0], text_field="text", on_error="fail", found=Found()) for r in b.rows]
     assert np.array_equal(rows, [0, 2])
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "json.gz", "jsonl.zst"])
+def test_input_hash_is_the_files_hash_read_once(tmp_path, memfs, fmt, monkeypatch):
+    """A whole file's done-marker hash is the file's SHA-256, taken while reading (not a second read)."""
+    from collapselab.pipeline import io
+
+    p = write(fmt, tmp_path)
+    want = io.file_sha256(p)
+    fs, root = memfs
+    fs.put(str(p), f"{root}/{p.name}")
+    monkeypatch.setattr(io, "file_sha256", lambda path: pytest.fail(f"{path} read a second time"))
+    for f in [p, f"memory://{root}/{p.name}"]:
+        found = Found()
+        for s in sh.plan([f], 1 << 30):
+            assert len([b for b in shard_records(s, text_field="text", on_error="fail", found=found)])
+        assert found.sha256 == want and found.lines == len(DOCS)

@@ -82,7 +82,7 @@ def inputs_record(paths) -> list[dict]:
 
 # ------------------------------------------------------------------------------------ lines
 class LineReader:
-    """The lines of a plain JSONL (or .gz) file whose first byte lies in ``[start, end)``.
+    """The lines of a JSON-lines file (plain, .gz or .zst; local or a URL) whose first byte lies in ``[start, end)``.
 
     Iterating yields ``(offset, lines, terminated)``: the next complete lines (without their
     newlines), about ``block_bytes`` of them at a time (a longer line comes whole), the file offset
@@ -90,8 +90,8 @@ class LineReader:
     not). A shard that starts inside a line skips it: the shard before it reads that line to its
     end. Afterwards ``sha256`` is the SHA-256 of the bytes ``[max(start - 1, 0), stop)``,
     everything that decides which lines the shard holds and what they say, ``stop`` the offset
-    after its last line and ``lines`` how many lines it held. A ``.gz`` file is read whole
-    (``start`` must be 0) and ``sha256`` is that of the compressed file.
+    after its last line and ``lines`` how many lines it held. A compressed file is read whole
+    (``start`` must be 0), once: ``sha256`` is that of the compressed file, hashed as it is read.
     """
 
     def __init__(self, path: str | os.PathLike, start: int = 0, end: int | None = None,
@@ -156,13 +156,14 @@ class LineReader:
                         self.lines += len(lines)
                         yield pos, lines, True
                     pos += size  # at or past end once lines were dropped: the loop ends
+                whole_file = f.sha256() if self.gz else None  # the compressed file, read once
         except (OSError, EOFError, zlib.error) as e:
             if isinstance(e, FileNotFoundError):
                 raise
             raise UserError(f"{self.path}: cannot be read ({e or type(e).__name__}); a truncated or damaged "
                             "compressed file? Check it, or write it again.") from None
         self.stop = pos
-        self.sha256 = file_sha256(self.path) if self.gz else h.hexdigest()
+        self.sha256 = whole_file if self.gz else h.hexdigest()
 
     def digest(self) -> str:
         """Read the shard through (nothing kept) and return its SHA-256."""

@@ -21,6 +21,7 @@ stream files, as ``datasets`` writes them) and ``text`` (``.txt``/``.md``: one d
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import posixpath
@@ -117,14 +118,42 @@ def exists(path: str | os.PathLike) -> bool:
     return os.path.exists(path)
 
 
-class _Stream:
-    """A decompressing binary stream that closes the file under it too."""
+class _Hashed:
+    """A file's bytes as read, hashed on the way (so a compressed file is read once, not twice)."""
 
-    def __init__(self, stream, raw) -> None:
+    def __init__(self, raw) -> None:
+        self.raw, self.h, self.closed = raw, hashlib.sha256(), False
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read() if n is None or n < 0 else self.raw.read(n)
+        self.h.update(data)
+        return data
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self.raw.close()
+
+
+class _Stream:
+    """A decompressing binary stream that closes the file under it too; :meth:`sha256` is the
+    SHA-256 of the compressed file (what is left unread is read for it)."""
+
+    def __init__(self, stream, raw: _Hashed) -> None:
         self.stream, self.raw = stream, raw
 
     def read(self, n: int = -1) -> bytes:
         return self.stream.read() if n is None or n < 0 else self.stream.read(n)
+
+    def sha256(self) -> str:
+        while self.raw.read(1 << 20):
+            pass
+        return self.raw.h.hexdigest()
 
     def close(self) -> None:
         try:
@@ -140,16 +169,19 @@ class _Stream:
 
 
 def open_stream(path: str | os.PathLike, fmt: str | None = None) -> IO[bytes]:
-    """The file's content, decompressed (``.gz`` with gzip, ``.zst`` with pyarrow's zstd)."""
+    """The file's content, decompressed (``.gz`` with gzip, ``.zst`` with pyarrow's zstd); a
+    compressed file's stream also has ``sha256()``, the SHA-256 of the file as stored."""
     fmt = fmt or format_of(path)
     raw = open_binary(path)
     try:
         if fmt == "jsonl.gz":
-            return _Stream(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+            hashed = _Hashed(raw)
+            return _Stream(gzip.GzipFile(fileobj=hashed, mode="rb"), hashed)
         if fmt == "jsonl.zst":
             import pyarrow as pa
 
-            return _Stream(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd"), raw)
+            hashed = _Hashed(raw)
+            return _Stream(pa.CompressedInputStream(pa.PythonFile(hashed, mode="r"), "zstd"), hashed)
     except BaseException:
         raw.close()
         raise
