@@ -16,9 +16,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from conftest import make_documents
 
 from collapselab.pipeline import filter_corpus, mix_corpus, scan_corpus
-from conftest import make_documents
 
 T = 200  # quarantine documents of 200 characters or more
 
