@@ -71,11 +71,20 @@ def test_bad_configs_are_one_line_naming_file_line_and_field(tmp_path, grid, mes
     assert not (tmp_path / "out").exists()
 
 
-def test_refused_settings(tmp_path):
+def test_a_tree_is_refused(tmp_path):
     with pytest.raises(UserError, match="tree: a sweep runs one chain per seed and policy"):
         plan_sweep({**CONFIG, "tree": True}, tmp_path)
-    with pytest.raises(UserError, match="watermark_key: new would give every chain its own key"):
-        plan_sweep({**CONFIG, "family": "ngram", "watermark_key": "new"}, tmp_path)
+
+
+def test_a_new_watermark_key_is_one_key_for_the_sweep(tmp_path):
+    corpus = write_text_folder(tmp_path / "corpus")
+    cfg = {"family": "ngram", "corpus": str(corpus), "generations": 1, "train_items": 100, "holdout_items": 20,
+           "seeds": [0], "policies": ["replace"], "watermark_key": "new", "grid": {"top_p": [0.9, 1.0]}}
+    out = run_sweep(cfg, tmp_path / "out", jobs=1).path
+    assert (out / "watermark.key").stat().st_mode & 0o777 == 0o600
+    ids = {json.loads((out / "chains" / c / "summary.json").read_text())["watermark"]["key_id"]
+           for c in ("point000/seed0/replace", "point001/seed0/replace")}
+    assert len(ids) == 1  # both chains marked with the sweep's one key
 
 
 # -------------------------------------------------------------------------- merged metrics

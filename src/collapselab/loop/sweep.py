@@ -16,6 +16,7 @@ its seed, policy and generation, so a chain's numbers are the ones ``collapselab
 
     OUT/
       sweep.json                          the resolved base config, the grid, the points, the chains
+      watermark.key                       watermark_key: new: one key for every chain (0600)
       chains/point000/seed0/replace/      a run folder per chain (config.yaml, metrics.parquet, ...)
       metrics.parquet                     every chain's rows: point, the grid's columns, then the run's
       summary.json                        written last: the final diversity per point and policy
@@ -44,6 +45,7 @@ from collapselab.config import ExperimentConfig, make_config, read_config_file
 from collapselab.errors import UserError
 from collapselab.runfolder import RunFolder, RunLock, slug
 
+SWEEP_KEY = "watermark.key"  # watermark_key: new: the sweep's own key, in OUT (0600)
 RESERVED = {"seeds": "seeds:", "seed": "seeds:", "policies": "policies:", "policy": "policies:"}
 PATH_FIELDS = ("corpus", "vault", "credentials", "watermark_key", "watermark", "ledger_signing_key")
 Progress = Callable[[int, int, str], None]  # (chains done, chains in all, 'chains')
@@ -132,10 +134,9 @@ def plan_sweep(config: str | Path | dict, out: str | Path) -> tuple[dict, list[C
     if base.get("tree"):
         raise UserError(f"{_at(source, 'tree')}: tree: a sweep runs one chain per seed and policy; a tree run grows "
                         "every policy from every model. Run trees with `collapselab run`.")
-    if base.get("watermark_key") == "new":
-        raise UserError(f"{_at(source, 'watermark_key')}: watermark_key: new would give every chain its own key; make one "
-                        "with `collapselab keys new FILE` and name it here.")
     out = Path(out).resolve()
+    if base.get("watermark_key") == "new":  # one key for the whole sweep (made by run_sweep), not one per chain
+        base["watermark_key"] = str(out / SWEEP_KEY)
     chains = []
     points = expand_grid(grid)
     for i, point in enumerate(points):
@@ -273,6 +274,10 @@ def run_sweep(config: str | Path | dict, out: str | Path, *, backend: str = "loc
         raise
     with runner, RunLock(out):
         _check_manifest(out, manifest)
+        if manifest["base"].get("watermark_key") == str(out / SWEEP_KEY) and not (out / SWEEP_KEY).exists():
+            from collapselab.provenance.keys import new_key_file
+
+            new_key_file(out / SWEEP_KEY)
         todo = [c for c in chains if not c.done]
         done = [len(chains) - len(todo)]
         report = progress or (lambda *a: None)
@@ -307,7 +312,7 @@ def _check_manifest(out: Path, manifest: dict) -> None:
             raise UserError(f"{out}: holds a sweep of another config (sweep.json differs). Choose another --out, "
                             "or delete the folder to start over.")
         return
-    if any(p.name != RunLock.NAME for p in out.iterdir()):
+    if any(p.name not in (RunLock.NAME, SWEEP_KEY) for p in out.iterdir()):
         raise UserError(f"{out}: the folder exists and is not a sweep folder (no sweep.json). Choose another --out.")
     atomic_write_json(path, want)
 
