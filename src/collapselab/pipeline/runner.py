@@ -69,7 +69,7 @@ class Runner:
         recorded = list(recorded or [])
         if len(recorded) != len(shards) or not all(s.same(r) for s, r in zip(shards, recorded)):
             return False
-        return self.map(sh.input_digest, shards) == [r.get("sha256") for r in recorded]
+        return self.map(sh.input_digest, shards, "checking") == [r.get("sha256") for r in recorded]
 
     # ---------------------------------------------------------------------------- the manifest
     def write_manifest(self, path: Path, manifest: dict, outputs: Sequence[Path], steps: list[dict]) -> None:

@@ -314,7 +314,7 @@ def scan(inputs: Sequence[str | os.PathLike], *, out: str | os.PathLike, detecto
                             + ". Check the files and --text-field.")
         per_file, inputs_rec, examples = _per_file(shards, marks, rows)
         fpr_v, fpr_src, n_fpr_v = _fpr(scorer, detector, c, marks, docs)
-        tpr_v, tpr_src, n_tpr_v = _tpr(c, job)
+        tpr_v, tpr_src, n_tpr_v = _tpr(c, job, runner)
         est, lo, hi = _estimate(flagged, docs, tpr_v, fpr_v, n_tpr_v, n_fpr_v)
         if detector == "length":
             thr, rule = float("nan"), "none"
@@ -368,10 +368,11 @@ def _fpr(scorer, detector: str, c: ScanConfig, marks: list[dict], docs: int) -> 
     return float("nan"), "none: the length detector flags nothing", None
 
 
-def _tpr(c: ScanConfig, job: dict) -> tuple[float, str, int | None]:
-    """The detector's true-positive rate: measured on ``tpr_from`` (scored here), given, or assumed 1."""
+def _tpr(c: ScanConfig, job: dict, runner: Runner) -> tuple[float, str, int | None]:
+    """The detector's true-positive rate: measured on ``tpr_from`` (scored, nothing written), given, or assumed 1."""
     if c.tpr_from:
-        tp = [_scan_shard(_Job(s, parts=None, **job)) for s in sh.plan(c.tpr_from, c.shard_bytes)]
+        tp = runner.map(_scan_shard, [_Job(s, parts=None, **job) for s in sh.plan(c.tpr_from, c.shard_bytes)],
+                        "measuring the TPR on")
         t_docs, t_flag = sum(m["documents"] for m in tp), sum(m["flagged"] for m in tp)
         if not t_docs:
             raise UserError("--tpr-from: no document in the given files.")

@@ -42,7 +42,7 @@ class StepStats:
     seconds: float = 0.0  # time spent in the step (its own work, not the steps before it)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "seconds": round(self.seconds, 6)}
 
 
 def add_stats(per_shard: list[list[dict]]) -> list[dict]:
