@@ -362,3 +362,19 @@ def test_input_hash_is_the_files_hash_read_once(tmp_path, memfs, fmt, monkeypatc
         for s in sh.plan([f], 1 << 30):
             assert len([b for b in shard_records(s, text_field="text", on_error="fail", found=found)])
         assert found.sha256 == want and found.lines == len(DOCS)
+
+
+def test_patterns_expand_to_the_data_files_they_match(tmp_path, memfs, monkeypatch):
+    d = write("dolma", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert expand_inputs(["documents/*.json.gz"]) == ["documents/b.json.gz"]
+    assert expand_inputs(["./documents/*"]) == ["./documents/a/0000.json.gz", "./documents/a/0001.json.gz",
+                                                 "./documents/b.json.gz"]  # a matched folder expands
+    fs, root = memfs
+    fs.put(str(d), f"{root}/documents", recursive=True)
+    url = f"memory://{root}/documents/**/*.json.gz"
+    assert expand_inputs([url]) == [f"memory://{root}/documents/{n}" for n in ["a/0000.json.gz", "a/0001.json.gz", "b.json.gz"]]
+    assert [t for _, t in read_documents(url)] == DOCS
+    assert via_shards([url]) == (DOCS, IDS)
+    with pytest.raises(UserError, match=r"documents/\*\.parquet: matches no data files"):
+        sh.plan(["documents/*.parquet"])

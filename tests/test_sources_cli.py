@@ -57,3 +57,26 @@ def test_run_corpus_on_the_new_formats_matches_the_jsonl_run(tmp_path, run_main)
         metrics, corpus = run(write(fmt, tmp_path).name, f"r-{fmt}")
         pd.testing.assert_frame_equal(metrics, base[0])
         assert corpus == base[1], fmt
+
+
+def test_vault_add_takes_urls_and_patterns(tmp_path):
+    import fsspec
+
+    from collapselab.provenance.vault import Vault, content_hash, init_vault
+
+    init_vault(tmp_path / "v")
+    d = write("dolma", tmp_path)
+    fs = fsspec.filesystem("memory")
+    fs.put(str(d), "/vault-add-test/documents", recursive=True)
+    try:
+        v = Vault(tmp_path / "v")
+        r = v.add(["memory://vault-add-test/documents/a/*.json.gz"], source="t", licence="pd", captured_before="2020-01-01")
+        assert r.added == 20
+        r = v.add([f"file://{d}/b.json.gz", "memory://vault-add-test/documents"], source="t", licence="pd",
+                  captured_before="2020-01-01")
+        assert (r.added, r.present) == (len(DOCS) - 20, 20 + len(DOCS) - 20)
+        assert set(v.hashes()) == {content_hash(t) for t in DOCS}
+        with pytest.raises(Exception, match="nope: no such file or folder"):
+            v.add(["memory://vault-add-test/nope"], source="t", licence="pd", captured_before="2020-01-01")
+    finally:
+        fs.rm("/vault-add-test", recursive=True)

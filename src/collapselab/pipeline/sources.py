@@ -8,6 +8,8 @@ turns its inputs into concrete files with :func:`expand_inputs` and reads them a
 - A *folder* expands to its data files, sorted by relative path (hidden files skipped); a HF
   ``datasets`` ``save_to_disk`` folder (``state.json``) to the Arrow files its ``_data_files``
   list, in that order, and a ``DatasetDict`` folder (``dataset_dict.json``) to its splits' files.
+- A *pattern* (``documents/*.json.gz``, ``s3://bucket/documents/**.json.gz``) that names no
+  existing path expands to the data files it matches, sorted by path.
 - A *URL* ``scheme://...`` is read through fsspec: ``file://`` and ``memory://`` always work,
   ``s3://``, ``gs://``, ``hf://`` once the user installed the backend (``s3fs``, ``gcsfs``,
   ``huggingface_hub``).
@@ -26,7 +28,6 @@ import json
 import os
 import posixpath
 import re
-from pathlib import Path
 from typing import IO, Any, Sequence
 
 from collapselab.errors import UserError
@@ -43,6 +44,7 @@ _SUFFIXES: list[tuple[str, str, bool]] = [
     (".pq", "parquet", True), (".gz", "jsonl.gz", False),
 ]
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_GLOB = re.compile(r"[*?[]")
 # fsspec protocol -> the package that provides it (for the error when it is missing)
 BACKENDS = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "hf": "huggingface_hub",
             "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs", "http": "aiohttp", "https": "aiohttp"}
@@ -213,31 +215,51 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
         name = os.fspath(item)
         if is_url(name):
             fs, root = filesystem(name)
-            if not fs.exists(root):
-                raise UserError(f"{name}: no such file or folder. Check the URL.")
-            if fs.isdir(root):
-                base = name.rstrip("/")
-                files += [base + "/" + rel for rel in _folder_files(fs, root, name)]
-            else:
-                files.append(name)
-            continue
-        if not os.path.exists(name):
-            raise UserError(f"{name}: no such file or folder. Pass existing files or folders ({DATA_FILES}).")
-        if os.path.isdir(name):
+            to_fs = lambda s: filesystem(s)[1]  # noqa: E731
+            where = "Check the URL."
+        else:
             from fsspec.implementations.local import LocalFileSystem
 
-            files += [str(Path(name, rel)) for rel in _folder_files(LocalFileSystem(), os.path.abspath(name), name)]
+            fs, root, to_fs = LocalFileSystem(), os.path.abspath(name), os.path.abspath
+            where = f"Pass existing files or folders ({DATA_FILES})."
+        if not fs.exists(root):
+            if _GLOB.search(name):
+                files += _glob(fs, name, to_fs)
+                continue
+            raise UserError(f"{name}: no such file or folder. {where}")
+        if fs.isdir(root):
+            found = _walk(fs, root.rstrip("/") or "/", "")
+            if not found:
+                raise UserError(f"{name}: the folder holds no data files ({DATA_FILES}). Put the corpus files in it, "
+                                "or point at a file.")
+            if is_url(name):
+                files += [name.rstrip("/") + "/" + rel for rel in found]
+            else:
+                files += [os.path.join(name, rel) for rel in found]
         else:
             files.append(name)
     return files
 
 
-def _folder_files(fs, root: str, name: str) -> list[str]:
-    found = _walk(fs, root.rstrip("/") or "/", "")
-    if not found:
-        raise UserError(f"{name}: the folder holds no data files ({DATA_FILES}). Put the corpus files in it, "
-                        "or point at a file.")
-    return found
+def _glob(fs, name: str, to_fs) -> list[str]:
+    """The data files a pattern (``s3://bucket/documents/*.json.gz``, ``**`` for any depth) matches,
+    sorted by path and spelled as the pattern is; a matched folder expands as a folder does."""
+    base = name[: name.rfind("/", 0, _GLOB.search(name).start()) + 1]  # the pattern's fixed folder, as spelled
+    base_fs = to_fs(base or ".").rstrip("/")
+    files: list[str] = []
+    try:
+        matches = sorted(fs.glob(to_fs(name)), key=lambda m: m.split("/"))
+    except ValueError as e:
+        raise UserError(f"{name}: not a valid pattern ({e}).") from None
+    for match in matches:
+        spelled = base + match[len(base_fs):].lstrip("/")
+        if fs.isdir(match):
+            files += expand_inputs([spelled])
+        elif (m := _match(posixpath.basename(match))) and m[1]:
+            files.append(spelled)
+    if not files:
+        raise UserError(f"{name}: matches no data files ({DATA_FILES}). Check the pattern.")
+    return files
 
 
 def _walk(fs, folder: str, rel: str) -> list[str]:

@@ -394,18 +394,16 @@ class Vault:
         .txt/.md, .jsonl(.gz/.zst), dolma .json.gz, Parquet, datasets folders); all of them or, when one
         is malformed, none."""
         from collapselab.corpus.readers import read_documents
-        from collapselab.pipeline.sources import DATA_FILES, exists
+        from collapselab.pipeline.sources import expand_inputs
 
         parse_date(captured_before)  # a bad date fails before anything is read or written
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
-        for p in paths:
-            if not exists(p):
-                raise UserError(f"{p}: no such file or folder. Pass existing files or folders ({DATA_FILES}).")
+        files = expand_inputs(paths)  # a missing path fails before anything is read or written
 
         def docs() -> Iterator[tuple[str, str]]:
-            for p in paths:
-                yield from read_documents(p, text_field=text_field)
+            for f in files:
+                yield from read_documents(f, text_field=text_field)
 
         return self.add_texts(docs(), source=source, licence=licence, captured_before=captured_before, progress=progress)
 
