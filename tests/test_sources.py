@@ -378,3 +378,24 @@ def test_patterns_expand_to_the_data_files_they_match(tmp_path, memfs, monkeypat
     assert via_shards([url]) == (DOCS, IDS)
     with pytest.raises(UserError, match=r"documents/\*\.parquet: matches no data files"):
         sh.plan(["documents/*.parquet"])
+
+
+def test_a_remote_store_that_fails_is_one_user_error_naming_the_url():
+    from fsspec.spec import AbstractFileSystem
+
+    class Down(AbstractFileSystem):
+        protocol = "down-test"
+
+        def info(self, path, **kw):
+            raise ConnectionError("connection refused by the store")
+
+        def _open(self, path, mode="rb", **kw):
+            raise ConnectionError("connection refused by the store")
+
+    fsspec.register_implementation("down-test", Down, clobber=True)
+    for call in (lambda: sh.plan(["down-test://bucket/c.jsonl"]), lambda: list(read_documents("down-test://bucket/c.jsonl"))):
+        with pytest.raises(UserError, match=r"down-test://bucket/c\.jsonl: cannot be read \(ConnectionError: connection "
+                                            r"refused by the store\)\. Check the URL, the network"):
+            call()
+    with pytest.raises(UserError, match=r"down-test://bucket/c\.jsonl: cannot be read"):
+        file_size("down-test://bucket/c.jsonl")

@@ -28,6 +28,7 @@ import json
 import os
 import posixpath
 import re
+from contextlib import contextmanager
 from typing import IO, Any, Sequence
 
 from collapselab.errors import UserError
@@ -92,32 +93,35 @@ def filesystem(url: str):
         raise UserError(f"{url}: {e}; use a local path or a URL fsspec knows (file://, s3://, gs://, hf://, ...).") from None
 
 
+@contextmanager
+def remote(url: str):
+    """A URL's file-system errors (a missing object, the network, credentials) as one UserError."""
+    try:
+        yield
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{url}: no such file or folder. Check the URL.") from None
+    except Exception as e:  # each backend has its own errors (botocore, httpx, aiohttp, ...)
+        what = f"{type(e).__name__}: {str(e).splitlines()[0]}" if str(e) else type(e).__name__
+        raise UserError(f"{url}: cannot be read ({what}). Check the URL, the network and your credentials.") from None
+
+
 def open_binary(path: str | os.PathLike) -> IO[bytes]:
     """The file's bytes as stored (compressed or not): fsspec for a URL, ``open`` for a local path."""
     if is_url(path):
         fs, p = filesystem(path)
-        try:
+        with remote(path):
             return fs.open(p, "rb")
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file. Check the URL.") from None
     return open(path, "rb")
 
 
 def file_size(path: str | os.PathLike) -> int:
     if is_url(path):
         fs, p = filesystem(path)
-        try:
+        with remote(path):
             return int(fs.size(p))
-        except FileNotFoundError:
-            raise UserError(f"{path}: no such file. Check the URL.") from None
     return os.path.getsize(path)
-
-
-def exists(path: str | os.PathLike) -> bool:
-    if is_url(path):
-        fs, p = filesystem(path)
-        return fs.exists(p)
-    return os.path.exists(path)
 
 
 class _Hashed:
@@ -214,31 +218,39 @@ def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[str]:
     for item in inputs:
         name = os.fspath(item)
         if is_url(name):
-            fs, root = filesystem(name)
-            to_fs = lambda s: filesystem(s)[1]  # noqa: E731
-            where = "Check the URL."
+            with remote(name):
+                files += _expand(name)
         else:
-            from fsspec.implementations.local import LocalFileSystem
-
-            fs, root, to_fs = LocalFileSystem(), os.path.abspath(name), os.path.abspath
-            where = f"Pass existing files or folders ({DATA_FILES})."
-        if not fs.exists(root):
-            if _GLOB.search(name):
-                files += _glob(fs, name, to_fs)
-                continue
-            raise UserError(f"{name}: no such file or folder. {where}")
-        if fs.isdir(root):
-            found = _walk(fs, root.rstrip("/") or "/", "")
-            if not found:
-                raise UserError(f"{name}: the folder holds no data files ({DATA_FILES}). Put the corpus files in it, "
-                                "or point at a file.")
-            if is_url(name):
-                files += [name.rstrip("/") + "/" + rel for rel in found]
-            else:
-                files += [os.path.join(name, rel) for rel in found]
-        else:
-            files.append(name)
+            files += _expand(name)
     return files
+
+
+def _expand(name: str) -> list[str]:
+    """The files one input names (a file, a folder or a pattern; local or a URL)."""
+    if is_url(name):
+        fs, root = filesystem(name)
+        to_fs = lambda s: filesystem(s)[1]  # noqa: E731
+        where = "Check the URL."
+    else:
+        from fsspec.implementations.local import LocalFileSystem
+
+        fs, root, to_fs = LocalFileSystem(), os.path.abspath(name), os.path.abspath
+        where = f"Pass existing files or folders ({DATA_FILES})."
+    try:
+        kind = fs.info(root)["type"]  # not fs.exists: it takes a failing store for a missing file
+    except FileNotFoundError:
+        if _GLOB.search(name):
+            return _glob(fs, name, to_fs)
+        raise UserError(f"{name}: no such file or folder. {where}") from None
+    if kind != "directory":
+        return [name]
+    found = _walk(fs, root.rstrip("/") or "/", "")
+    if not found:
+        raise UserError(f"{name}: the folder holds no data files ({DATA_FILES}). Put the corpus files in it, "
+                        "or point at a file.")
+    if is_url(name):
+        return [name.rstrip("/") + "/" + rel for rel in found]
+    return [os.path.join(name, rel) for rel in found]
 
 
 def _glob(fs, name: str, to_fs) -> list[str]:
