@@ -399,3 +399,26 @@ def test_a_remote_store_that_fails_is_one_user_error_naming_the_url():
             call()
     with pytest.raises(UserError, match=r"down-test://bucket/c\.jsonl: cannot be read"):
         file_size("down-test://bucket/c.jsonl")
+
+
+def test_a_store_failing_mid_read_is_one_user_error(memfs, monkeypatch):
+    """Each backend raises its own errors (httpx, botocore, aiohttp): one failing after the first bytes
+    is one UserError naming the URL."""
+    import io as pyio
+
+    class StoreError(Exception):
+        pass
+
+    class Flaky(pyio.BytesIO):
+        def read(self, n=-1):
+            if self.tell() >= 100:
+                raise StoreError("connection reset by the store")
+            return super().read(100 - self.tell() if n is None or n < 0 else min(n, 100 - self.tell()))
+
+    fs, root = memfs
+    data = gzip.compress(jsonl_bytes(records()))
+    fs.pipe(f"{root}/c.jsonl.gz", data)
+    shard = sh.plan([f"memory://{root}/c.jsonl.gz"])[0]
+    monkeypatch.setattr(type(fs), "_open", lambda *a, **k: Flaky(data))
+    with pytest.raises(UserError, match=r"c\.jsonl\.gz: cannot be read \(StoreError: connection reset by the store\)"):
+        list(shard_records(shard, text_field="text", on_error="fail", found=Found()))

@@ -35,7 +35,7 @@ import orjson
 
 from collapselab.atomic import AtomicFile
 from collapselab.errors import UserError
-from collapselab.pipeline.sources import file_size, format_of, get_field, is_url, open_binary, open_stream
+from collapselab.pipeline.sources import file_size, format_of, get_field, is_url, open_binary, open_stream, remote
 
 BATCH = 10_000  # records per batch at most
 BLOCK_BYTES = 8 << 20  # bytes of complete lines read at a time
@@ -360,11 +360,19 @@ def shard_records(shard, *, text_field: str, on_error: str, batch_size: int = BA
     (like a blank line), not a malformed one."""
     fmt = getattr(shard, "fmt", None) or format_of(shard.file, "jsonl")
     if fmt in ("parquet", "arrow"):
-        yield from _table_records(shard.file, fmt, text_field, on_error, batch_size, found, whole_rows, ids, skip_nulls)
+        records = _table_records(shard.file, fmt, text_field, on_error, batch_size, found, whole_rows, ids, skip_nulls)
+    elif fmt == "text":
+        records = _text_records(shard.file, text_field, on_error, found, ids)
+    else:
+        records = _line_records(shard, text_field, on_error, batch_size, found, ids)
+    if not is_url(shard.file):
+        yield from records
         return
-    if fmt == "text":
-        yield from _text_records(shard.file, text_field, on_error, found, ids)
-        return
+    with remote(shard.file):  # a store failing mid-read: one UserError naming the URL
+        yield from records
+
+
+def _line_records(shard, text_field: str, on_error: str, batch_size: int, found: Found, ids: bool) -> Iterator[Batch]:
     reader = LineReader(shard.file, shard.start, shard.end)
     seen = 0  # lines of the shard before this block
     for offset, lines, _ in reader:
