@@ -8,7 +8,7 @@ turns its inputs into concrete files with :func:`expand_inputs` and reads them a
 - A *folder* expands to its data files, sorted by relative path (hidden files skipped); a HF
   ``datasets`` ``save_to_disk`` folder (``state.json``) to the Arrow files its ``_data_files``
   list, in that order, and a ``DatasetDict`` folder (``dataset_dict.json``) to its splits' files.
-- A *pattern* (``documents/*.json.gz``, ``s3://bucket/documents/**.json.gz``) that names no
+- A *pattern* (``documents/*.json.gz``, ``s3://bucket/documents/**/*.json.gz``) that names no
   existing path expands to the data files it matches, sorted by path.
 - A *URL* ``scheme://...`` is read through fsspec: ``file://`` and ``memory://`` always work,
   ``s3://``, ``gs://``, ``hf://`` once the user installed the backend (``s3fs``, ``gcsfs``,
@@ -35,7 +35,7 @@ from collapselab.errors import UserError
 
 FORMATS = ("jsonl", "jsonl.gz", "jsonl.zst", "parquet", "arrow", "text")
 
-# name endings, longest first; those marked False are recognised only when named, not in folders
+# name endings, the more specific first; those marked False are recognised only when named, not in folders
 _SUFFIXES: list[tuple[str, str, bool]] = [
     (".jsonl.zstd", "jsonl.zst", True), (".ndjson.zst", "jsonl.zst", True), (".jsonl.zst", "jsonl.zst", True),
     (".json.zst", "jsonl.zst", True), (".ndjson.gz", "jsonl.gz", True), (".jsonl.gz", "jsonl.gz", True),
@@ -110,16 +110,16 @@ def remote(url: str):
 def open_binary(path: str | os.PathLike) -> IO[bytes]:
     """The file's bytes as stored (compressed or not): fsspec for a URL, ``open`` for a local path."""
     if is_url(path):
-        fs, p = filesystem(path)
         with remote(path):
+            fs, p = filesystem(path)
             return fs.open(p, "rb")
     return open(path, "rb")
 
 
 def file_size(path: str | os.PathLike) -> int:
     if is_url(path):
-        fs, p = filesystem(path)
         with remote(path):
+            fs, p = filesystem(path)
             return int(fs.size(p))
     return os.path.getsize(path)
 
