@@ -116,16 +116,16 @@ def test_filter_of_a_truncated_parquet(d, run_main):
 
 
 def test_filter_disk_full_while_writing_the_quarantine_leaves_neither_file(d, run_main, monkeypatch):
-    from collapselab.pipeline import filter as flt
+    from collapselab.pipeline import runner
 
-    real = flt._concat
+    real = runner.concat
 
     def concat(parts, dest, *a):
         if "q.jsonl" in dest.name:
             raise _no_space(dest)
         real(parts, dest, *a)
 
-    monkeypatch.setattr(flt, "_concat", concat)
+    monkeypatch.setattr(runner, "concat", concat)
     status, _, err = run_main(["filter", "docs.jsonl", "--detector", "length", "--threshold", "100", "-j", "1",
                                "--out", "kept.jsonl", "--quarantine", "q.jsonl"], d)
     one_error_line(status, err, "q.jsonl", "no space left")

@@ -52,8 +52,9 @@ from pathlib import Path
 
 import numpy as np
 
-from collapselab.atomic import AtomicFile, check_output_file
+from collapselab.atomic import check_output_file
 from collapselab.errors import UserError
+from collapselab.pipeline import runner as runner_mod
 from collapselab.pipeline import shards as sh
 from collapselab.pipeline import sources
 from collapselab.pipeline.io import (
@@ -77,7 +78,7 @@ from collapselab.pipeline.io import (
     shard_records,
 )
 from collapselab.pipeline.record import check_ledger, record_step
-from collapselab.pipeline.runner import Runner
+from collapselab.pipeline.runner import Runner, resumable
 from collapselab.pipeline.scan import FORMAT as SCAN
 from collapselab.pipeline.scan import VERSION as SCAN_VERSION
 from collapselab.pipeline.scorers import LengthScorer
@@ -230,8 +231,6 @@ def _scored(score: Score, batch: Batch):
 
 def _filter_shard(job: _Job) -> dict:
     parts = Path(job.parts)
-    if done := sh.finished(parts, job.shard, job.digest):
-        return done
     k = job.shard.index
     names = [f"part-{k:05d}.kept{job.suffix}", f"part-{k:05d}.quarantine{job.suffix}", f"part-{k:05d}.reasons.jsonl"]
     paths = [parts / n for n in names]
@@ -373,53 +372,6 @@ def _filter_text(job: _Job, paths: list[Path], step: ThresholdFilter, score: Sco
     return {**_counts(step), "sha256": found.sha256, "lines": 1}
 
 
-def _concat(parts: list[Path], dest: Path, table: bool = False) -> None:
-    """``dest`` = the parts one after the other (a rename when there is one), written atomically:
-    bytes appended (JSON lines; gzip and zstd streams may be concatenated), or Parquet rows."""
-    if len(parts) == 1:
-        try:
-            os.replace(parts[0], dest)
-            return
-        except OSError:  # another file system: copy
-            pass
-    f = AtomicFile(dest)
-    try:
-        if table:
-            _concat_parquet(parts, f.tmp)
-        else:
-            with open(f.tmp, "wb") as w:
-                for p in parts:
-                    with open(p, "rb") as r:
-                        _copy(r, w)
-        f.commit()
-    except BaseException:
-        f.abort()
-        raise
-
-
-def _concat_parquet(parts: list[Path], dest) -> None:
-    import pyarrow.parquet as pq
-
-    schema = pq.read_schema(parts[0])
-    with pq.ParquetWriter(dest, schema) as w:
-        for p in parts:
-            pf = pq.ParquetFile(p)
-            if not pf.schema_arrow.equals(schema):
-                raise UserError(f"filter: the input's files do not share their columns ({pf.schema_arrow.names} vs "
-                                f"{schema.names}); filter them one at a time.")
-            for i in range(pf.num_row_groups):
-                w.write_table(pf.read_row_group(i))
-
-
-def _copy(r, w) -> None:
-    """Append the file ``r`` to ``w``: in the kernel where it can (copy_file_range), else through a buffer."""
-    try:
-        while os.copy_file_range(r.fileno(), w.fileno(), 1 << 30):
-            pass
-    except (AttributeError, OSError):  # no copy_file_range here, or not between these files
-        shutil.copyfileobj(r, w, 8 << 20)
-
-
 def _row_groups(scores: Path, first_row: int, rows: list[int]) -> list[list[int]]:
     """The sidecar row groups of each shard (the scan writes every shard into whole row groups)."""
     md = open_parquet(scores).metadata
@@ -538,7 +490,7 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
                     bases = np.cumsum([0] + [r["lines"] for _, r in mine]).tolist()
                     tasks += [_Job(s, r, b, g, rec["path"], str(scores), None, **common)
                               for (s, r), b, g in zip(mine, bases, groups)]
-                marks = runner.map(_filter_shard, tasks, "filtering")
+                marks = runner.map_shards(_filter_shard, tasks, "filtering")
             else:
                 marks = _score_and_filter(runner, shards, dict(scanned=None, row_groups=[], scores=None,
                                                                scorer=LengthScorer(), **common))
@@ -551,7 +503,7 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
                               runner.summary(steps, documents=count["records"], flagged=count["flagged"]))
         try:
             for i, dest in enumerate(outputs):
-                _concat([parts / list(m["outputs"])[i] for m in marks], dest, table and i < 2)
+                runner_mod.concat([parts / list(m["outputs"])[i] for m in marks], dest, table and i < 2)
         except BaseException:  # a kept file without its quarantine would drop records silently: none of them stays
             for dest in outputs:
                 dest.unlink(missing_ok=True)
@@ -575,7 +527,7 @@ def _score_and_filter(runner: Runner, shards: list[sh.Shard], job: dict) -> list
         tick = sh.ticker(runner.progress, len(shards), "filtering")
         for s in shards:
             base = 0 if s.part == 0 else base
-            marks.append(_filter_shard(_Job(s, line_base=base, name=s.file, **job)))
+            marks.append(resumable(_filter_shard)(_Job(s, line_base=base, name=s.file, **job)))
             base += marks[-1]["lines"]
             if tick:
                 tick()
@@ -587,8 +539,8 @@ def _score_and_filter(runner: Runner, shards: list[sh.Shard], job: dict) -> list
         base = 0 if s.part == 0 else base
         bases.append(base)
         base += lines.get(s.index, 0)
-    return runner.map(_filter_shard, [_Job(s, line_base=b, name=s.file, **job) for s, b in zip(shards, bases)],
-                      "filtering")
+    return runner.map_shards(_filter_shard, [_Job(s, line_base=b, name=s.file, **job) for s, b in zip(shards, bases)],
+                             "filtering")
 
 
 def _count_lines(shard: sh.Shard) -> int:

@@ -4,9 +4,12 @@ One :class:`Runner` per command run. It
 
 - maps shard tasks on a backend (:func:`collapselab.backends.make_backend`: ``"local"`` processes,
   or ``"ray"``), with a progress tick per finished shard;
-- answers "is this output already finished?" (:meth:`Runner.finished`): the previous manifest has
+- skips the shards a killed run finished (:meth:`Runner.map_shards`: their done-markers,
+  :mod:`collapselab.pipeline.shards`) and answers "is this output already finished?" (:meth:`Runner.finished`): the previous manifest has
   the same format and settings, names the same shards, its outputs are there unchanged, and the
   shards' input bytes still hash as recorded; a rerun then skips all the work;
+- merges the shards' part files (:func:`concat`; the sidecar's merge renumbers lines, in
+  :mod:`~collapselab.pipeline.scan`);
 - adds up the steps' statistics (:mod:`collapselab.pipeline.steps`) and writes the manifest last
   (:meth:`Runner.write_manifest`, with the steps under ``steps``); when that fails, no output is
   left that no manifest vouches for;
@@ -17,11 +20,12 @@ One :class:`Runner` per command run. It
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from collapselab.atomic import atomic_write_json
+from collapselab.atomic import AtomicFile, atomic_write_json
 from collapselab.pipeline import shards as sh
 from collapselab.pipeline.io import file_sha256
 
@@ -46,6 +50,11 @@ class Runner:
         tasks = list(tasks)
         tick = sh.ticker(self.progress, len(tasks), what) if what else None
         return self.backend.map(fn, tasks, tick)
+
+    def map_shards(self, fn: Callable[[Any], dict], jobs: Sequence[Any], what: str | None = None) -> list[dict]:
+        """:meth:`map` over shard jobs (each with ``shard``, ``parts`` and ``digest``): a shard whose
+        done-marker is still valid (a killed run's finished shard) returns it, not redone."""
+        return self.map(resumable(fn), jobs, what)
 
     # ------------------------------------------------------------------ the one "finished?" check
     def finished(self, old: dict | None, *, format: str, match: dict, outputs: dict[str, str | int],
@@ -99,6 +108,74 @@ class Runner:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Resumable:
+    """``fn(job)``, unless the job's shard is finished already (a module-level class: picklable)."""
+
+    def __init__(self, fn: Callable[[Any], dict]) -> None:
+        self.fn = fn
+
+    def __call__(self, job) -> dict:
+        if job.parts is not None and (done := sh.finished(Path(job.parts), job.shard, job.digest)):
+            return done
+        return self.fn(job)
+
+
+def resumable(fn: Callable[[Any], dict]) -> Callable[[Any], dict]:
+    """``fn`` over a shard job, skipped when its shard's done-marker still holds (see :mod:`~collapselab.pipeline.shards`)."""
+    return _Resumable(fn)
+
+
+# ------------------------------------------------------------------------------- merging
+def concat(parts: Sequence[Path], dest: Path, table: bool = False) -> None:
+    """``dest`` = the shards' part files one after the other (a rename when there is one), written
+    atomically: bytes appended (JSON lines; gzip and zstd members may be concatenated), or, with
+    ``table``, Parquet rows (the parts must share their schema)."""
+    if len(parts) == 1:
+        try:
+            os.replace(parts[0], dest)
+            return
+        except OSError:  # another file system: copy
+            pass
+    f = AtomicFile(dest)
+    try:
+        if table:
+            _concat_parquet(parts, f.tmp)
+        else:
+            with open(f.tmp, "wb") as w:
+                for p in parts:
+                    with open(p, "rb") as r:
+                        _copy(r, w)
+        f.commit()
+    except BaseException:
+        f.abort()
+        raise
+
+
+def _concat_parquet(parts: Sequence[Path], dest) -> None:
+    import pyarrow.parquet as pq
+
+    from collapselab.errors import UserError
+
+    schema = pq.read_schema(parts[0])
+    with pq.ParquetWriter(dest, schema) as w:
+        for p in parts:
+            pf = pq.ParquetFile(p)
+            if not pf.schema_arrow.equals(schema):
+                raise UserError(f"the input's files do not share their columns ({pf.schema_arrow.names} vs "
+                                f"{schema.names}); give them one at a time.")
+            for i in range(pf.num_row_groups):
+                w.write_table(pf.read_row_group(i))
+
+
+def _copy(r, w) -> None:
+    """Append the file ``r`` to ``w``: in the kernel where it can (copy_file_range), else through a buffer."""
+    try:
+        while os.copy_file_range(r.fileno(), w.fileno(), 1 << 30):
+            pass
+    except (AttributeError, OSError):  # no copy_file_range here, or not between these files
+        shutil.copyfileobj(r, w, 8 << 20)
 
 
 def summary_line(command: str, stats: dict) -> str:

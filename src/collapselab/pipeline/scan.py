@@ -259,8 +259,7 @@ def scan(inputs: Sequence[str | os.PathLike], *, out: str | os.PathLike, detecto
     """:func:`scan_corpus` with its settings in a :class:`ScanConfig` and the detector's options
     (:func:`~collapselab.pipeline.scorers.make_scorer`'s) as keywords."""
     c = config or ScanConfig()
-    check_detector_options(detector, **{k: v for k, v in detector_options.items() if k in (
-        "vocab", "key", "watermark", "performer", "reference_vault", "fpr_target", "gamma", "context_width")})
+    check_detector_options(detector, **detector_options)
     if detector_options.get("ids_field") is None:
         detector_options["ids_field"] = c.ids_field
     lm = detector in LM_DETECTORS
@@ -303,7 +302,7 @@ def scan(inputs: Sequence[str | os.PathLike], *, out: str | os.PathLike, detecto
         job = dict(scorer=scorer, text_field=c.ids_field or c.text_field, on_error=c.on_error, batch_size=c.batch_size,
                    digest=digest, ids=c.ids_field is not None)
         with sh.parts_folder(parts):
-            marks = runner.map(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], "scanning")
+            marks = runner.map_shards(_scan_shard, [_Job(s, parts=str(parts), **job) for s in shards], "scanning")
         rows = _merge(shards, marks, parts, out, scorer.scheme_name)
         docs, flagged, malformed = (sum(m[k] for m in marks) for k in ("documents", "flagged", "malformed"))
         if docs == 0:  # nothing to estimate a share of: say so rather than print nan%, and keep no empty sidecar
@@ -412,13 +411,11 @@ def _part_schema():
 
 
 def _scan_shard(job: _Job) -> dict:
-    """Read and score one shard into ``parts/part-NNNNN.parquet`` and write its done-marker (or reuse them)."""
+    """Read and score one shard into ``parts/part-NNNNN.parquet`` and write its done-marker."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     parts = Path(job.parts) if job.parts else None
-    if parts is not None and (done := sh.finished(parts, job.shard, job.digest)):
-        return done
     found, n_scored = Found(), Counter()
     read = Reader(text_field=job.text_field, on_error=job.on_error, batch_size=job.batch_size, ids=job.ids)
     score = Score(job.scorer)

@@ -346,7 +346,7 @@ def make_scorer(detector: str = "watermark", *, vocab=None, key=None, watermark=
     ``scorer.calibrate()`` (it reads the whole vault snapshot with the model), the others when made."""
     check_detector_options(detector, vocab=vocab, key=key, watermark=watermark, performer=performer,
                            reference_vault=reference_vault, fpr_target=fpr_target, gamma=gamma,
-                           context_width=context_width)
+                           context_width=context_width)  # the cheap checks first
     if watermark is not None:
         return _load_scheme(watermark, tokenizer, ids_field, vocab)
     if detector == "watermark":
@@ -375,8 +375,9 @@ def make_scorer(detector: str = "watermark", *, vocab=None, key=None, watermark=
 
 
 def check_detector_options(detector: str, *, vocab=None, key=None, watermark=None, performer=None, reference_vault=None,
-                           fpr_target: float = 0.01, gamma: float = 0.25, context_width: int = 1) -> None:
-    """The cheap checks of :func:`make_scorer` (no file read), for a command to make before any work."""
+                           fpr_target: float = 0.01, gamma: float = 0.25, context_width: int = 1, **_other) -> None:
+    """The cheap checks of :func:`make_scorer` (no file read), for a command to make before any work;
+    takes all of :func:`make_scorer`'s options (those it does not check are ignored)."""
     if detector not in DETECTORS:
         raise UserError(f"--detector {detector!r}: use 'watermark' (with --watermark-key), 'perplexity' (with --vault), "
                         "'fast-detectgpt' or 'binoculars' (with --vault) or 'length'.")
