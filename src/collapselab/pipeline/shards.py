@@ -15,7 +15,9 @@ mid-shard leaves no marker for it; the rerun redoes that shard (its stale tempor
 removed) and keeps the finished ones.
 
 :class:`Pool` maps a function over tasks with ``jobs`` local processes (in this process when one
-is enough) and returns the results in task order; :func:`run` is one such map.
+is enough) and returns the results in task order: the ``local`` backend of
+:func:`collapselab.backends.make_backend`, through which the pipeline's runner
+(:mod:`collapselab.pipeline.runner`) maps its shards.
 """
 
 from __future__ import annotations
@@ -215,17 +217,11 @@ class Pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run(fn: Callable[[Any], Any], tasks: Sequence[Any], jobs: int, on_done: Callable[[], None] | None = None) -> list:
-    """:meth:`Pool.map` with a pool for this one map."""
-    with Pool(jobs) as pool:
-        return pool.map(fn, tasks, on_done)
-
-
 Progress = Callable[[int, int, str], None]  # (shards done, shards in all, what is being done)
 
 
 def ticker(progress: Progress | None, total: int, what: str) -> Callable[[], None] | None:
-    """An ``on_done`` for :func:`run` that reports ``(done, total, what)`` to ``progress``."""
+    """An ``on_done`` for a backend's ``map`` that reports ``(done, total, what)`` to ``progress``."""
     if progress is None:
         return None
     done = [0]
