@@ -63,12 +63,12 @@ def vault_init(
 
 @vault_app.command("add")
 def vault_add(
-    paths: List[Path] = typer.Argument(..., metavar="PATH...", help=".txt/.jsonl/.parquet files or folders; each document becomes one object."),
+    paths: List[str] = typer.Argument(..., metavar="PATH...", help="Files, folders, glob patterns or URLs (file://, memory://; s3://, gs://, hf:// with their fsspec backend) of .txt/.md, .jsonl(.gz), dolma .json.gz, .jsonl.zst, Parquet or a HF datasets folder; each document becomes one object."),
     source: str = typer.Option(..., "--source", help="Where the documents come from."),
     licence: str = typer.Option(..., "--licence", help="Their licence, e.g. CC-BY-4.0 or public-domain."),
     captured_before: str = typer.Option(..., "--captured-before", help="YYYY-MM-DD: the documents existed before this date."),
     vault: Optional[Path] = VAULT_OPT,
-    text_field: str = typer.Option("text", "--text-field", help="JSONL field / Parquet column with the text."),
+    text_field: str = typer.Option("text", "--text-field", help="JSON field / Parquet or Arrow column with the text; a dotted path for a nested one (meta.body)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
