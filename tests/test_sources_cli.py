@@ -80,3 +80,14 @@ def test_vault_add_takes_urls_and_patterns(tmp_path):
             v.add(["memory://vault-add-test/nope"], source="t", licence="pd", captured_before="2020-01-01")
     finally:
         fs.rm("/vault-add-test", recursive=True)
+
+
+def test_vault_add_cli_takes_a_file_url(tmp_path, run_main):
+    """The command keeps a URL as written (a Path would turn file:///x into file:/x)."""
+    from collapselab.provenance.vault import Vault, content_hash, init_vault
+
+    init_vault(tmp_path / "v")
+    p = write("jsonl.zst", tmp_path)
+    status, out, err = run_main(["vault", "add", f"file://{p.resolve()}", *DATE, "--vault", "v", "--json"], tmp_path)
+    assert status == 0, err
+    assert set(Vault(tmp_path / "v").hashes()) == {content_hash(d) for d in DOCS}
