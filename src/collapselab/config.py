@@ -132,6 +132,29 @@ class GPTParams(_TextNeuralParams):
     n_head: Optional[int] = Field(None, ge=1)
     n_embd: Optional[int] = Field(None, ge=8)
     bpe_vocab: Optional[int] = Field(None, ge=64, description="BPE vocabulary trained on the human corpus")
+    recipe: Optional[Literal["nature"]] = Field(None, description="'nature': the Nature paper's recipe (docs/gpt.md): pretrained start, 64-piece blocks continued by 64 pieces from prompts of the original data, 5-beam search, checkpoint selection; any setting given beside it wins")
+    prompts: Optional[Literal["train", "original"]] = Field(None, description="prompts from the generation's own training items (train) or generation 0's human data (original, the paper's)")
+    continuation: Optional[int] = Field(None, ge=0, description="pieces each block_size-piece prompt block is continued by (the paper: 64); 0 = sentence items")
+    pretrain_items: Optional[int] = Field(None, ge=0, description="pretrain on this many human sentences of the corpus reserve (cached in ~/.cache/collapselab); 0 = none")
+    pretrain_epochs: Optional[float] = Field(None, gt=0, description="epochs of pretraining")
+    val_items: Optional[int] = Field(None, ge=0, description="keep the epoch with the best perplexity on this many human reserve sentences; 0 = the last epoch")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _recipe(cls, data: Any) -> Any:
+        """``recipe: nature`` fills the recipe's settings (``NATURE_RECIPE``) that are not given."""
+        if isinstance(data, dict) and data.get("recipe") == "nature":
+            from collapselab.models.gpt import NATURE_RECIPE
+
+            return {**NATURE_RECIPE, **{k: v for k, v in data.items() if v is not None}}
+        return data
+
+    @model_validator(mode="after")
+    def _original_prompts(self):
+        if self.prompts == "original" and self.init == "scratch":
+            raise ValueError("prompts: 'original' reads generation 0's data through the model a generation fine-tunes "
+                             "from; init 'scratch' has none. Use init 'gen0' or 'previous'.")
+        return self
 
     @classmethod
     def model_class(cls):

@@ -119,7 +119,7 @@ class Runner:
         rng = generation_rng(seed, "gen0", 0)
         corpus = self.data(seed)[0]
         human = (dataset_hash(corpus.train), dataset_hash(corpus.pool)) if self.config.resample_data else None
-        model = self.lineage.gen0[seed] = self.lineage.fit(corpus.train, rng, seed)
+        model = self.lineage.gen0[seed] = self.lineage.fit(corpus.train, rng, seed, human=corpus)
         missing = tuple(p for p in self.config.root_labels if (p, seed, 0) not in done)
         if not missing:
             return Generation(seed, 0, (), [], human=human, seconds=time.perf_counter() - t0)
@@ -136,7 +136,7 @@ class Runner:
         t0 = time.perf_counter()
         rng = generation_rng(seed, label, g)
         ts = policy.training_set(g, state, rng)
-        model = self.lineage.fit(ts.data, rng, seed, parent=parent)
+        model = self.lineage.fit(ts.data, rng, seed, parent=parent, human=self.data(seed)[0])
         self.lineage.keep(label, seed, g, model)
         samples = self.marking.sample(model, self.n_out(seed), rng, seed)
         metrics, per_item = self.measure(seed, model, samples)

@@ -32,13 +32,15 @@ class Lineage:
     def new_model(self, seed: int):
         return make_model(self.config.family, self.config.model, vocab=self.vocab(seed), image=self.config.is_image)
 
-    def fit(self, data, rng, seed: int, parent: str | None = None):
-        """A new model fitted on ``data``, fine-tuned from ``parent`` (a label, or 'gen0') as ``init`` says."""
+    def fit(self, data, rng, seed: int, parent: str | None = None, human=None):
+        """A new model fitted on ``data``, fine-tuned from ``parent`` (a label, or 'gen0') as ``init`` says;
+        ``human``: the seed's human corpus, for a model that asks for it (``uses_human``: gpt's recipe)."""
         model = self.new_model(seed)
+        kw = {"human": human} if human is not None and getattr(model, "uses_human", False) else {}
         if self._init is None or parent is None:
-            return model.fit(data, rng=rng)
+            return model.fit(data, rng=rng, **kw)
         start = self.gen0[seed] if self._init == "gen0" else self.parent(parent, seed) if self._init == "previous" else None
-        return model.fit(data, rng=rng, init_from=start)
+        return model.fit(data, rng=rng, init_from=start, **kw)
 
     def keep(self, label: str, seed: int, g: int, model) -> None:
         """``init: previous`` only: keep the model for its child, in memory and as a checkpoint."""

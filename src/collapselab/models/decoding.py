@@ -234,10 +234,13 @@ def _to_sequences(out: torch.Tensor, lengths: torch.Tensor) -> TokenSequences:
 
 def sample(net: GPT, prompts: TokenSequences, *, max_words: int, max_tokens: int, ends_word: torch.Tensor,
            generator: torch.Generator, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-           repetition_penalty: float = 1.0, use_cache: bool = True, watermark=None) -> TokenSequences:
+           repetition_penalty: float = 1.0, use_cache: bool = True, watermark=None,
+           stop_at_eos: bool = True) -> TokenSequences:
     """The pieces each prompt is continued by (``top_k=1``: greedy); ``watermark``: a scheme whose
-    generation rule the sampling follows (see the module docstring)."""
+    generation rule the sampling follows (see the module docstring). ``stop_at_eos=False``: ``</s>``
+    is a piece like any other (returned; rows run ``max_tokens`` pieces or ``max_words`` words)."""
     device = ends_word.device
+    stop_tok = EOS if stop_at_eos else -1
     ids, valid = left_pad(prompts, device)
     win = _Window(net, ids, valid, use_cache)
     processor = None if watermark is None else new_processor(watermark, generator)
@@ -254,8 +257,8 @@ def sample(net: GPT, prompts: TokenSequences, *, max_words: int, max_tokens: int
         tok = _choose(logits, generator, temperature, top_k, top_p, processor, hist)
         out[live[~done], t] = tok[~done]
         words += ends_word[tok].long()
-        stop = ~done & ((tok == EOS) | (words >= max_words))
-        lengths[live[stop]] = t + 1 - (tok[stop] == EOS).long()
+        stop = ~done & ((tok == stop_tok) | (words >= max_words))
+        lengths[live[stop]] = t + 1 - (tok[stop] == stop_tok).long()
         done |= stop
         if t + 1 == max_tokens or bool(done.all()):
             break
@@ -278,9 +281,11 @@ def sample(net: GPT, prompts: TokenSequences, *, max_words: int, max_tokens: int
 
 def beam_search(net: GPT, prompts: TokenSequences, *, num_beams: int, max_words: int, max_tokens: int,
                 ends_word: torch.Tensor, repetition_penalty: float = 1.0, length_penalty: float = 1.0,
-                use_cache: bool = True) -> TokenSequences:
-    """The pieces of each prompt's best finished hypothesis (see the module docstring)."""
+                use_cache: bool = True, stop_at_eos: bool = True) -> TokenSequences:
+    """The pieces of each prompt's best finished hypothesis (see the module docstring);
+    ``stop_at_eos=False``: ``</s>`` ends no hypothesis (as in :func:`sample`)."""
     device = ends_word.device
+    stop_tok = EOS if stop_at_eos else -1
     B, n = num_beams, len(prompts)
     ids, valid = left_pad(prompts, device)
     win = _Window(net, ids.repeat_interleave(B, 0), valid.repeat_interleave(B, 0), use_cache)
@@ -307,14 +312,14 @@ def beam_search(net: GPT, prompts: TokenSequences, *, num_beams: int, max_words:
         seq = run_seq[live].gather(1, parent[:, :, None].expand(-1, -1, max_tokens)).clone()
         seq[:, :, t] = tok
         words = run_words[live].gather(1, parent) + ends_word[tok].long()
-        ends = (tok == EOS) | (words >= max_words) | (t + 1 == max_tokens)
+        ends = (tok == stop_tok) | (words >= max_words) | (t + 1 == max_tokens)
         # finished hypotheses: the first num_beams candidates that end, merged with earlier ones
         new_fin = top / (t + 1) ** length_penalty + NEG * ~(ends & first_b & improvable[live, None])
         merged = torch.cat([fin_score[live], new_fin], dim=1)
         best = merged.topk(B, dim=1).indices
         fin_score[live] = merged.gather(1, best)
         fin_seq[live] = torch.cat([fin_seq[live], seq], dim=1).gather(1, best[:, :, None].expand(-1, -1, max_tokens))
-        new_len = (t + 1 - (tok == EOS).long())
+        new_len = (t + 1 - (tok == stop_tok).long())
         fin_len[live] = torch.cat([fin_len[live], new_len], dim=1).gather(1, best)
         # running beams: the best num_beams candidates that did not end
         going = (top + NEG * ends).topk(B, dim=1).indices

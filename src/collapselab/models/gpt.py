@@ -59,9 +59,13 @@ from collapselab.corpus.sequences import TokenSequences
 from collapselab.corpus.tokenize import Vocabulary
 from collapselab.errors import UserError
 from collapselab.models.bpe import EOS_PIECE, WordBPE
-from collapselab.models.prompting import check_decoding, training_prompts
+from collapselab.models.prompting import block_prompts, check_decoding, continuation_items, training_prompts
 from collapselab.models.scoring import WordScores
 
+NATURE_RECIPE = dict(prompts="original", continuation=64, block_size=64, decoding="beam", num_beams=5,
+                     pretrain_items=20000, pretrain_epochs=1.0, val_items=500, epochs=3.0)
+"""The Nature paper's recipe (``model: {recipe: nature}``): 64-piece blocks, 5-beam continuations of
+64 pieces from 64-piece prompts of the original data, a pretrained start, checkpoint selection."""
 GEN_BYTES = 256 * 2**20  # key/value cache of one generation chunk
 EVAL_LOGITS = 2**24  # logits (floats) of one scoring batch
 PIECES_PER_WORD = 4  # a generated row stops after 4 pieces per word it may write (+4)
@@ -112,13 +116,25 @@ class GPTModel(WordScores):
     device: ``"cpu"`` or ``"cuda"``.
     init: ``"gen0"``, ``"previous"`` or ``"scratch"``: which model generation ``g >= 1`` starts
         from; the engine reads it and passes ``init_from``, the model only records it.
+    prompts: where prompts come from: ``"train"``, the model's own training items (for generation
+        ``g >= 1``: what ``g - 1`` wrote), or ``"original"``, generation 0's human training items
+        (the Nature paper's).
+    continuation: 0, or the paper's block generation: every item is cut from a ``continuation``-piece
+        continuation of a ``block_size``-piece block of the prompt data (``</s>`` does not stop it).
+    pretrain_items, pretrain_epochs: pretrain on this many human sentences of the corpus reserve
+        (:mod:`collapselab.models.gpt_pretrain`, cached); 0 = none.
+    val_items: keep the epoch with the best perplexity on this many human sentences of the corpus
+        reserve (checkpoint selection); 0 = keep the last.
+    recipe: ``"nature"`` when the settings are the recipe's (``NATURE_RECIPE``); only recorded.
     """
 
     def __init__(self, vocab: Vocabulary, *, n_layer: int = 2, n_head: int = 4, n_embd: int = 64,
                  block_size: int = 64, bpe_vocab: int = 8000, epochs: float = 3.0, batch_size: int = 16,
                  lr: float = 5e-3, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
                  decoding: str = "sample", num_beams: int = 5, repetition_penalty: float = 1.0,
-                 prompt_len: int = 0, max_len: int = 100, device: str = "cpu", init: str = "gen0") -> None:
+                 prompt_len: int = 0, max_len: int = 100, device: str = "cpu", init: str = "gen0",
+                 prompts: str = "train", continuation: int = 0, pretrain_items: int = 0, pretrain_epochs: float = 1.0,
+                 val_items: int = 0, recipe: str | None = None) -> None:
         self.vocab = vocab
         self.n_layer = n_layer
         self.n_head = n_head
@@ -138,6 +154,12 @@ class GPTModel(WordScores):
         self.max_len = max_len
         self.device = device
         self.init = init
+        self.prompts = prompts
+        self.continuation = continuation
+        self.pretrain_items = pretrain_items
+        self.pretrain_epochs = pretrain_epochs
+        self.val_items = val_items
+        self.recipe = recipe
 
     # ------------------------------------------------------------------ fitting
     def train_bytes(self) -> int:
@@ -154,9 +176,37 @@ class GPTModel(WordScores):
         if self.n_embd % self.n_head:
             raise UserError(f"gpt: n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head}). "
                             "Change model.n_embd or model.n_head.")
-        check_decoding("gpt", self.decoding, self.prompt_len)
+        if self.prompts not in ("train", "original"):
+            raise UserError(f"gpt: prompts {self.prompts!r} is not 'train' or 'original'. Set model.prompts.")
+        check_decoding("gpt", self.decoding, self.prompt_len or self.continuation)
 
-    def fit(self, data: TokenSequences, *, rng: np.random.Generator, init_from: "GPTModel | None" = None) -> "GPTModel":
+    @property
+    def uses_human(self) -> bool:
+        """Whether :meth:`fit` wants the run's human corpus (``human=``): for original prompts, for
+        pretraining and for checkpoint selection."""
+        return self.prompts == "original" or self.pretrain_items > 0 or self.val_items > 0
+
+    def _reserve(self, human) -> tuple:
+        """``(pretraining text, validation text)`` from the end of the corpus reserve (``human.pool``:
+        its training documents' sentences the run does not train on); ``None`` where not asked for."""
+        if not (self.pretrain_items or self.val_items):
+            return None, None
+        if human is None:
+            raise ValueError("gpt: pretrain_items and val_items take text from the run's human corpus: fit(..., human=corpus)")
+        pool, need = human.pool, self.pretrain_items + self.val_items
+        if len(pool) < need:
+            raise UserError(f"gpt: pretraining ({self.pretrain_items} sentences) and validation ({self.val_items}) take "
+                            f"{need} sentences of the corpus reserve, which holds {len(pool)}. Lower model.pretrain_items "
+                            "or model.val_items, or use fewer --train-items.")
+        end = len(pool)
+        val = pool.take(np.arange(end - self.val_items, end)) if self.val_items else None
+        pre = pool.take(np.arange(end - need, end - self.val_items)) if self.pretrain_items else None
+        return pre, val
+
+    def fit(self, data: TokenSequences, *, rng: np.random.Generator, init_from: "GPTModel | None" = None,
+            human=None) -> "GPTModel":
+        """Train on ``data`` (word-id items); ``init_from``: fine-tune that model's copy; ``human``:
+        the run's human corpus (``train``, ``pool``), where :attr:`uses_human`."""
         import torch
 
         from collapselab.models.torch_utils import check_fits, resolve_device, torch_generator
@@ -168,7 +218,13 @@ class GPTModel(WordScores):
         device = resolve_device(self.device)
         check_fits(self.train_bytes(), f"gpt (n_layer={self.n_layer}, n_embd={self.n_embd}, "
                    f"block_size={self.block_size}, batch_size={self.batch_size}, bpe_vocab={self.bpe_vocab})", device)
-        if init_from is None:
+        pretrain, validation = self._reserve(human)
+        if init_from is None and pretrain is not None:
+            from collapselab.models.gpt_pretrain import pretrained
+
+            self.bpe_, net, self.pretrain_loss_, self.pretrain_path_, self.pretrain_reused_ = pretrained(self, pretrain, device)
+            self.net_ = net.to(device)
+        elif init_from is None:
             self.bpe_ = WordBPE(self.vocab, self.bpe_vocab).fit(data)
             config = GPTConfig(self.bpe_.n_pieces, self.block_size, self.n_layer, self.n_head, self.n_embd)
             self.net_ = GPT.create(config, torch_generator(rng, device), device)
@@ -182,26 +238,48 @@ class GPTModel(WordScores):
             self.net_ = copy.deepcopy(init_from.net_).to(device)
         self.device_ = device
         self.train_data_ = data
+        self.original_ = human.train if human is not None else init_from.original_ if init_from is not None else data
         with torch.enable_grad():
-            self.loss_history_ = self._train(self.bpe_.encode(data), rng)
+            self.loss_history_ = self.train_net(self.net_, self.bpe_.encode(data), rng, self.epochs, device,
+                                                None if validation is None else self._selector(validation))
+        if validation is not None:
+            self.net_.load_state_dict(self._best.pop("state"))
+            self.best_epoch_ = self._best.pop("epoch")
         self.net_.eval()
         return self
 
-    def _train(self, pieces: TokenSequences, rng: np.random.Generator) -> np.ndarray:
+    def _selector(self, validation: TokenSequences):
+        """Checkpoint selection: after every epoch, the perplexity on ``validation``
+        (``val_perplexity_``); the weights of the best epoch are kept in ``_best``."""
+        self.val_perplexity_ = []
+        self._best = {"ppl": math.inf}
+
+        def on_epoch(epoch: int) -> None:
+            self.net_.eval()
+            ppl = self.perplexity(validation)
+            self.val_perplexity_.append(ppl)
+            if ppl < self._best["ppl"]:
+                self._best.update(ppl=ppl, epoch=epoch, state=copy.deepcopy(self.net_.state_dict()))
+
+        return on_epoch
+
+    def train_net(self, net, pieces: TokenSequences, rng: np.random.Generator, epochs: float, device: str,
+                  on_epoch=None) -> np.ndarray:
+        """Train ``net`` on ``pieces`` for ``epochs`` epochs (see the module docstring); every step's
+        loss. ``on_epoch(epoch)`` is called after each (whole or final partial) epoch."""
         import torch
 
-        net, device = self.net_, self.device_
         net.train()
         n_stream = pieces.n_tokens + len(pieces) + 1
         T = min(self.block_size, n_stream - 1)
         n_win = (n_stream - 1) // T
         per_epoch = math.ceil(n_win / self.batch_size)
-        total = math.ceil(self.epochs * per_epoch - 1e-9)
+        total = math.ceil(epochs * per_epoch - 1e-9)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, betas=(0.9, 0.95), weight_decay=0.01,
                                 fused=True)
         warmup = max(1, total // 20)
         losses = np.zeros(total)
-        step = 0
+        step = epoch = 0
         while step < total:
             stream = torch.from_numpy(packed(pieces.take(rng.permutation(len(pieces)))))
             x = stream[: n_win * T].view(n_win, T).to(device)
@@ -219,6 +297,10 @@ class GPTModel(WordScores):
                 opt.step()
                 losses[step] = loss.item()
                 step += 1
+            epoch += 1
+            if on_epoch is not None:
+                on_epoch(epoch)
+                net.train()
         return losses
 
     # ------------------------------------------------------------------ scoring
@@ -275,13 +357,32 @@ class GPTModel(WordScores):
         if watermark is not None and self.decoding != "sample":
             raise UserError("gpt: a watermark needs decoding 'sample'; beam search takes none (the schemes' "
                             "generation rules are sampling rules).")
+        if self.continuation:
+            return self._continue_blocks(n, rng, watermark)
         if self.decoding == "sample":
             starts = TokenSequences(np.full(n, EOS_PIECE, dtype=np.int32), np.arange(n + 1))
             return self.bpe_.decode(self._generate(starts, self.max_len, torch_generator(rng, self.device_),
                                                    watermark=watermark))
-        prompts = training_prompts(self.train_data_, n, self.prompt_len, rng)
+        prompts = training_prompts(self._prompt_data(), n, self.prompt_len, rng)
         pieces = self._generate(self._start(prompts), self.max_len, None, beam=True)
         return join(prompts, self.bpe_.decode(pieces))
+
+    def _prompt_data(self) -> TokenSequences:
+        return self.original_ if self.prompts == "original" else self.train_data_
+
+    def _continue_blocks(self, n: int, rng: np.random.Generator, watermark=None) -> TokenSequences:
+        """The paper's generation: ``continuation`` pieces after each of as many ``block_size``-piece
+        blocks of the prompt data as ``n`` of its items fill, beam-searched or sampled; the items
+        are the continuations' sentences (:func:`~collapselab.models.prompting.continuation_items`)."""
+        from collapselab.models.torch_utils import torch_generator
+
+        source = self._prompt_data()
+        prompts = block_prompts(packed(self.bpe_.encode(source)), self.block_size, n, len(source), rng)
+        beam = self.decoding == "beam"
+        generator = None if beam else torch_generator(rng, self.device_)
+        pieces = self._generate(prompts, self.continuation + 1, generator, beam=beam, max_tokens=self.continuation,
+                                stop_at_eos=False, watermark=watermark)
+        return self.bpe_.decode(continuation_items(prompts, pieces, self.bpe_.ends_word_))
 
     def watermark_tokens(self, data: TokenSequences) -> TokenSequences:
         """The token ids a watermark scheme reads in word-id items: their BPE pieces."""
@@ -312,7 +413,7 @@ class GPTModel(WordScores):
 
     def _generate(self, prompts: TokenSequences, max_words: int, generator, *, beam: bool = False,
                   top_k: int | None = None, temperature: float | None = None, use_cache: bool = True,
-                  watermark=None) -> TokenSequences:
+                  watermark=None, max_tokens: int | None = None, stop_at_eos: bool = True) -> TokenSequences:
         """Generated pieces per prompt, in chunks whose key/value cache fits ``GEN_BYTES`` (each chunk
         with a fresh watermark processor)."""
         import torch
@@ -323,8 +424,8 @@ class GPTModel(WordScores):
         row_bytes = 4 * (2 * cfg.n_layer * cfg.block_size * cfg.n_embd + 4 * cfg.vocab_size)
         chunk = max(1, GEN_BYTES // row_bytes // (self.num_beams if beam else 1))
         ends_word = torch.as_tensor(self.bpe_.ends_word_, device=self.device_)
-        common = dict(max_words=max_words, max_tokens=PIECES_PER_WORD * (max_words + 1), ends_word=ends_word,
-                      repetition_penalty=self.repetition_penalty, use_cache=use_cache)
+        common = dict(max_words=max_words, max_tokens=max_tokens or PIECES_PER_WORD * (max_words + 1), ends_word=ends_word,
+                      repetition_penalty=self.repetition_penalty, use_cache=use_cache, stop_at_eos=stop_at_eos)
         parts = []
         with torch.no_grad():
             for lo in range(0, len(prompts), chunk):
