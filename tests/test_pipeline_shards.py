@@ -83,12 +83,12 @@ def test_records_come_in_bounded_batches_and_memory_is_flat(tmp_path, monkeypatc
     """Constant memory: the peak of Python allocations while scanning is the same for a 4x larger
     file (one block and one batch at a time), far below the file's size."""
     monkeypatch.setattr(pio, "BLOCK_BYTES", 64 << 10)
-    small = _write(tmp_path / "small.jsonl", _docs(2000, seed=1))
-    big = _write(tmp_path / "big.jsonl", _docs(8000, seed=2))
+    small = _write(tmp_path / "small.jsonl", _docs(4000, seed=1))  # big enough that the ~1.2 MB of fixed
+    big = _write(tmp_path / "big.jsonl", _docs(16000, seed=2))  # allocations sit well below half the big file
     shard = sh.plan([big], 10**9)[0]
     sizes = [len(b.texts) for b in pio.shard_records(shard, text_field="text", on_error="fail", batch_size=100,
                                                       found=pio.Found())]
-    assert max(sizes) == 100 and sum(sizes) == 8000
+    assert max(sizes) == 100 and sum(sizes) == 16000
     peaks = []
     for f in (small, big):
         tracemalloc.start()
