@@ -78,7 +78,7 @@ from collapselab.pipeline.io import (
     shard_records,
 )
 from collapselab.pipeline.record import check_ledger, record_step
-from collapselab.pipeline.runner import Runner, resumable
+from collapselab.pipeline.runner import Runner, check_backend, resumable
 from collapselab.pipeline.scan import FORMAT as SCAN
 from collapselab.pipeline.scan import VERSION as SCAN_VERSION
 from collapselab.pipeline.scorers import LengthScorer
@@ -417,6 +417,7 @@ def filter_corpus(inp: str | os.PathLike, *, scores: str | os.PathLike | None = 
     ``ledger``: a provenance ledger to record the filter in, as a step whose inputs are ``inp`` (and
     the scan's sidecar) and whose outputs are the kept, quarantined and reasons files and the manifest."""
     check_on_error(on_error)
+    check_backend(backend, address)
     if backend == "local":
         jobs = sh.check_jobs(jobs)
     sh.check_shard_bytes(shard_bytes)

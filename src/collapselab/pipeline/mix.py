@@ -51,7 +51,7 @@ from collapselab.pipeline.io import (
     read_manifest,
 )
 from collapselab.pipeline.record import check_ledger, record_step
-from collapselab.pipeline.runner import Runner
+from collapselab.pipeline.runner import Runner, check_backend
 from collapselab.pipeline.steps import Mix, Reader, add_stats
 
 FORMAT = "collapselab-mix"
@@ -115,6 +115,7 @@ def mix_corpus(inputs: Sequence[str | os.PathLike], *, vault, min_human: float, 
     from collapselab.provenance.vault import Vault
 
     check_on_error(on_error)
+    check_backend(backend, address)
     if backend == "local":
         jobs = sh.check_jobs(jobs)
     if not 0.0 <= min_human < 1.0:

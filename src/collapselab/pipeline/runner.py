@@ -110,6 +110,17 @@ class Runner:
         self.close()
 
 
+def check_backend(backend: str, address: str | None = None) -> None:
+    """A wrong ``--backend`` / ``--address``, or Ray not installed: one UserError before any work
+    (the backend itself starts later, with the runner)."""
+    from collapselab.backends import import_ray, make_backend
+
+    if backend == "ray":
+        import_ray()
+    else:
+        make_backend(backend, jobs=1, address=address).close()  # an unknown name, or --address without ray
+
+
 class _Resumable:
     """``fn(job)``, unless the job's shard is finished already (a module-level class: picklable)."""
 

@@ -85,7 +85,7 @@ from collapselab.pipeline.io import (
     read_manifest,
 )
 from collapselab.pipeline.record import check_ledger, record_step
-from collapselab.pipeline.runner import Runner
+from collapselab.pipeline.runner import Runner, check_backend
 from collapselab.pipeline.scorers import (  # noqa: F401
     DETECTORS,
     LM_DETECTORS,
@@ -264,6 +264,7 @@ def scan(inputs: Sequence[str | os.PathLike], *, out: str | os.PathLike, detecto
         detector_options["ids_field"] = c.ids_field
     lm = detector in LM_DETECTORS
     c.check()
+    check_backend(c.backend, c.address)
     if c.backend == "local":  # LM detectors: one process by default, torch's threads use the cores
         jobs = 1 if lm and c.jobs is None else sh.check_jobs(c.jobs)
     else:
