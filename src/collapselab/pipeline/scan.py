@@ -272,7 +272,7 @@ def scan(inputs: Sequence[str | os.PathLike], *, out: str | os.PathLike, detecto
     if not inputs:
         raise UserError("scan: no input file given.")
     files = sources.expand_inputs(inputs)
-    sources.expand_inputs(c.tpr_from)  # a missing file: one line now, not after the scan
+    tpr_files = sources.expand_inputs(c.tpr_from)  # a missing file: one line now, not after the scan
     out = Path(out)
     if out.resolve() in {Path(p).resolve() for p in files if not sources.is_url(p)}:
         raise UserError(f"{out}: is one of the inputs; the input is never modified. Pick another --out.")
@@ -283,7 +283,7 @@ def scan(inputs: Sequence[str | os.PathLike], *, out: str | os.PathLike, detecto
     manifest_path, parts = Path(str(out) + ".json"), Path(str(out) + ".parts")
     check_ledger(ledger)
     params = {"detector": detector, **dparams, "text_field": c.text_field, "on_error": c.on_error, "tpr": c.tpr,
-              "n_tpr": c.n_tpr, "fpr": c.fpr, "n_fpr": c.n_fpr, "tpr_from": inputs_record(c.tpr_from),
+              "n_tpr": c.n_tpr, "fpr": c.fpr, "n_fpr": c.n_fpr, "tpr_from": inputs_record(tpr_files),
               "shard_bytes": c.shard_bytes}
     shards = sh.plan(inputs, c.shard_bytes)
     with Runner("scan", backend=c.backend, jobs=jobs, address=c.address, progress=progress) as runner:
