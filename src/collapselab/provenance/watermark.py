@@ -90,7 +90,8 @@ MIN_KEY_BYTES = 16
 ID_BYTES = 3  # bytes per token id in the PRF message
 MAX_ID = 2 ** (8 * ID_BYTES)  # ids must be below this
 _DOMAIN = b"collapselab watermark v1 / "
-_CHUNK_TOKENS = 1 << 16  # detection works on runs of whole items of about this many tokens
+_CHUNK_TOKENS = 1 << 18  # detection works on runs of whole items of about this many tokens (larger runs
+# share more pairs between items, so fewer PRF calls; the radix sort stays linear: 1 << 16 was 15-35% slower)
 _PRF_CHUNK = 1 << 14  # SipHash lanes per numpy pass: keeps the state arrays in cache
 
 
