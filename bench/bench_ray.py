@@ -14,7 +14,10 @@ jobs=2)``) and warmed up (both workers have imported the pipeline); then, interl
 - ``filter_corpus(f, detector="length", threshold=6000, backend="ray", jobs=1|2)``;
 - for reference, the same two on the local backend with one process (``backend="local", jobs=1``).
 
-Shards of ``--shard-mb`` MiB (default 64: 16 shards for 1 GB, so two workers share them evenly).
+Shards of ``--shard-mb`` MiB (default 64: 15 shards for 1 GB, so two workers share them evenly).
+Besides each command's wall time, its *shard phase* (from its map's start to its last shard,
+through the ``progress`` callback) is timed: the part that the workers share, without the serial
+planning, merge and final writes.
 The sidecar of the two Ray runs and of the local run must be the same bytes, and the kept and
 quarantine files too (asserted). Prints the load average before and after: the ratio needs two
 idle cores, and on a shared machine other work takes some.
@@ -45,23 +48,44 @@ def digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def scan(path: Path, out: Path, backend: str, jobs: int, shard_bytes: int) -> dict:
+class Phase:
+    """The shard phase of a command: from its map's start (0 shards done) to its last shard."""
+
+    def __init__(self) -> None:
+        self.start = self.end = None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        now = time.perf_counter()
+        if done == 0 and self.start is None:
+            self.start = now
+        if done == total:
+            self.end = now
+
+    @property
+    def seconds(self) -> float:
+        return self.end - self.start
+
+
+def scan(path: Path, out: Path, backend: str, jobs: int, shard_bytes: int) -> tuple[dict, float]:
     from collapselab.pipeline import scan_corpus
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    scan_corpus([path], detector="length", out=out / "s.parquet", jobs=jobs, backend=backend, shard_bytes=shard_bytes)
-    return {"sidecar": digest(out / "s.parquet")}
+    phase = Phase()
+    scan_corpus([path], detector="length", out=out / "s.parquet", jobs=jobs, backend=backend, shard_bytes=shard_bytes,
+                progress=phase)
+    return {"sidecar": digest(out / "s.parquet")}, phase.seconds
 
 
-def one_pass(path: Path, out: Path, backend: str, jobs: int, shard_bytes: int, max_chars: int) -> dict:
+def one_pass(path: Path, out: Path, backend: str, jobs: int, shard_bytes: int, max_chars: int) -> tuple[dict, float]:
     from collapselab.pipeline import filter_corpus
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    phase = Phase()
     filter_corpus(path, detector="length", threshold=float(max_chars), out=out / "kept.jsonl",
-                  quarantine=out / "q.jsonl", jobs=jobs, backend=backend, shard_bytes=shard_bytes)
-    return {"kept": digest(out / "kept.jsonl"), "quarantine": digest(out / "q.jsonl")}
+                  quarantine=out / "q.jsonl", jobs=jobs, backend=backend, shard_bytes=shard_bytes, progress=phase)
+    return {"kept": digest(out / "kept.jsonl"), "quarantine": digest(out / "q.jsonl")}, phase.seconds
 
 
 def main() -> None:
@@ -88,7 +112,8 @@ def main() -> None:
     steps = {"scan --detector length": lambda inp, out, backend, jobs: scan(inp, out, backend, jobs, shard_bytes),
              "filter --detector length (one pass)": lambda inp, out, backend, jobs: one_pass(inp, out, backend, jobs, shard_bytes, args.max_chars)}
     settings = [("ray", 1), ("ray", 2), ("local", 1)]
-    best: dict = {}
+    best: dict = {}  # whole command, best of the rounds
+    phases: dict = {}  # its shard phase (the part the workers share), best of the rounds
     outputs: dict = {}
     try:
         t0 = time.perf_counter()
@@ -103,10 +128,12 @@ def main() -> None:
                 for name, step in steps.items():
                     for backend, jobs in settings:
                         t = time.perf_counter()
-                        outputs[(name, backend, jobs)] = step(path, work / f"{backend}{jobs}", backend, jobs)
+                        outputs[(name, backend, jobs)], shards = step(path, work / f"{backend}{jobs}", backend, jobs)
                         dt = time.perf_counter() - t
                         best[(name, backend, jobs)] = min(dt, best.get((name, backend, jobs), float("inf")))
-                        print(f"  round {r + 1}: {name}, {backend} x{jobs}: {dt:.1f}s ({size / 1e6 / dt:.0f} MB/s)")
+                        phases[(name, backend, jobs)] = min(shards, phases.get((name, backend, jobs), float("inf")))
+                        print(f"  round {r + 1}: {name}, {backend} x{jobs}: {dt:.1f}s ({size / 1e6 / dt:.0f} MB/s; "
+                              f"shards {shards:.1f}s)")
             assert ray_backend.jobs == 2
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -119,11 +146,15 @@ def main() -> None:
     rows, records = [], []
     for name in steps:
         one, two, local = (best[(name, "ray", 1)], best[(name, "ray", 2)], best[(name, "local", 1)])
-        rows.append([name, f"{local:.1f}s", f"{one:.1f}s", f"{two:.1f}s", f"{size / 1e6 / two:.0f} MB/s", fmt_ratio(one / two)])
+        p1, p2 = phases[(name, "ray", 1)], phases[(name, "ray", 2)]
+        rows.append([name, f"{local:.1f}s", f"{one:.1f}s", f"{two:.1f}s", f"{size / 1e6 / two:.0f} MB/s", fmt_ratio(one / two),
+                     f"{p1:.1f}s / {p2:.1f}s", fmt_ratio(p1 / p2)])
         records.append({"step": name, "local_1_process_s": local, "ray_1_worker_s": one, "ray_2_workers_s": two,
-                        "ratio_2_vs_1": one / two, "ray_1_vs_local_1": local / one})
+                        "ratio_2_vs_1": one / two, "ray_1_vs_local_1": local / one,
+                        "shards_1_worker_s": p1, "shards_2_workers_s": p2, "shards_ratio_2_vs_1": p1 / p2})
     print_table(f"Ray: 2 local workers vs 1 on {size / 1e6:,.0f} MB ({args.shard_mb} MiB shards), best of {args.repeat}",
-                ["step", "local, 1 process", "Ray, 1 worker", "Ray, 2 workers", "2 workers", "2 vs 1"], rows)
+                ["step", "local, 1 process", "Ray, 1 worker", "Ray, 2 workers", "2 workers", "2 vs 1",
+                 "shard phase 1 / 2", "2 vs 1 (shards)"], rows)
     print(f"load average before: {', '.join(f'{x:.2f}' for x in load_before)}; "
           f"after: {', '.join(f'{x:.2f}' for x in load_after)} ({os.cpu_count()} cores)")
     print("outputs identical on local x1, Ray x1 and Ray x2: yes (sidecar, kept and quarantine SHA-256)")
