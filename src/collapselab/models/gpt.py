@@ -242,7 +242,7 @@ class GPTModel(WordScores):
         with torch.enable_grad():
             self.loss_history_ = self.train_net(self.net_, self.bpe_.encode(data), rng, self.epochs, device,
                                                 None if validation is None else self._selector(validation))
-        if validation is not None:
+        if validation is not None and "state" in self._best:  # (no epoch, nothing to select: epochs=0)
             self.net_.load_state_dict(self._best.pop("state"))
             self.best_epoch_ = self._best.pop("epoch")
         self.net_.eval()
