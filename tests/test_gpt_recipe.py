@@ -15,16 +15,17 @@ from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
 from collapselab.models import gpt as gpt_module
 from collapselab.models.gpt import NATURE_RECIPE, GPTModel, packed
 from collapselab.models.prompting import block_prompts, continuation_items, heads
+from collapselab.models.torch_utils import set_threads
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, bpe_vocab=400, batch_size=16, lr=1e-2)
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def single_torch_thread():  # a small shared machine: one thread is faster (docs/gpt.md, "Threads")
+    saved = torch.get_num_threads()
+    set_threads(1)
     yield
-    torch.set_num_threads(before)
+    set_threads(saved)
 
 
 @pytest.fixture(autouse=True)
