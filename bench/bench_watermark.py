@@ -268,7 +268,22 @@ def reference_detect(wm: Watermark, seqs: TokenSequences) -> tuple[list[int], li
     return n_scored, n_green
 
 
-def speed(markllm_python: str | None, budget: float) -> tuple[str, dict]:
+def watermark_at(rev: str):
+    """``collapselab.provenance.watermark`` as it was at git revision ``rev`` (for a before/after row)."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parent.parent
+    src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:src/collapselab/provenance/watermark.py"],
+                         capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "watermark_at_rev.py"
+    path.write_text(src, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("watermark_at_rev", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def speed(markllm_python: str | None, budget: float, against: str | None = None) -> tuple[str, dict]:
     from collapselab.corpus.text_corpus import sotu_documents
 
     out: dict = {}
@@ -311,7 +326,16 @@ def speed(markllm_python: str | None, budget: float) -> tuple[str, dict]:
 
             seqs = pieces(build_text_corpus(sotu_documents(), name="sotu", n_train=None).train, 200)
             source = "SOTU, collapselab tokenizer, 200-token pieces"
-    t_ours = min(_time(lambda: wm.detect(seqs)) for _ in range(3))
+    before = None
+    if against:  # the same detector at another revision, timed in alternation with ours: equal counts first
+        old_wm = watermark_at(against).Watermark(key_for("speed"), gamma=GAMMA, delta=DELTA)
+        a, b = old_wm.detect(seqs), wm.detect(seqs)
+        assert np.array_equal(a.n_scored, b.n_scored) and np.array_equal(a.n_green, b.n_green)
+        times = [(_time(lambda: old_wm.detect(seqs)), _time(lambda: wm.detect(seqs))) for _ in range(5)]
+        t_before, t_ours = min(t[0] for t in times), min(t[1] for t in times)
+        before = seqs.n_tokens / t_before
+    else:
+        t_ours = min(_time(lambda: wm.detect(seqs)) for _ in range(3))
     ours = seqs.n_tokens / t_ours
     k = min(len(seqs), 300)
     sub = seqs.take(np.arange(k))
@@ -323,6 +347,10 @@ def speed(markllm_python: str | None, budget: float) -> tuple[str, dict]:
                         "python_reference_tokens_per_s": ref, "markllm": {k2: v for k2, v in peer.items() if k2 != "z"}}
     rows = [["collapselab Watermark.detect (numpy)", f"{seqs.n_tokens:,}", fmt_rate(ours), "1.0x"],
             ["plain-Python per-token detector (same PRF)", f"{sub.n_tokens:,}", fmt_rate(ref), fmt_ratio(ours / ref)]]
+    if before is not None:
+        out["detection"]["before_tokens_per_s"] = {"revision": against, "tokens_per_s": before}
+        rows.insert(1, [f"the same Watermark.detect at {against} (alternating, best of 5)", f"{seqs.n_tokens:,}",
+                        fmt_rate(before), fmt_ratio(ours / before)])
     if peer.get("status") == "ok":
         mk = peer["tokens_per_s"]
         out["detection"]["ratio_vs_markllm"] = ours / mk
@@ -362,6 +390,7 @@ def main() -> None:
     ap.add_argument("--markllm-python", default="/tmp/markllm-venv/bin/python")
     ap.add_argument("--markllm-budget", type=float, default=30.0, help="seconds of MarkLLM detection to time")
     ap.add_argument("--only", default="strength,fpr,robust,windows,speed")
+    ap.add_argument("--against", default=None, help="also time Watermark.detect as it was at this git revision")
     args = ap.parse_args()
     from collapselab.corpus.text_corpus import build_text_corpus, sotu_documents
 
@@ -375,7 +404,7 @@ def main() -> None:
     md, results = [], {"machine": machine(), "command": "python bench/bench_watermark.py " + " ".join(sys.argv[1:])}
     steps = [("strength", lambda: strength(models, rng)), ("fpr", lambda: false_positives(corpus.holdout, args.keys)),
              ("robust", lambda: robustness(models, rng)), ("windows", lambda: windows(corpus.holdout, bigram, rng, 50)),
-             ("speed", lambda: speed(args.markllm_python, args.markllm_budget))]
+             ("speed", lambda: speed(args.markllm_python, args.markllm_budget, args.against))]
     for name, fn in steps:
         if name in only:
             t0 = time.perf_counter()
