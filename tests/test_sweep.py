@@ -205,3 +205,23 @@ def test_ray_gives_the_same_bytes_as_local(local_sweep, tmp_path):
     for chain in local_sweep.manifest["chains"]:
         a = pd.read_parquet(local_sweep.path / "chains" / chain / "metrics.parquet")
         pd.testing.assert_frame_equal(a, pd.read_parquet(tmp_path / "out/chains" / chain / "metrics.parquet"))
+
+
+@pytest.mark.slow
+def test_a_neural_family_gives_the_same_bytes_on_ray(tmp_path, monkeypatch):
+    """torch's CPU sums depend on its thread count: every chain runs with one thread, on both backends."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)  # local workers would use every core
+    pytest.importorskip("ray")
+    pytest.importorskip("torch")
+    from collapselab.backends import make_backend
+
+    corpus = write_text_folder(tmp_path / "corpus")
+    cfg = {"family": "gpt", "corpus": str(corpus), "generations": 1, "train_items": 100, "holdout_items": 20,
+           "seeds": [0], "policies": ["replace", "accumulate"],
+           "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 32, "bpe_vocab": 300, "batch_size": 16,
+                     "epochs": 1}, "grid": {"lr": [1e-2]}}
+    local = run_sweep(cfg, tmp_path / "local", jobs=2).path
+    with make_backend("ray", jobs=2):
+        on_ray = run_sweep(cfg, tmp_path / "ray", backend="ray").path
+    assert (on_ray / "metrics.parquet").read_bytes() == (local / "metrics.parquet").read_bytes()
+

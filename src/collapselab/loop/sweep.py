@@ -203,7 +203,7 @@ def run_chain(chain: Chain) -> dict:
     resume = RunFolder(folder).metrics_path.exists()
     if folder.exists() and not resume:  # killed before its first generation: start it again
         shutil.rmtree(folder)
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch") or _torch_for(chain)
     threads = torch.get_num_threads() if torch else None
     try:
         with threadpool_limits(1):
@@ -220,6 +220,21 @@ def run_chain(chain: Chain) -> dict:
         if torch:
             torch.set_num_threads(threads)
     return {"chain": chain.name, "ran": True, "resumed": resume, "seconds": round(time.perf_counter() - t0, 3)}
+
+
+def _torch_for(chain: Chain):
+    """torch, imported now when the chain will use it (neural families, image metrics), so that its
+    thread count is set before the chain's first tensor; else None."""
+    from collapselab.config import NEURAL_FAMILIES
+
+    cfg = make_config(chain.config)
+    if cfg.family not in NEURAL_FAMILIES and not cfg.is_image:
+        return None
+    try:
+        import torch
+    except ImportError:  # run_experiment says which extra to install
+        return None
+    return torch
 
 
 # ------------------------------------------------------------------------------- the sweep
