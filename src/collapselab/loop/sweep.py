@@ -34,7 +34,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -145,9 +145,8 @@ def plan_sweep(config: str | Path | dict, out: str | Path) -> tuple[dict, list[C
         cfg = make_config(values, source=f"{source} (grid point {label})" if point else source)
         for policy in cfg.policies:
             for seed in cfg.seeds:
-                chain_cfg = {**values, "seeds": [seed], "policies": [policy]}
-                chains.append(Chain(i, point, seed, policy, chain_cfg, ""))
-    chains = [Chain(c.point, c.values, c.seed, c.policy, c.config, str(out / "chains" / c.name)) for c in chains]
+                chain = Chain(i, point, seed, policy, {**values, "seeds": [seed], "policies": [policy]}, "")
+                chains.append(replace(chain, folder=str(out / "chains" / chain.name)))
     names = [c.name for c in chains]
     if len(set(names)) != len(names):
         raise UserError(f"{source}: two policies share a folder name ({', '.join(sorted({n for n in names if names.count(n) > 1}))}); "
