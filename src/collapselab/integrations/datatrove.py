@@ -94,7 +94,7 @@ class CollapseLabScore(PipelineStep):
         from collapselab.pipeline.scorers import check_detector_options
 
         super().__init__()
-        check_detector_options(detector, **{k: v for k, v in options.items() if k in _CHEAP})
+        check_detector_options(detector, **options)  # the cheap checks, once, where the pipeline is built
         self.detector, self.batch_size, self.options = detector, batch_size, options
         self._scorer = None
 
@@ -121,9 +121,6 @@ class CollapseLabScore(PipelineStep):
                 doc.metadata[FLAGGED] = bool(flagged[i])
                 self.stat_update("flagged" if flagged[i] else "not_flagged")
                 yield doc
-
-
-_CHEAP = ("vocab", "key", "watermark", "performer", "reference_vault", "fpr_target", "gamma", "context_width")
 
 
 def _py(v):

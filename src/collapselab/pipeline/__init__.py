@@ -1,8 +1,11 @@
 """Corpus pipeline: ``scan`` (score documents into a sidecar), ``filter`` (drop flagged documents
 into a quarantine with their reason) and ``mix`` (a training set with a guaranteed share of
-verified human text from the vault). Streaming, block by block, constant memory; inputs cut into
-shards that local processes share (``shards.py``), each written atomically with a done-marker, so
-a rerun skips finished shards and the outputs do not depend on the number of processes.
+verified human text from the vault). Streaming, block by block, constant memory. Inputs of every
+format (``sources.py``: files, folders, URLs) are read by one reader (``io.py``) and cut into shards
+(``shards.py``) that small steps (``steps.py``: Reader, Score, ThresholdFilter, Mix) process on a
+backend (``collapselab.backends``: local processes or Ray); one runner (``runner.py``) skips
+finished shards by their done-markers, merges the parts and writes the manifest last, so a rerun
+resumes and the outputs do not depend on the backend or the number of workers.
 See ``docs/pipeline.md``.
 """
 
