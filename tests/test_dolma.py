@@ -123,3 +123,16 @@ def test_refusals_name_the_file_and_line(tmp_path):
     assert not list((tmp_path / "attrs2").glob("*.gz"))
     with pytest.raises(UserError, match="plain name"):
         write_attributes(out2, name="a__b", root=tmp_path / "attrs3")
+
+
+def test_scan_format_dolma_from_the_command_line(tmp_path, run_main):
+    _docs(tmp_path / "documents", "a.json.gz", [{"id": f"a{i}", "text": "y" * i} for i in range(1, 8)])
+    status, out, err = run_main(["scan", "documents", "--detector", "length", "-o", "s.parquet", "--format", "dolma",
+                                 "--attributes-name", "cl", "--json"], tmp_path)
+    assert status == 0, err
+    res = json.loads(out)
+    assert res["documents"] == 7 and res["dolma"]["documents"] == 7
+    rows = [json.loads(x) for x in gzip.open(tmp_path / "attributes" / "cl" / "a.json.gz", "rt")]
+    assert [r["attributes"]["cl__length__score"] for r in rows] == [[[0, i, float(i)]] for i in range(1, 8)]
+    status, _, err = run_main(["scan", "documents", "--detector", "length", "-o", "t.parquet", "--format", "csv"], tmp_path)
+    assert status == 2 and "--format" in err

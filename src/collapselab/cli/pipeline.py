@@ -82,6 +82,9 @@ def scan_cmd(
     backend: str = typer.Option("local", "--backend", help=BACKEND_HELP),
     address: Optional[str] = typer.Option(None, "--address", help=ADDRESS_HELP),
     ledger: Optional[str] = typer.Option(None, "--ledger", help=LEDGER_HELP),
+    fmt: str = typer.Option("parquet", "--format", help="'parquet': the sidecar only; 'dolma': also dolma attribute files (documents/X.json.gz -> attributes/NAME/X.json.gz, row for row), so `dolma mix` filters on the scores (docs/scale.md)."),
+    attributes_name: str = typer.Option("collapselab", "--attributes-name", help="--format dolma: the attribute set's name (a dolma stream's attributes: [NAME])."),
+    attributes_root: Optional[Path] = typer.Option(None, "--attributes-root", help="--format dolma: where the attribute files go when the inputs are not under a documents/ folder."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help=QUIET_HELP),
 ) -> None:
@@ -90,6 +93,10 @@ def scan_cmd(
     The estimate is corrected for the detector's TPR and FPR (Rogan–Gladen); the raw flagged
     share is printed beside it. The input is never modified."""
     from collapselab.pipeline.scan import scan_corpus
+
+    if fmt not in ("parquet", "dolma"):
+        raise typer.BadParameter(f"{fmt!r}: use 'parquet' (the sidecar) or 'dolma' (the sidecar and dolma attributes)",
+                                 param_hint="--format")
 
     with _progress("scan", quiet or as_json) as progress:
         r = scan_corpus(inputs, key=key, vocab=vocab, out=out, detector=detector, text_field=text_field, on_error=on_error,
@@ -100,7 +107,16 @@ def scan_cmd(
                         watermark=watermark, tokenizer=tokenizer, ids_field=ids_field, lm_model=lm_model,
                         performer=performer, device=device, batch_tokens=batch_tokens, max_tokens=max_tokens, dtype=dtype,
                         backend=backend, address=address)
+    attrs = None
+    if fmt == "dolma":
+        from collapselab.integrations.dolma import write_attributes
+
+        attrs = write_attributes(out, name=attributes_name, root=attributes_root)
+    if as_json and attrs is not None:
+        return print_json({**r.to_dict(), "dolma": attrs.to_dict()})
     _show("scan", r, as_json)
+    if attrs is not None:
+        typer.echo(attrs.summary())
 
 
 def filter_cmd(

@@ -58,10 +58,16 @@ def attributes_path(document: str, name: str, root: str | os.PathLike | None = N
     doc = str(document)
     if root is not None:
         return Path(root) / Path(doc).name
-    if "/documents/" not in doc.replace(os.sep, "/"):
+    from collapselab.pipeline.sources import is_url
+
+    if is_url(doc):
+        raise UserError(f"{doc}: attribute files are written locally; pass --attributes-root DIR, then copy DIR's files "
+                        f"to the store's attributes/{name}/ beside documents/.")
+    probe = "/" + doc.replace(os.sep, "/")  # a relative documents/x.json.gz too
+    if "/documents/" not in probe:
         raise UserError(f"{doc}: not under a 'documents/' folder, so dolma's attributes path cannot be derived. "
                         "Pass --attributes-root DIR to say where the attributes go.")
-    return Path(doc.replace(os.sep, "/").replace("/documents/", f"/attributes/{name}/", 1))
+    return Path(probe.replace("/documents/", f"/attributes/{name}/", 1)[1:])
 
 
 def _tagger(manifest: dict) -> str:
