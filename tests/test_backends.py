@@ -95,8 +95,11 @@ def test_missing_ray_names_the_extra(monkeypatch):
     assert str(e.value) == RAY_MISSING and 'pip install -e ".[ray]"' in str(e.value)
 
 
-def test_ray_runs_at_most_jobs_tasks_at_once(ray_backend):
+def test_ray_runs_jobs_tasks_at_once_and_no_more(ray_backend):
     ray = pytest.importorskip("ray")
+    t0 = time.perf_counter()
+    assert ray_backend.map(fail_at, [(i, 0.4, None) for i in range(4)]) == [0, 10, 20, 30]
+    assert time.perf_counter() - t0 < 1.4  # two at a time: 0.8 s and overhead, not 1.6 s
     with make_backend("ray", jobs=1) as one:  # joins the running Ray, does not own it
         t0 = time.perf_counter()
         assert one.map(fail_at, [(i, 0.3, None) for i in range(3)]) == [0, 10, 20]
