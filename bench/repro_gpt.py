@@ -15,6 +15,10 @@ the histogram figure docs/figures/repro_gpt_hist.png.
                                                  # the paper's ablation: the same beam run with repetition
                                                  # penalty 2, compared with the run without it
     python bench/repro_gpt.py --train-items 1000 --generations 3 --seeds 0-1   # a quick look
+    python bench/repro_gpt.py --recipe nature    # the paper's recipe (pretrained start, 64-piece blocks
+                                                 # from the original data, checkpoint selection), 5-beam
+                                                 # against sampling, each seed its own data: section
+                                                 # "Reproduction 1d" and the README's gpt bullet
 
 The run folder (bench/out/repro_gpt/ by default) is kept: rerunning the script with the same
 settings resumes an unfinished run or, when it is complete, only rewrites the tables.
@@ -166,6 +170,166 @@ def same_run_without(path: Path, run: cl.Run) -> cl.Run | None:
     return base if same else None
 
 
+NATURE_DECODINGS = {"beam": "5-beam search", "sample": "sampling at temperature 1"}
+
+
+def trigram_baselines(run: cl.Run) -> pd.DataFrame:
+    """Per seed: the order-3 n-gram's held-out perplexity trained on the seed's generation-0
+    sentences, and on those plus the gpt's pretraining text (the same reserve sentences,
+    ``GPTModel._reserve``), against the gpt's generation 0 on the same held-out set."""
+    from collapselab.corpus import load_corpus
+    from collapselab.corpus.sequences import TokenSequences
+    from collapselab.models import make_model
+    from collapselab.models.ngram import NGramModel
+
+    rows = []
+    m = run.metrics
+    for seed in run.config.seeds:
+        corpus = load_corpus(run.config, seed)
+        pre, _ = make_model("gpt", run.config.model, vocab=corpus.vocab)._reserve(corpus)
+        rng = np.random.default_rng(0)
+        tri = NGramModel(vocab_size=len(corpus.vocab), order=3).fit(corpus.train, rng=rng)
+        both = NGramModel(vocab_size=len(corpus.vocab), order=3).fit(TokenSequences.concat([corpus.train, pre]), rng=rng)
+        gen0 = m[(m.generation == 0) & (m.seed == seed)]["ppl_holdout"].iloc[0]
+        rows.append({"seed": seed, "gpt": gen0, "trigram": tri.perplexity(corpus.holdout),
+                     "trigram_plus": both.perplexity(corpus.holdout), "pretrain_items": len(pre)})
+    return pd.DataFrame(rows)
+
+
+def nature(args) -> int:
+    """Both decodings of the paper's recipe, each seed its own data; docs/results.md and README."""
+    from _common import ci, pm
+
+    runs = {}
+    t_all = time.perf_counter()
+    for dec in NATURE_DECODINGS:
+        config = {"family": "gpt", "policies": POLICIES, "seeds": args.seeds, "generations": args.generations,
+                  "resample_data": True, "model": {"device": args.device, "recipe": "nature", "decoding": dec}}
+        for k in ("train_items", "holdout_items"):
+            if getattr(args, k):
+                config[k] = getattr(args, k)
+        if args.pretrain_items:
+            config["model"]["pretrain_items"] = args.pretrain_items
+        print(f"== {dec}", flush=True)
+        runs[dec] = run_or_load(config, (args.out or OUT_DIR) / f"repro_gpt_nature_{dec}", args.jobs)
+    G = args.generations
+    gens = sorted({0, 1, 2, 3, 5, G} & set(range(G + 1)))
+    beam = runs["beam"]
+    s, mp = beam.summary["corpus"], beam.config.model
+    seeds = beam.config.seeds
+    base = trigram_baselines(beam)
+
+    def cell(run, p, g, col, fmt):
+        m = run.metrics
+        return pm(m[(m.policy == p) & (m.generation == g)].sort_values("seed")[col], fmt)
+
+    head = "| generation | " + " | ".join(f"{d}, {p}" for d in NATURE_DECODINGS for p in POLICIES) + " |"
+    rule = "| ---: |" + " ---: |" * (2 * len(POLICIES))
+    ppl = [head, rule] + [f"| {g} | " + " | ".join(cell(runs[d], p, g, "ppl_holdout", ".0f") for d in NATURE_DECODINGS
+                                                    for p in POLICIES) + " |" for g in gens]
+    div_cols = [("ppl_under_gen0", ".0f", "perplexity of the output under generation 0"),
+                ("vocab_size", ".0f", "word types in the output"), ("distinct_2", ".3f", "distinct-2"),
+                ("self_bleu", ".3f", "self-BLEU"), ("unigram_kl", ".3f", "unigram KL to the human training text (nats)"),
+                ("n_items", ".0f", "items written (sentences of the continuations)"), ("n_tokens", ".0f", "words written")]
+    div = ["| measure | generation | " + " | ".join(f"{d}, {p}" for d in NATURE_DECODINGS for p in POLICIES) + " |",
+           "| --- | ---: |" + " ---: |" * (2 * len(POLICIES))]
+    for col, fmt, what in div_cols:
+        for g in sorted({0, G}):
+            div.append(f"| {what} | {g} | " + " | ".join(cell(runs[d], p, g, col, fmt) for d in NATURE_DECODINGS
+                                                        for p in POLICIES) + " |")
+    tri = ["| seed | gpt generation 0 | trigram, same sentences | trigram, same sentences + the pretraining text |",
+           "| ---: | ---: | ---: | ---: |"]
+    tri += [f"| {r.seed} | {r.gpt:.0f} | {r.trigram:.0f} | {r.trigram_plus:.0f} |" for r in base.itertuples()]
+    tri.append(f"| mean (95% CI) | {pm(base.gpt, '.0f')} | {pm(base.trigram, '.0f')} | {pm(base.trigram_plus, '.0f')} |")
+
+    def final(d, p):
+        m = runs[d].metrics
+        return m[(m.policy == p) & (m.generation == G)].sort_values("seed")["ppl_holdout"]
+
+    def ratio(d, p):
+        m = runs[d].metrics
+        a = m[(m.policy == p) & (m.generation == G)].set_index("seed")["ppl_holdout"]
+        b = m[(m.policy == p) & (m.generation == 0)].set_index("seed")["ppl_holdout"]
+        return (a / b).dropna()
+
+    rb, rs = ratio("beam", "replace"), ratio("sample", "replace")
+    diff = (rb - rs).dropna()
+    lo_hi = ci(diff)
+    beats = base.gpt.mean() <= base.trigram.mean()
+    flags = "" if args.seeds == [0, 1, 2] else " --seeds " + ",".join(map(str, args.seeds))
+    flags += (f" --generations {G}" if G != 10 else "") + (f" --train-items {args.train_items}" if args.train_items else "")
+    flags += (f" --holdout-items {args.holdout_items}" if args.holdout_items else "")
+    flags += (f" --pretrain-items {args.pretrain_items}" if args.pretrain_items else "")
+    took = sum(r.summary.get("seconds") or 0 for r in runs.values())
+    beam_vs = ("beam search degrades held-out perplexity more than sampling" if lo_hi[0] - lo_hi[1] > 0
+               else "sampling degrades it more than beam search" if lo_hi[0] + lo_hi[1] < 0
+               else "the two are not told apart at this number of seeds")
+    doc = f"""## Reproduction 1d: the Nature paper's recipe with `gpt`, 5-beam search against sampling
+
+Produced by `python bench/repro_gpt.py --recipe nature{flags}` ({time.strftime('%Y-%m-%d')}; the two runs took
+{took / 60:.0f} min on this shared 2-core machine; rebuilding the tables {time.perf_counter() - t_all:.0f} s). Every number is computed from the runs
+(`bench/out/repro_gpt_nature_beam`, `..._sample`).
+
+Setup (`model: {{recipe: nature}}`, docs/gpt.md): `gpt` ({mp['n_layer']} layers, {mp['n_head']} heads, width {mp['n_embd']},
+{mp['bpe_vocab']:,} BPE pieces, context {mp['block_size']}), **pretrained** for {mp['pretrain_epochs']:g} epoch on {mp['pretrain_items']:,} human
+State of the Union sentences of the corpus reserve (sentences of the training documents that are neither the run's
+training set nor held out; cached on disk), then fine-tuned on the run's {s['train_items']:,} human sentences: generation 0.
+Each later generation fine-tunes **from generation 0's weights** for {mp['epochs']:g} epochs and keeps the epoch with the best
+perplexity on {mp['val_items']} other human reserve sentences (never the scored held-out set). Generation g writes its data
+as the paper does: every {mp['block_size']}-piece block of the **original** human training text (generation 0's, packed
+`</s> sentence </s> sentence …`) is a prompt, continued by {mp['continuation']} pieces (`</s>` does not stop it), so the
+generated set has the original's size in pieces; its items are the continuations' sentences (the first and last of
+each usually fragments, as the paper's blocks begin and end mid-sentence). `replace` trains on that output alone (the
+paper's 0% original data), `anchor:0.1` on 90% of it plus 10% drawn afresh from the human training set. Each seed
+({', '.join(map(str, seeds))}) draws its own generation-0 data, held-out set and reserve (`resample_data`); ± is the
+half-width of the 95% t interval over seeds. Held-out perplexity is per word on {s['holdout_items']:,} sentences of
+held-out addresses.
+
+### Generation 0 against the trigram
+
+{chr(10).join(tri)}
+
+The gpt's generation 0 {'is at least as good as' if beats else 'is NOT as good as'} the order-3 n-gram trained on the
+same sentences. It has also read the pretraining text, which the first trigram has not: given that text too, the
+trigram scores {base.trigram_plus.mean():.0f}, {'better than' if base.trigram_plus.mean() < base.gpt.mean() else 'no better than'} the gpt. So the gpt is a stronger generation 0 than the
+plain trigram because of the extra human text; as a language model of this text it is
+{'still weaker than a trigram given the same text' if base.trigram_plus.mean() < base.gpt.mean() else 'also ahead of a trigram given the same text'}.
+
+### Held-out perplexity per generation (mean ± 95% CI)
+
+{chr(10).join(ppl)}
+
+With no original data (`replace`), generation {G}'s held-out perplexity is {rb.mean():.2f}× generation 0's with beam
+search and {rs.mean():.2f}× with sampling (per-seed ratios, mean); the difference beam − sampling is
+{lo_hi[0]:+.2f} ± {lo_hi[1]:.2f}: {beam_vs}. With 10% original data: {ratio('beam', 'anchor:0.1').mean():.2f}× (beam) and
+{ratio('sample', 'anchor:0.1').mean():.2f}× (sampling).
+
+### Diversity and the output's probability (generation 0 and {G})
+
+{chr(10).join(div)}
+
+Differences from the paper that remain: a 0.6 M-parameter model pretrained on {mp['pretrain_items']:,} sentences, not OPT-125m;
+{s['train_items']:,} training sentences, not wikitext2; a context of {mp['block_size']} pieces, so a continuation sees its
+prompt's last 32-64 pieces rather than the whole 64 + 64; {len(seeds)} seeds rather than 5 runs.
+"""
+    readme = (f"- **The Nature paper's language-model experiment, its recipe** (`python bench/repro_gpt.py --recipe nature{flags}`; "
+              f"`gpt` pretrained on {mp['pretrain_items']:,} human SOTU sentences outside the run's data, fine-tuned on "
+              f"{s['train_items']:,}; 64-piece blocks of the original data continued by 64 pieces; checkpoint selected on human "
+              f"validation text; {len(seeds)} seeds, each its own data; tables in docs/results.md, Reproduction 1d): generation 0's "
+              f"held-out perplexity {pm(base.gpt, '.0f')} against the trigram's {pm(base.trigram, '.0f')} on the same sentences "
+              f"({pm(base.trigram_plus, '.0f')} when the trigram also reads the pretraining text). With no original data, "
+              f"generation {G} reaches {pm(final('beam', 'replace'), '.0f')} with 5-beam search "
+              f"({rb.mean():.2f}× generation 0) and {pm(final('sample', 'replace'), '.0f')} with sampling ({rs.mean():.2f}×): "
+              f"{beam_vs}. Keeping 10% original data: {pm(final('beam', 'anchor:0.1'), '.0f')} (beam), "
+              f"{pm(final('sample', 'anchor:0.1'), '.0f')} (sampling).")
+    if not args.no_docs:
+        write_section(ROOT / "docs" / "results.md", "gpt-nature", doc)
+        write_section(ROOT / "README.md", "gpt-results", readme)
+    print(doc)
+    print(readme)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2], help="e.g. 0-2 or 0,3 (default 0-2)")
@@ -182,9 +346,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--holdout-items", type=int, default=None, help="held-out sentences scored each generation (default: the family's)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--jobs", type=int, default=2, help="chains run side by side (default 2)")
-    ap.add_argument("--out", type=Path, default=None, help="run folder (default bench/out/repro_gpt[_beam]; kept, a rerun resumes it)")
+    ap.add_argument("--out", type=Path, default=None, help="run folder (default bench/out/repro_gpt[_beam]; kept, a rerun resumes it); with --recipe: the folder of its two")
     ap.add_argument("--no-docs", action="store_true", help="print the tables without writing docs/results.md")
+    ap.add_argument("--recipe", choices=["nature"], default=None,
+                    help="nature: the paper's recipe (model: {recipe: nature}), 5-beam against sampling, each seed its own data")
+    ap.add_argument("--pretrain-items", type=int, default=None, help="with --recipe: human reserve sentences to pretrain on")
     args = ap.parse_args(argv)
+    if args.recipe:
+        return nature(args)
 
     beam = args.decoding == "beam"
     rp = args.repetition_penalty

@@ -138,6 +138,7 @@ class GPTParams(_TextNeuralParams):
     pretrain_items: Optional[int] = Field(None, ge=0, description="pretrain on this many human sentences of the corpus reserve (cached in ~/.cache/collapselab); 0 = none")
     pretrain_epochs: Optional[float] = Field(None, gt=0, description="epochs of pretraining")
     val_items: Optional[int] = Field(None, ge=0, description="keep the epoch with the best perplexity on this many human reserve sentences; 0 = the last epoch")
+    finetune_lr: Optional[float] = Field(None, gt=0, description="learning rate when training starts from trained weights (pretrained, or an earlier generation's); unset = lr")
 
     @model_validator(mode="before")
     @classmethod

@@ -63,7 +63,7 @@ from collapselab.models.prompting import block_prompts, check_decoding, continua
 from collapselab.models.scoring import WordScores
 
 NATURE_RECIPE = dict(prompts="original", continuation=64, block_size=64, decoding="beam", num_beams=5,
-                     pretrain_items=20000, pretrain_epochs=1.0, val_items=500, epochs=3.0)
+                     pretrain_items=50000, pretrain_epochs=1.0, val_items=500, epochs=3.0, finetune_lr=1e-3)
 """The Nature paper's recipe (``model: {recipe: nature}``): 64-piece blocks, 5-beam continuations of
 64 pieces from 64-piece prompts of the original data, a pretrained start, checkpoint selection."""
 GEN_BYTES = 256 * 2**20  # key/value cache of one generation chunk
@@ -125,6 +125,8 @@ class GPTModel(WordScores):
         (:mod:`collapselab.models.gpt_pretrain`, cached); 0 = none.
     val_items: keep the epoch with the best perplexity on this many human sentences of the corpus
         reserve (checkpoint selection); 0 = keep the last.
+    finetune_lr: the learning rate when training starts from trained weights (pretrained or
+        ``init_from``); ``None``: ``lr``, which pretraining and training from scratch use.
     recipe: ``"nature"`` when the settings are the recipe's (``NATURE_RECIPE``); only recorded.
     """
 
@@ -134,7 +136,7 @@ class GPTModel(WordScores):
                  decoding: str = "sample", num_beams: int = 5, repetition_penalty: float = 1.0,
                  prompt_len: int = 0, max_len: int = 100, device: str = "cpu", init: str = "gen0",
                  prompts: str = "train", continuation: int = 0, pretrain_items: int = 0, pretrain_epochs: float = 1.0,
-                 val_items: int = 0, recipe: str | None = None) -> None:
+                 val_items: int = 0, finetune_lr: float | None = None, recipe: str | None = None) -> None:
         self.vocab = vocab
         self.n_layer = n_layer
         self.n_head = n_head
@@ -159,6 +161,7 @@ class GPTModel(WordScores):
         self.pretrain_items = pretrain_items
         self.pretrain_epochs = pretrain_epochs
         self.val_items = val_items
+        self.finetune_lr = finetune_lr
         self.recipe = recipe
 
     # ------------------------------------------------------------------ fitting
@@ -240,8 +243,10 @@ class GPTModel(WordScores):
         self.train_data_ = data
         self.original_ = human.train if human is not None else init_from.original_ if init_from is not None else data
         with torch.enable_grad():
+            tuned = init_from is not None or pretrain is not None  # from trained weights
+            lr = self.finetune_lr if tuned and self.finetune_lr is not None else self.lr
             self.loss_history_ = self.train_net(self.net_, self.bpe_.encode(data), rng, self.epochs, device,
-                                                None if validation is None else self._selector(validation))
+                                                None if validation is None else self._selector(validation), lr)
         if validation is not None and "state" in self._best:  # (no epoch, nothing to select: epochs=0)
             self.net_.load_state_dict(self._best.pop("state"))
             self.best_epoch_ = self._best.pop("epoch")
@@ -264,18 +269,20 @@ class GPTModel(WordScores):
         return on_epoch
 
     def train_net(self, net, pieces: TokenSequences, rng: np.random.Generator, epochs: float, device: str,
-                  on_epoch=None) -> np.ndarray:
-        """Train ``net`` on ``pieces`` for ``epochs`` epochs (see the module docstring); every step's
-        loss. ``on_epoch(epoch)`` is called after each (whole or final partial) epoch."""
+                  on_epoch=None, lr: float | None = None) -> np.ndarray:
+        """Train ``net`` on ``pieces`` for ``epochs`` epochs at peak learning rate ``lr`` (default
+        ``self.lr``; see the module docstring); every step's loss. ``on_epoch(epoch)`` is called after
+        each (whole or final partial) epoch."""
         import torch
 
+        lr = self.lr if lr is None else lr
         net.train()
         n_stream = pieces.n_tokens + len(pieces) + 1
         T = min(self.block_size, n_stream - 1)
         n_win = (n_stream - 1) // T
         per_epoch = math.ceil(n_win / self.batch_size)
         total = math.ceil(epochs * per_epoch - 1e-9)
-        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, betas=(0.9, 0.95), weight_decay=0.01,
+        opt = torch.optim.AdamW(net.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01,
                                 fused=True)
         warmup = max(1, total // 20)
         losses = np.zeros(total)
@@ -289,7 +296,7 @@ class GPTModel(WordScores):
                     break
                 decay = 0.1 + 0.45 * (1 + math.cos(math.pi * step / total))
                 for group in opt.param_groups:
-                    group["lr"] = self.lr * min(1.0, (step + 1) / warmup) * decay
+                    group["lr"] = lr * min(1.0, (step + 1) / warmup) * decay
                 loss = net.loss(x[b: b + self.batch_size], y[b: b + self.batch_size])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
