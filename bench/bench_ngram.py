@@ -24,6 +24,8 @@ Ours and the dict model are timed in alternating rounds, best of ``REPEAT`` (5) 
 see the same load on a shared machine.
 
 Run: ``python bench/bench_ngram.py`` (writes bench/out/bench_ngram.json). About 3 minutes.
+``--against REV`` adds our model as it was at git revision ``REV`` to the same rounds (a before/after
+row) and asserts that both draw the very same samples.
 """
 
 from __future__ import annotations
@@ -164,8 +166,20 @@ def combined(fit_rate, sample_rate):
 
 
 def main() -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--against", default=None,
+                    help="also time NGramModel as it was at this git revision (same rounds; equal samples asserted)")
+    args = ap.parse_args()
     announce()
     from collapselab.models.ngram import NGramModel
+
+    before_cls = None
+    if args.against:
+        from bench_watermark import module_at
+
+        before_cls = module_at(args.against, "src/collapselab/models/ngram.py").NGramModel
 
     t0 = time.perf_counter()
     corpus = load_sotu()
@@ -180,6 +194,8 @@ def main() -> None:
     # --- ours and the plain-Python dict trigram, in alternating rounds (the machine is shared: both
     # sides see the same load), best of REPEAT for each timing
     best = {k: float("inf") for k in ("ours fit", "ours sample", "dict fit", "dict sample")}
+    if before_cls is not None:
+        best.update({"before fit": float("inf"), "before sample": float("inf")})
     for rnd in range(REPEAT):
         model = NGramModel(order=ORDER, vocab_size=V)
         t, _ = timed(lambda: model.fit(train))
@@ -188,8 +204,18 @@ def main() -> None:
         best["ours sample"] = min(best["ours sample"], t)
         n_gen_ours = smp.n_tokens + int(np.count_nonzero(smp.lengths < model.max_len))  # words + </s>
         ours_len = float(smp.lengths.mean())
-        model = smp = None  # free before the peer runs
+        model = None  # free before the peers run
         gc.collect()
+        if before_cls is not None:  # the same model at another revision: it must draw the same samples
+            old = before_cls(order=ORDER, vocab_size=V)
+            t, _ = timed(lambda: old.fit(train))
+            best["before fit"] = min(best["before fit"], t)
+            t, old_smp = timed(lambda: old.sample(N_SAMPLE, rng=np.random.default_rng(0)))
+            best["before sample"] = min(best["before sample"], t)
+            assert np.array_equal(old_smp.tokens, smp.tokens) and np.array_equal(old_smp.offsets, smp.offsets)
+            old = old_smp = None
+            gc.collect()
+        smp = None
         dm = DictTrigram()
         t, _ = timed(lambda: dm.fit(sents))
         best["dict fit"] = min(best["dict fit"], t)
@@ -208,6 +234,11 @@ def main() -> None:
         fit_tokens=n_train, fit_s=best["dict fit"], sample_tokens=n_gen_dict, sample_s=best["dict sample"],
         mean_sentence_len=dict_len,
     )
+    if before_cls is not None:
+        results[f"ours at {args.against} (same samples)"] = dict(
+            fit_tokens=n_train, fit_s=best["before fit"], sample_tokens=n_gen_ours, sample_s=best["before sample"],
+            mean_sentence_len=ours_len,
+        )
     print(f"ours: fit {best['ours fit']:.2f} s, sample {N_SAMPLE} sentences ({n_gen_ours:,} tokens) {best['ours sample']:.2f} s")
     print(f"dict-trigram: fit {best['dict fit']:.2f} s, sample {n_gen_dict:,} tokens {best['dict sample']:.2f} s")
 

@@ -268,17 +268,19 @@ def reference_detect(wm: Watermark, seqs: TokenSequences) -> tuple[list[int], li
     return n_scored, n_green
 
 
-def watermark_at(rev: str):
-    """``collapselab.provenance.watermark`` as it was at git revision ``rev`` (for a before/after row)."""
+def module_at(rev: str, relpath: str = "src/collapselab/provenance/watermark.py"):
+    """A module of this repository as it was at git revision ``rev`` (for a before/after row)."""
     import importlib.util
 
     root = Path(__file__).resolve().parent.parent
-    src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:src/collapselab/provenance/watermark.py"],
+    src = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{relpath}"],
                          capture_output=True, text=True, check=True).stdout
-    path = Path(tempfile.mkdtemp()) / "watermark_at_rev.py"
+    name = f"{Path(relpath).stem}_at_{rev}"
+    path = Path(tempfile.mkdtemp()) / f"{name}.py"
     path.write_text(src, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("watermark_at_rev", path)
+    spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -328,7 +330,7 @@ def speed(markllm_python: str | None, budget: float, against: str | None = None)
             source = "SOTU, collapselab tokenizer, 200-token pieces"
     before = None
     if against:  # the same detector at another revision, timed in alternation with ours: equal counts first
-        old_wm = watermark_at(against).Watermark(key_for("speed"), gamma=GAMMA, delta=DELTA)
+        old_wm = module_at(against).Watermark(key_for("speed"), gamma=GAMMA, delta=DELTA)
         a, b = old_wm.detect(seqs), wm.detect(seqs)
         assert np.array_equal(a.n_scored, b.n_scored) and np.array_equal(a.n_green, b.n_green)
         times = [(_time(lambda: old_wm.detect(seqs)), _time(lambda: wm.detect(seqs))) for _ in range(5)]
