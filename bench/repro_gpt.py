@@ -321,7 +321,8 @@ prompt's last 32-64 pieces rather than the whole 64 + 64; {len(seeds)} seeds rat
               f"generation {G} reaches {pm(final('beam', 'replace'), '.0f')} with 5-beam search "
               f"({rb.mean():.2f}× generation 0) and {pm(final('sample', 'replace'), '.0f')} with sampling ({rs.mean():.2f}×): "
               f"{beam_vs}. Keeping 10% original data: {pm(final('beam', 'anchor:0.1'), '.0f')} (beam), "
-              f"{pm(final('sample', 'anchor:0.1'), '.0f')} (sampling).")
+              f"{pm(final('sample', 'anchor:0.1'), '.0f')} (sampling). The earlier sentence-level runs without pretraining "
+              f"(`python bench/repro_gpt.py`, `--decoding beam`, `--repetition-penalty 2`) are Reproductions 1-1c there.")
     if not args.no_docs:
         write_section(ROOT / "docs" / "results.md", "gpt-nature", doc)
         write_section(ROOT / "README.md", "gpt-results", readme)
