@@ -100,6 +100,9 @@ def test_merged_metrics_carry_the_grid_and_equal_plain_runs(local_sweep, tmp_pat
     mine = m[m["train_items"] == 60].drop(columns=["point", "train_items"])
     key = ["policy", "seed", "generation"]
     pd.testing.assert_frame_equal(mine.sort_values(key).reset_index(drop=True), plain.sort_values(key).reset_index(drop=True))
+    assert list((tmp_path / "run" / "plots").glob("*.png"))  # a plain run draws its plots
+    assert list(local_sweep.path.glob("chains/*/*/*/metrics.parquet"))
+    assert not list(local_sweep.path.glob("chains/**/*.png"))  # a sweep's chains do not (plots=False)
     row = s["final"][0]  # point 0, replace: generation 2's variance_ratio over generation 0's, mean over seeds
     rep = m[(m["point"] == 0) & (m["policy"] == "replace")].set_index(["seed", "generation"])["variance_ratio"]
     assert row["diversity_relative"] == pytest.approx(sum(rep[(s, 2)] / rep[(s, 0)] for s in (0, 1)) / 2)

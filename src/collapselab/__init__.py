@@ -16,6 +16,9 @@ _WHERE = {
     "ExperimentConfig": "collapselab.config",
     "load_config": "collapselab.config",
     "UserError": "collapselab.errors",
+    "run_sweep": "collapselab.loop.sweep",
+    "Sweep": "collapselab.loop.sweep",
+    "make_backend": "collapselab.backends",
 }
 __all__ = [*_WHERE, "__version__"]
 

@@ -199,6 +199,7 @@ def run_experiment(
     resume: bool = False,
     jobs: int | None = None,
     on_event: Callable[[Event], None] | None = None,
+    plots: bool = True,
 ) -> Run:
     """Run an experiment end to end and return its :class:`Run`.
 
@@ -208,7 +209,8 @@ def run_experiment(
     continues from its last finished generation (``out=None``: the newest unfinished run).
     ``jobs``: processes running (seed, policy) chains side by side (default 1; the CLI uses one
     per core); the numbers do not depend on it. Workers are started with 'spawn', so a script
-    that asks for ``jobs > 1`` must call this under ``if __name__ == "__main__":``.
+    that asks for ``jobs > 1`` must call this under ``if __name__ == "__main__":``. ``plots=False``
+    draws no PNGs (``Run.plot()`` draws them later; a sweep's chains skip them).
     """
     started = time.perf_counter()
     if resume:
@@ -273,7 +275,7 @@ def run_experiment(
     folder.path.mkdir(parents=True, exist_ok=True)
     try:
         with RunLock(folder.path):
-            return _run_in(folder, config, corpus, key_id, jobs, on_event, started, requested)
+            return _run_in(folder, config, corpus, key_id, jobs, on_event, started, requested, plots)
     except UserError:
         if not resume and not folder.metrics_path.exists():  # refused before any generation (a model too big
             _empty(folder.path, remove=not existed)         # for the machine): leave no unfinished run behind
@@ -298,7 +300,7 @@ def _empty(path: Path, remove: bool) -> None:
 
 
 def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, on_event, started: float,
-            requested: int | None = None) -> Run:
+            requested: int | None = None, plots: bool = True) -> Run:
     """The run proper, once the input is checked and the folder made: the loop, the plots, the summary."""
     if config.watermark_key == NEW_KEY:
         config, key_id = _new_run_key(config, folder)
@@ -324,7 +326,8 @@ def _run_in(folder: RunFolder, config: ExperimentConfig, corpus, key_id, jobs, o
         finally:
             ledger.close()
     run = Run(folder.path)
-    run.plot()
+    if plots:
+        run.plot()
     blocks = run.table()
     summary = {
         "status": "complete",

@@ -209,9 +209,9 @@ def run_chain(chain: Chain) -> dict:
             if torch:
                 torch.set_num_threads(1)
             if resume:
-                run_experiment(out=folder, resume=True, jobs=1)
+                run_experiment(out=folder, resume=True, jobs=1, plots=False)
             else:
-                run_experiment(chain.config, out=folder, jobs=1)
+                run_experiment(chain.config, out=folder, jobs=1, plots=False)  # plots: 94% of a gaussian chain
     except UserError as e:  # say which chain: the point's settings are not the user's flags
         label = "".join(f", {k}={v}" for k, v in chain.values.items())
         raise UserError(f"chain {chain.name} (seed {chain.seed}, policy {chain.policy}{label}): {e}") from None
