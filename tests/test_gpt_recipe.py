@@ -155,3 +155,16 @@ def test_block_prompts_and_continuation_items():
     # row 0: "4 5" finishes the prompt's word (dropped); "2 4" is left unfinished (dropped)
     # row 1: "4" after the last boundary is unfinished
     assert items.to_lists() == [[3, 6], [3, 5], [3, 5]]
+
+
+def test_finetune_lr_applies_from_trained_weights_only(corpus):
+    def fit(init_from=None, **kw):
+        return GPTModel(corpus.vocab, epochs=0.1, **{**TINY, **kw}).fit(
+            corpus.train, rng=np.random.default_rng(0), init_from=init_from).loss_history_
+
+    # from scratch, finetune_lr is not used
+    assert np.array_equal(fit(lr=1e-2), fit(lr=1e-2, finetune_lr=1e-4))
+    base = GPTModel(corpus.vocab, epochs=0.1, **TINY).fit(corpus.train, rng=np.random.default_rng(5))
+    # from trained weights it replaces lr
+    assert np.array_equal(fit(base, lr=1e-2, finetune_lr=1e-4), fit(base, lr=1e-4))
+    assert not np.array_equal(fit(base, lr=1e-2, finetune_lr=1e-4), fit(base, lr=1e-2))
