@@ -223,8 +223,8 @@ class ExperimentConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     family: Literal[FAMILIES] = Field("ngram", description="model family: text ngram, gpt, smollm2 (extra); images vae, ddpm, gmm (on an image corpus); theory gaussian, gmm, linreg, categorical")
-    corpus: Optional[str] = Field(None, description="'sotu' (default for text), a .txt/.jsonl/.parquet file or folder; 'normal', 'mixture' or a 2-D .npy for gaussian/gmm; 'linear' for linreg (rows (x, y), --dim features); 'zipf' or 'zipf:BETA' for categorical; 'digits' (default for vae/ddpm), 'fashion-mnist', a folder of PNGs or an (n, h, w) .npy for images (vae, ddpm, gmm)")
-    text_field: str = Field("text", description="JSONL field / Parquet column holding the text")
+    corpus: Optional[str] = Field(None, description="'sotu' (default for text), a file, folder, glob or URL of .txt/.md, .jsonl(.gz), dolma .json.gz, .jsonl.zst, Parquet or a datasets folder; 'normal', 'mixture' or a 2-D .npy for gaussian/gmm; 'linear' for linreg (rows (x, y), --dim features); 'zipf' or 'zipf:BETA' for categorical; 'digits' (default for vae/ddpm), 'fashion-mnist', a folder of PNGs or an (n, h, w) .npy for images (vae, ddpm, gmm)")
+    text_field: str = Field("text", description="JSON field / Parquet or Arrow column holding the text; a dotted path (meta.body) for a nested one")
     generations: int = Field(10, ge=1, le=1000, description="generations after generation 0")
     policies: list[str] = Field(default_factory=lambda: list(DEFAULT_POLICIES), min_length=1, description="data policies side by side: a source (replace, accumulate, accumulate-subsample, anchor[:F], fresh[:F], web[:LO-HI]), then defences joined by '+', e.g. web:0.1-0.9+filter:watermark:0.01 (docs/defences.md)")
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1, description="run seeds: each runs every policy's chain")
