@@ -211,25 +211,15 @@ def merge_sidecar(folder: str | os.PathLike, out: str | os.PathLike) -> int:
     """Join :class:`SidecarWriter`'s parts, in input order, into the sidecar ``out``; returns its rows."""
     import pyarrow.parquet as pq
 
-    from collapselab.atomic import AtomicFile
     from collapselab.errors import UserError
+    from collapselab.pipeline.io import ParquetWriter
     from collapselab.pipeline.scan import sidecar_schema
 
     parts = sorted(Path(folder).glob("part-*.parquet"))
     if not parts:
         raise UserError(f"{folder}: no sidecar parts; run the pipeline with SidecarWriter({str(folder)!r}) first.")
-    af = AtomicFile(out)
-    w = pq.ParquetWriter(af.tmp, sidecar_schema())
-    n = 0
-    try:
+    with ParquetWriter(out, sidecar_schema()) as w:
         for p in parts:
             for rb in pq.ParquetFile(p).iter_batches(batch_size=BATCH):
                 w.write_batch(rb)
-                n += rb.num_rows
-        w.close()
-    except BaseException:
-        w.close()
-        af.abort()
-        raise
-    af.commit()
-    return n
+    return w.count

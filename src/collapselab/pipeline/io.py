@@ -621,8 +621,9 @@ class ParquetWriter:
         self.count = 0
 
     def write_batch(self, rb) -> None:
+        """A record batch or a table (one row group each); an empty one writes nothing."""
         if rb.num_rows:
-            self.w.write_batch(rb)
+            self.w.write(rb)
             self.count += rb.num_rows
 
     def close(self, ok: bool = True) -> None:

@@ -77,6 +77,7 @@ from collapselab.pipeline import shards as sh
 from collapselab.pipeline import sources
 from collapselab.pipeline.io import (
     BATCH,
+    ParquetWriter,
     MAX_EXAMPLES,
     Found,
     check_on_error,
@@ -458,27 +459,19 @@ def _merge(shards: list[sh.Shard], marks: list[dict], parts: Path, out: Path, sc
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    af = AtomicFile(out)
-    w = pq.ParquetWriter(af.tmp, sidecar_schema())
     rows, base, prev = [], 0, None
-    try:
+    with ParquetWriter(out, sidecar_schema()) as w:
         for shard, mark in zip(shards, marks):
             base = 0 if shard.file != prev or shard.part == 0 else base
             prev = shard.file
             n_rows = 0
             for rb in pq.ParquetFile(parts / f"part-{shard.index:05d}.parquet").iter_batches(batch_size=BATCH):
                 line = pa.compute.add(rb.column("line"), base + 1)
-                w.write_table(sidecar_table(shard.file, line, rb.column("id"),
+                w.write_batch(sidecar_table(shard.file, line, rb.column("id"),
                                             {k: rb.column(k) for k in SCORE_COLUMNS[:-1]}, scheme))
                 n_rows += rb.num_rows
             rows.append(n_rows)
             base += mark["lines"]
-        w.close()
-    except BaseException:
-        w.close()
-        af.abort()
-        raise
-    af.commit()
     return rows
 
 
