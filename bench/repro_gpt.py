@@ -324,7 +324,7 @@ search and {rs.mean():.2f}× with sampling (per-seed ratios, mean); the differen
 
 Differences from the paper that remain: a 0.6 M-parameter model pretrained on {mp['pretrain_items']:,} sentences, not OPT-125m;
 {s['train_items']:,} training sentences, not wikitext2; a context of {mp['block_size']} pieces, so a continuation sees its
-prompt's last 32-64 pieces rather than the whole 64 + 64; {len(seeds)} seeds rather than 5 runs.
+prompt's last 32-64 pieces rather than the whole 64 + 64; {len(seeds)} seeds {'as the paper has 5 runs' if len(seeds) >= 5 else 'rather than 5 runs'}.
 """
     readme = (f"- **The Nature paper's language-model experiment, its recipe** (`python bench/repro_gpt.py --recipe nature{flags}`; "
               f"`gpt` pretrained on {mp['pretrain_items']:,} human SOTU sentences outside the run's data, fine-tuned on "
