@@ -38,7 +38,7 @@ METAVARS = {"watermark": "SPEC"}
 NOT_OPTIONS = ("model",)  # the family's settings: MODEL_FLAGS, or a config file
 # family hyper-parameters with an option of their own (the rest: a config file's ``model:``)
 MODEL_FLAGS = ("order", "temperature", "top_k", "top_p", "estimator", "bias", "epochs", "init", "decoding", "prompt_len",
-               "num_beams", "repetition_penalty", "device")
+               "num_beams", "repetition_penalty", "device", "recipe")
 
 
 def _plain(annotation) -> type:
