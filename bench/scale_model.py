@@ -8,7 +8,7 @@ State of the Union documents, 5 % watermarked n-gram text; made under ``--dir`` 
   ``filter --detector length``;
 - Fast-DetectGPT with SmolLM2-135M (float32, one thread) on ``--lm-texts`` SOTU passages of 190
   words (about 256 tokens): tokens/s, turned into MB/s with the passages' own UTF-8 bytes per token;
-- the same scan on 1 and 2 workers of a local Ray (``--backend ray``; 16 MiB shards), for the
+- the watermark scan on 1 and 2 workers of a local Ray (``--backend ray``; 16 MiB shards), for the
   parallel efficiency of one node's workers: ``e = t1 / (2 t2)``.
 
 The model (docs/scale.md says what it leaves out): a scan or filter is embarrassingly parallel
@@ -31,7 +31,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, write_json, write_section  # noqa: E402
@@ -71,18 +70,31 @@ def lm_rate(n_texts: int) -> dict:
             "mb_s": tokens / dt * nbytes / tokens / 1e6}
 
 
-def ray_efficiency(path: Path, work: Path) -> dict:
+def ray_efficiency(data: dict, work: Path) -> dict:
+    """1 and 2 local Ray workers on the watermark scan (CPU-bound, so the per-run overhead of
+    planning, starting tasks and merging weighs least), Ray started once beforehand."""
     from collapselab.pipeline import scan_corpus
 
     def go(jobs):
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
         t = time.perf_counter()
-        scan_corpus([path], detector="length", out=work / "s.parquet", backend="ray", jobs=jobs, shard_bytes=16 << 20)
+        scan_corpus([data["path"]], key=data["key"], vocab=data["vocab"], out=work / "s.parquet", backend="ray",
+                    jobs=jobs, shard_bytes=16 << 20)
         return time.perf_counter() - t
 
-    go(1)  # Ray started and warm
-    t1, t2 = go(1), go(2)
+    import logging
+
+    import ray
+
+    # one Ray for all runs (the backend uses a Ray this process started; jobs bounds the tasks in
+    # flight), so the measurement is the workers', not Ray's start-up
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    try:
+        go(2)  # both workers started and warm
+        t1, t2 = go(1), go(2)
+    finally:
+        ray.shutdown()
     return {"t1": t1, "t2": t2, "speedup": t1 / t2, "efficiency": t1 / (2 * t2)}
 
 
@@ -110,6 +122,17 @@ def merge_rate(path: Path, work: Path) -> dict:
 
 def hours(rate_mb_s: float, nodes: int, cores: int, eff: float, node_mb_s: float) -> float:
     return TB_MB / min(nodes * cores * rate_mb_s * eff, nodes * node_mb_s) / 3600
+
+
+def span(h: float) -> str:
+    """Hours as a reader wants them: minutes below one hour, days above three."""
+    if h < 1:
+        return f"{h * 60:.1f} min"
+    return f"{h:,.1f} h" if h < 72 else f"{h / 24:,.0f} days"
+
+
+def rate(r: float) -> str:
+    return f"{r:,.1f}" if r >= 1 else f"{r * 1e3:.2f} kB/s"
 
 
 def main() -> None:
@@ -140,7 +163,7 @@ def main() -> None:
     lm = lm_rate(args.lm_texts)
     rates["scan --detector fast-detectgpt (SmolLM2, fp32)"] = lm["mb_s"]
     print(f"fast-detectgpt: {lm['tok_s']:.1f} tok/s = {lm['mb_s'] * 1e3:.2f} kB/s", flush=True)
-    ray = ray_efficiency(path, work / "ray")
+    ray = ray_efficiency(data, work / "ray")
     print(f"ray: 1 worker {ray['t1']:.1f} s, 2 workers {ray['t2']:.1f} s (x{ray['speedup']:.2f})", flush=True)
     merge = merge_rate(path, work / "merge")
     shutil.rmtree(work, ignore_errors=True)
@@ -150,16 +173,17 @@ def main() -> None:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows = []
     for name, r in rates.items():
-        rows.append(f"| `{name}` | {r:,.2f} | {TB_MB / r / 3600:,.0f} | "
-                    + " | ".join(f"{hours(r, n, args.cores, eff, node_mb_s):,.1f}" for n in (1, 10, 100)) + " |")
+        rows.append(f"| `{name}` | {rate(r)} | {TB_MB / r / 3600:,.1f} | "
+                    + " | ".join(span(hours(r, n, args.cores, eff, node_mb_s)) for n in (1, 10, 100)) + " |")
     docs_per_tb = merge["rows"] / mb_in * TB_MB
     md = f"""Measured by `python bench/scale_model.py` on {machine().get('cpu', 'this machine')}, {when}, load average
 {load:.1f} (2 cores shared with other work: per-core rates here are lower bounds). Input: {mb_in:.0f} MB of
-JSONL ({merge['rows']:,} documents). Per-node efficiency from a local Ray: 1 worker {ray['t1']:.1f} s, 2 workers
-{ray['t2']:.1f} s, speedup {ray['speedup']:.2f}, so e = {ray['efficiency']:.2f}{' (capped at 1)' if ray['efficiency'] > 1 else ''}.
+JSONL ({merge['rows']:,} documents). Per-node efficiency from a local Ray, the watermark scan on 1 worker
+{ray['t1']:.1f} s and on 2 workers {ray['t2']:.1f} s: speedup {ray['speedup']:.2f}, so e = {ray['efficiency']:.2f}{' (capped at 1)' if ray['efficiency'] > 1 else ''}
+(a run's fixed costs, planning, starting tasks and the merge, are inside it).
 Model: {args.cores} cores a node, a node reads at most {args.node_gbps:g} Gbit/s ({node_mb_s:,.0f} MB/s; an assumption).
 
-| step | MB/s per core | core-hours / TB | hours / TB, 1 node | 10 nodes | 100 nodes |
+| step | MB/s per core | core-hours / TB | wall time / TB, 1 node | 10 nodes | 100 nodes |
 | --- | ---: | ---: | ---: | ---: | ---: |
 {chr(10).join(rows)}
 
@@ -168,8 +192,9 @@ UTF-8 bytes per token).
 
 The serial part: merging the sidecar's parts is one process. It wrote {merge['rows_s']:,.0f} rows/s here
 ({merge['sidecar_mb']:.1f} MB of sidecar for {mb_in:.0f} MB of input). At this corpus's {docs_per_tb / 1e6:,.0f} M documents
-per TB that is {docs_per_tb / merge['rows_s'] / 3600:.1f} hours per TB whatever the number of nodes, which is why a
-large scan should keep its per-shard parts (or write dolma attributes per file) rather than one merged sidecar.
+per TB that is {span(docs_per_tb / merge['rows_s'] / 3600)} per TB whatever the number of nodes, against
+{span(hours(rates['scan --detector watermark'], 100, args.cores, eff, node_mb_s))} for the watermark scan's shards on 100 nodes. Past that point keep the
+per-shard parts (or write dolma attributes per file) rather than one merged sidecar.
 """
     print(md)
     payload = {"rates_mb_s": rates, "lm": lm, "ray": ray, "merge": merge, "load": load, "cores": args.cores,
