@@ -99,8 +99,8 @@ def ray_efficiency(data: dict, work: Path) -> dict:
 
 
 def merge_rate(path: Path, work: Path) -> dict:
-    """Rows/s of scan's serial merge: a scan cut into 16 MiB shards, timed with and without merging
-    cost separated by timing the merge step alone on the finished parts."""
+    """Rows/s of the merge's work, measured on a finished sidecar: read it and write it again in
+    10,000-row batches, as scan's serial merge reads its parts and writes one file."""
     import pyarrow.parquet as pq
 
     from collapselab.pipeline import scan_corpus
@@ -194,7 +194,7 @@ Model: {args.cores} cores a node, a node reads at most {args.node_gbps:g} Gbit/s
 Fast-DetectGPT: {lm['tok_s']:.1f} tokens/s on one thread ({lm['tokens']:,} tokens of SOTU text, {lm['bytes_per_token']:.2f}
 UTF-8 bytes per token).
 
-The serial part: merging the sidecar's parts is one process. It wrote {merge['rows_s']:,.0f} rows/s here
+The serial part: merging the sidecar's parts is one process. Reading a sidecar and writing it again, the merge's work, ran at {merge['rows_s']:,.0f} rows/s here
 ({merge['sidecar_mb']:.1f} MB of sidecar for {mb_in:.0f} MB of input). At this corpus's {docs_per_tb / 1e6:,.0f} M documents
 per TB that is {span(docs_per_tb / merge['rows_s'] / 3600)} per TB whatever the number of nodes, against
 {span(hours(rates['scan --detector watermark'], 100, args.cores, eff, node_mb_s))} for the watermark scan's shards on 100 nodes. Past that point keep the

@@ -23,7 +23,6 @@ from collapselab.pipeline import shards
 from collapselab.pipeline.io import Found, MalformedRecord, shard_records
 from collapselab.pipeline.sources import is_url
 
-WHOLE = 1 << 62  # shard size: every file is one shard, so line and row numbers count from its start
 BATCH = 4096  # records at a time (a Parquet or Arrow file's rows are read as far as the batch asks)
 
 
@@ -34,7 +33,7 @@ def read_documents(path: str | os.PathLike, *, text_field: str = "text") -> Iter
     name = os.fspath(path)
     if not is_url(name):
         name = str(Path(name))  # documents are named as before: ./a.txt is a.txt
-    for shard in shards.plan([name], WHOLE, default_format="text"):
+    for shard in shards.plan([name], shards.WHOLE, default_format="text"):
         unit = "row" if shard.fmt in ("parquet", "arrow") else "line"
         try:
             for b in shard_records(shard, text_field=text_field, on_error="fail", found=Found(),

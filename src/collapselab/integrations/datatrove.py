@@ -68,19 +68,16 @@ class CollapseLabReader(PipelineStep):
             yield from data
         files = expand_inputs(self.inputs)
         for index in range(rank, len(files), world_size):
-            base = 0  # lines of the file's earlier shards
-            for shard in sh.plan([files[index]], sh.SHARD_BYTES):
+            for shard in sh.plan([files[index]], sh.WHOLE):  # one shard: rows count from the file's start
                 found = Found()
                 for b in shard_records(shard, text_field=self.text_field, on_error=self.on_error,
                                        batch_size=self.batch_size, found=found):
                     for row, text, rid in zip(b.rows.tolist(), b.texts, b.ids):
-                        line = base + row + 1
                         self.stat_update("documents")
-                        yield Document(text=text, id=rid if rid is not None else f"{shard.file}:{line}",
-                                       metadata={FILE: shard.file, LINE: line, INDEX: index, "collapselab_id": rid})
+                        yield Document(text=text, id=rid if rid is not None else f"{shard.file}:{row + 1}",
+                                       metadata={FILE: shard.file, LINE: row + 1, INDEX: index, "collapselab_id": rid})
                 if found.malformed:
                     self.stat_update("malformed_skipped", value=found.malformed)
-                base += found.lines
 
 
 class CollapseLabScore(PipelineStep):

@@ -199,11 +199,3 @@ def summary_line(command: str, stats: dict) -> str:
     return (f"{command}: {stats['documents']} documents, {mb:.1f} MB in {stats['seconds']:.1f} s ({rate}"
             f"{', backend ' + stats['backend'] if stats.get('backend', 'local') != 'local' else ''}){flagged}.")
 
-
-def input_size(path: str | os.PathLike) -> int:
-    """An input's size in bytes (a URL's too, once :mod:`collapselab.pipeline.sources` reads them)."""
-    try:
-        from collapselab.pipeline.sources import file_size
-    except ImportError:  # pragma: no cover - before the sources module
-        return os.path.getsize(path)
-    return file_size(path)

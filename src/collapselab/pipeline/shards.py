@@ -35,6 +35,7 @@ from collapselab.errors import UserError
 from collapselab.pipeline.io import read_manifest
 
 SHARD_BYTES = 256 << 20
+WHOLE = 1 << 62  # a shard size that makes every file one shard: line and row numbers count from its start
 MIN_SHARD_BYTES = 16 << 10
 
 
