@@ -23,7 +23,7 @@ The threshold per (n_r, λ) is the smallest grid n_s found not admissible. It is
 --seeds, so the cells on each side of it are run again on --confirm-seeds (seeds not used to select
 it) and their verdicts there are reported next to it.
 
-    python bench/mad_fresh_grid.py          # 24 cells x 3 seeds x 10 generations, then the confirmation runs
+    python bench/mad_fresh_grid.py          # 24 cells x 5 seeds x 10 generations, then the confirmation runs
 
 Writes the "images-fresh-grid" section of docs/results.md; run folders are kept under
 bench/out/mad_fresh_grid/ (a rerun reuses them).
@@ -55,13 +55,14 @@ def floats(text: str) -> list[float]:
     return [float(x) for x in text.split(",")]
 
 
-def cell_config(n_r: int, n_s: int, bias: float, seeds: list[int], generations: int, corpus: str) -> dict:
+def cell_config(n_r: int, n_s: int, bias: float, seeds: list[int], generations: int, corpus: str,
+                resample: bool = True) -> dict:
     """The run of one grid cell; checks that `fresh:F` takes exactly n_r real images a generation."""
     policy = parse_policy(f"fresh:{n_r / (n_r + n_s)!r}")
     if round(policy.fraction * (n_r + n_s)) != n_r:
         raise SystemExit(f"fresh:{policy.fraction:g} of {n_r + n_s} images is not {n_r} real ones")
     return {"family": "gmm", "corpus": corpus, "seeds": seeds, "generations": generations, "train_items": n_r,
-            "samples": n_r + n_s, "policies": [policy.name], "model": {"bias": bias}}
+            "samples": n_r + n_s, "policies": [policy.name], "model": {"bias": bias}, "resample_data": resample}
 
 
 def admissibility(m: pd.DataFrame) -> dict:
@@ -96,7 +97,7 @@ def cells_table(rows: list[dict]) -> str:
 
 
 def run_cell(args, n_r: int, n_s: int, bias: float, seeds: list[int], tag: str) -> dict:
-    config = cell_config(n_r, n_s, bias, seeds, args.generations, args.corpus)
+    config = cell_config(n_r, n_s, bias, seeds, args.generations, args.corpus, not args.shared_data)
     print(f"n_r {n_r}, n_s {n_s}, λ {bias:g}, seeds {seeds}")
     run = run_or_load(config, args.out / f"r{n_r}-s{n_s}-b{bias:g}{tag}", args.jobs)
     return {"n_r": n_r, "n_s": n_s, "bias": bias, **admissibility(run.metrics)}
@@ -123,8 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-real", type=ints, default=[40, 80, 120], help="n_r values (>= 32: gmm's 32 PCA components)")
     ap.add_argument("--n-synth", type=ints, default=[10, 40, 160, 640], help="n_s values")
     ap.add_argument("--bias", type=floats, default=[1.0, 0.7], help="λ values")
-    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2], help="seeds the threshold is selected on")
-    ap.add_argument("--confirm-seeds", type=seeds_arg, default=[3, 4, 5], help="seeds it is reported on")
+    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2, 3, 4], help="seeds the threshold is selected on (default 0-4)")
+    ap.add_argument("--confirm-seeds", type=seeds_arg, default=[5, 6, 7, 8, 9], help="seeds it is reported on (default 5-9)")
+    ap.add_argument("--shared-data", action="store_true",
+                    help="every seed shares one split of real images (default: each seed draws its own, resample_data)")
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--corpus", default="digits")
     ap.add_argument("--jobs", type=int, default=2)
@@ -152,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     grid = (f"n_r ∈ {{{', '.join(map(str, args.n_real))}}} × n_s ∈ {{{', '.join(map(str, args.n_synth))}}} × "
             f"λ ∈ {{{', '.join(f'{b:g}' for b in args.bias)}}}")
     flags = "".join(f" {a}" for a in (sys.argv[1:] if argv is None else argv))
+    data = ("A seed varies the fitting and sampling; which digits train generation 0 and which arrive fresh is one split "
+            "(`split_seed` 0) for every seed (`--shared-data`), so the intervals leave out the variation between draws of "
+            "real data." if args.shared_data else "Each seed draws its own real digits (which train generation 0, which "
+            "arrive fresh, which are held out: `resample_data`), so the intervals include the variation between draws of "
+            "real data as well as of fitting and sampling.")
     md = f"""### Fresh-data admissibility (MAD's fresh-data loop): a grid over (n_r, n_s, λ)
 
 Computed by `python bench/mad_fresh_grid.py{flags}` ({time.strftime('%Y-%m-%d')}, this machine; this invocation took
@@ -163,8 +171,7 @@ the real-only distance its generation-0 FID, both on min(n_r + n_s, 300) samples
 only the difference within a row is comparable (FID depends on the sample count). Synthetic data is "admissible"
 (MAD's n_e ≥ n_r) when the 95% interval over seeds of the difference is at or below 0 and the loop's FID is not still
 rising, "not admissible" when the interval lies above 0. Sampling bias λ applies to every generation, generation 0
-included. A seed varies the fitting and sampling; which digits train generation 0 and which arrive fresh is one split
-(`split_seed` 0) for every seed, so the intervals leave out the variation between draws of real data.
+included. {data}
 
 {cells_table(rows)}
 

@@ -3,12 +3,12 @@
 Generation 0 trains a small GPT on human State of the Union sentences; generation g fine-tunes from
 generation 0's weights on the text generation g-1 wrote, either with none of the human data
 (`replace`, the paper's "0% original data") or with 10% of each training set drawn from it
-(`anchor:0.1`, the paper's "10% original data"). Over >= 3 seeds: held-out perplexity per
-generation (mean ± sd), and the distribution of each generation's per-sample perplexity under
+(`anchor:0.1`, the paper's "10% original data"). Over 5 seeds, each drawing its own human data
+(`resample_data`): held-out perplexity per generation (mean ± the half-width of its 95% t interval), and the distribution of each generation's per-sample perplexity under
 generation 0 (the paper's Fig. 1b histograms). Writes the "gpt" section of docs/results.md and
 the histogram figure docs/figures/repro_gpt_hist.png.
 
-    python bench/repro_gpt.py                    # 3 seeds x 2 policies x 10 generations: 35-60 min on 2 cores
+    python bench/repro_gpt.py                    # 5 seeds x 2 policies x 10 generations: 60-100 min on 2 cores
     python bench/repro_gpt.py --decoding beam --train-items 2000 --generations 5   # the paper's 5-beam
                                                  # prompted continuations: ~20 min (beam output is long)
     python bench/repro_gpt.py --decoding beam --train-items 2000 --generations 5 --repetition-penalty 2
@@ -19,6 +19,8 @@ the histogram figure docs/figures/repro_gpt_hist.png.
                                                  # from the original data, checkpoint selection), 5-beam
                                                  # against sampling, each seed its own data: section
                                                  # "Reproduction 1d" and the README's gpt bullet
+    python bench/repro_gpt.py --recipe nature --repetition-penalty 2   # and the paper's ablation under the
+                                                 # recipe: its beam run again with repetition penalty 2
 
 The run folder (bench/out/repro_gpt/ by default) is kept: rerunning the script with the same
 settings resumes an unfinished run or, when it is complete, only rewrites the tables.
@@ -37,10 +39,11 @@ import pandas as pd
 import collapselab as cl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, mean_sd, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, pm, run_or_load, seeds_arg, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ["replace", "anchor:0.1"]
+SEEDS = [0, 1, 2, 3, 4]  # the paper's 5 runs
 LABEL = {"replace": "0% human data (replace)", "anchor:0.1": "10% human data (anchor:0.1)"}
 
 
@@ -58,7 +61,7 @@ def ppl_table(m: pd.DataFrame, gens: list[int]) -> str:
         cells, rel = [], []
         for p in POLICIES:
             v = m[(m.policy == p) & (m.generation == g)].set_index("seed")["ppl_holdout"]
-            cells.append(mean_sd(v))
+            cells.append(pm(v, '.0f'))
             r = (v / base[p]).dropna()
             rel.append(f"{r.mean():.2f}×")
         lines.append(f"| {g} | " + " | ".join(cells) + " | " + " | ".join(rel) + " |")
@@ -126,7 +129,7 @@ def penalty_verdict(m: pd.DataFrame, b: pd.DataFrame | None, penalty: float, G: 
             a = m[(m.policy == p) & (m.generation == g)].set_index("seed")["ppl_holdout"]
             c = b[(b.policy == p) & (b.generation == g)].set_index("seed")["ppl_holdout"]
             ratio[p, g] = (a / c).dropna().mean()
-            lines.append(f"| {p} | {g} | {mean_sd(a)} | {mean_sd(c)} | {ratio[p, g]:.2f}× |")
+            lines.append(f"| {p} | {g} | {pm(a, '.0f')} | {pm(c, '.0f')} | {ratio[p, g]:.2f}× |")
     r = ratio["replace", G]
     said = ("matches the paper's doubling" if 1.5 <= r <= 3 else "is more than the paper's doubling" if r > 3
             else "raises perplexity, less than the paper's doubling" if r > 1.1
@@ -203,19 +206,16 @@ def nature(args) -> int:
     runs, paths = {}, []
     t_all = time.perf_counter()
     for dec in NATURE_DECODINGS:
-        config = {"family": "gpt", "policies": POLICIES, "seeds": args.seeds, "generations": args.generations,
-                  "resample_data": True, "model": {"device": args.device, "recipe": "nature", "decoding": dec}}
-        for k in ("train_items", "holdout_items"):
-            if getattr(args, k):
-                config[k] = getattr(args, k)
-        if args.pretrain_items:
-            config["model"]["pretrain_items"] = args.pretrain_items
+        config = nature_config(args, dec)
         print(f"== {dec}", flush=True)
         path = (args.out or OUT_DIR) / f"repro_gpt_nature_{dec}"
         runs[dec] = run_or_load(config, path, args.jobs)
         paths.append(str(path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path))
     folders = "`, `".join(paths)
     G = args.generations
+    rp = args.repetition_penalty
+    if rp != 1:
+        return nature_penalty(args, runs["beam"], rp)
     gens = sorted({0, 1, 2, 3, 5, G} & set(range(G + 1)))
     beam = runs["beam"]
     s, mp = beam.summary["corpus"], beam.config.model
@@ -270,7 +270,7 @@ def nature(args) -> int:
     diff = (rb - rs).dropna()
     lo_hi = ci(diff)
     beats = base.gpt.mean() <= base.trigram.mean()
-    flags = "" if args.seeds == [0, 1, 2] else " --seeds " + ",".join(map(str, args.seeds))
+    flags = "" if args.seeds == SEEDS else " --seeds " + ",".join(map(str, args.seeds))
     flags += (f" --generations {G}" if G != 10 else "") + (f" --train-items {args.train_items}" if args.train_items else "")
     flags += (f" --holdout-items {args.holdout_items}" if args.holdout_items else "")
     flags += (f" --pretrain-items {args.pretrain_items}" if args.pretrain_items else "")
@@ -346,9 +346,78 @@ prompt's last 32-64 pieces rather than the whole 64 + 64; {len(seeds)} seeds {'a
     return 0
 
 
+def nature_config(args, decoding: str, **model) -> dict:
+    """One run of the paper's recipe: ``decoding`` (beam or sample), each seed its own data."""
+    config = {"family": "gpt", "policies": POLICIES, "seeds": args.seeds, "generations": args.generations,
+              "resample_data": True, "model": {"device": args.device, "recipe": "nature", "decoding": decoding, **model}}
+    for k in ("train_items", "holdout_items"):
+        if getattr(args, k):
+            config[k] = getattr(args, k)
+    if args.pretrain_items:
+        config["model"]["pretrain_items"] = args.pretrain_items
+    return config
+
+
+def nature_penalty(args, beam: cl.Run, rp: float) -> int:
+    """The paper's ablation under its recipe: the beam run again with repetition penalty ``rp``,
+    against the same beam run without it (section "gpt-nature-rp<rp>" and the README's bullet)."""
+    t0 = time.perf_counter()
+    path = (args.out or OUT_DIR) / f"repro_gpt_nature_beam_rp{rp:g}"
+    print(f"== beam, repetition penalty {rp:g}", flush=True)
+    run = run_or_load(nature_config(args, "beam", repetition_penalty=rp), path, args.jobs)
+    t0 = time.perf_counter()
+    G, m, b = args.generations, run.metrics, beam.metrics
+
+    def at(r, p, g, col):
+        d = r[(r.policy == p) & (r.generation == g)].sort_values("seed")[col]
+        return pm(d, ".3f" if col == "self_bleu" else ".0f")
+
+    rows = ["| measure | generation | replace, penalty | replace, without | anchor:0.1, penalty | anchor:0.1, without |",
+            "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for col, what in (("vocab_size", "word types in the output"), ("self_bleu", "self-BLEU"),
+                      ("ppl_under_gen0", "perplexity of the output under generation 0")):
+        for g in sorted({0, G}):
+            rows.append(f"| {what} | {g} | " + " | ".join(at(r, p, g, col) for p in POLICIES for r in (m, b)) + " |")
+    flags = "" if args.seeds == SEEDS else " --seeds " + ",".join(map(str, args.seeds))
+    flags += (f" --generations {G}" if G != 10 else "") + (f" --train-items {args.train_items}" if args.train_items else "")
+    flags += (f" --holdout-items {args.holdout_items}" if args.holdout_items else "")
+    flags += (f" --pretrain-items {args.pretrain_items}" if args.pretrain_items else "")
+    flags += f" --repetition-penalty {rp:g}"
+    verdict_text = penalty_verdict(m, b, rp, G)
+    doc = f"""## Reproduction 1e: the repetition-penalty ablation, under the paper's recipe
+
+Produced by `python bench/repro_gpt.py --recipe nature{flags}` ({time.strftime('%Y-%m-%d')}; the run took
+{(run.summary.get('seconds') or 0) / 60:.0f} min on this shared 2-core machine; rebuilding the tables {time.perf_counter() - t0:.0f} s). Every number
+is computed from it (`{path}`) and from Reproduction 1d's beam run, which it repeats with one change:
+repetition penalty {rp:g} in the 5-beam search (the settings are otherwise identical, seeds {', '.join(map(str, run.config.seeds))},
+each its own data; ± is the half-width of the 95% t interval over seeds).
+
+Shumailov et al. report that generating with repetition penalty 2 "causes the perplexity to double".
+
+{verdict_text}
+
+{peak_line(run, beam, G)}
+
+What the penalty does to the text (generation 0 and {G}):
+
+{chr(10).join(rows)}
+"""
+    readme = (f"- **The repetition-penalty ablation, under the recipe** (`python bench/repro_gpt.py --recipe nature{flags}`; "
+              f"Reproduction 1e): {verdict_text.split(chr(10) + chr(10))[-1]}")
+    if not args.no_docs:
+        write_section(ROOT / "docs" / "results.md", f"gpt-nature-rp{rp:g}", doc)
+        write_section(ROOT / "README.md", f"gpt-results-rp{rp:g}", readme)
+    print(doc)
+    print(readme)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2], help="e.g. 0-2 or 0,3 (default 0-2)")
+    ap.add_argument("--seeds", type=seeds_arg, default=SEEDS, help="e.g. 0-4 or 0,3 (default 0-4)")
+    ap.add_argument("--shared-data", action="store_true",
+                    help="every seed shares one split of human data (default: each seed draws its own, resample_data; "
+                         "--recipe always resamples)")
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--train-items", type=int, default=None, help="sentences per generation (default: the gpt default, 5000)")
     ap.add_argument("--decoding", choices=list(DECODING), default="sample",
@@ -368,13 +437,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="nature: the paper's recipe (model: {recipe: nature}), 5-beam against sampling, each seed its own data")
     ap.add_argument("--pretrain-items", type=int, default=None, help="with --recipe: human reserve sentences to pretrain on")
     args = ap.parse_args(argv)
+    rp = args.repetition_penalty
+    if rp < 1:
+        ap.error(f"--repetition-penalty must be at least 1 (got {rp:g})")
     if args.recipe:
         return nature(args)
 
     beam = args.decoding == "beam"
-    rp = args.repetition_penalty
-    if rp < 1:
-        ap.error(f"--repetition-penalty must be at least 1 (got {rp:g})")
     suffix = ("" if args.family == "gpt" else f"_{args.family}") + ("_beam" if beam else "")
     plain_out = args.without or OUT_DIR / f"repro_gpt{suffix}"  # the same run without the penalty, for the ablation
     suffix += f"_rp{rp:g}" if rp != 1 else ""
@@ -383,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     if rp != 1:
         knobs, how = {**knobs, "repetition_penalty": rp}, how + f", with repetition penalty {rp:g}"
     config = {"family": args.family, "policies": POLICIES, "seeds": args.seeds, "generations": args.generations,
-              "model": {"device": args.device, **knobs}}
+              "resample_data": not args.shared_data, "model": {"device": args.device, **knobs}}
     if args.train_items:
         config["train_items"] = args.train_items
     if args.holdout_items:
@@ -401,7 +470,8 @@ def main(argv: list[str] | None = None) -> int:
     s, mp = run.summary["corpus"], run.config.model
     final = {p: m[(m.policy == p) & (m.generation == G)]["ppl_holdout"] for p in POLICIES}
     gen0 = m[m.generation == 0]["ppl_holdout"]
-    flags = (" --decoding beam" if beam else "") + ("" if args.seeds == [0, 1, 2] else " --seeds " + ",".join(map(str, args.seeds)))
+    flags = (" --decoding beam" if beam else "") + ("" if args.seeds == SEEDS else " --seeds " + ",".join(map(str, args.seeds)))
+    flags += " --shared-data" if args.shared_data else ""
     flags += (f" --train-items {args.train_items}" if args.train_items else "") + (f" --generations {G}" if G != 10 else "")
     flags = (f" --family {args.family}" if args.family != "gpt" else "") + flags
     flags += f" --holdout-items {args.holdout_items}" if args.holdout_items else ""
@@ -434,7 +504,8 @@ Setup: {model},
 {s['train_items']:,} State of the Union sentences ({s['train_tokens']:,} words); each later generation fine-tunes **from generation
 0's weights** on what its predecessor wrote (`replace`, the paper's 0% original data) or on 90% of that plus 10% drawn
 afresh from the human training set (`anchor:0.1`, the paper's 10%). Held-out perplexity is per word on
-{s['holdout_items']:,} sentences of addresses no generation trains on. Seeds {', '.join(map(str, run.config.seeds))}: mean ± sd.
+{s['holdout_items']:,} sentences of addresses no generation trains on. Seeds {', '.join(map(str, run.config.seeds))}, {'all sharing one split of human data' if args.shared_data else 'each drawing its own human data (`resample_data`)'}: mean ± the
+half-width of the 95% t interval over seeds.
 
 ### Held-out perplexity per generation
 
@@ -458,7 +529,7 @@ perplexity points", while keeping 10% of the original data gives "only minor deg
 per-sample perplexity under generation 0 gain a peak of very probable samples and a long tail of improbable ones.
 
 Ours: generation 0 reaches {gen0.mean():.0f} per word ({scale}); at generation {G} `replace` stands at
-{mean_sd(final['replace'])} and `anchor:0.1` at {mean_sd(final['anchor:0.1'])}.
+{pm(final['replace'], '.0f')} and `anchor:0.1` at {pm(final['anchor:0.1'], '.0f')}.
 {verdict(m, G)} The histogram: {shape_verdict(run, G)}
 Other differences: the paper picks each generation's best checkpoint on validation data, we train a fixed number of
 epochs; {'its prompts are blocks of the original training data, ours items of the generation' + "'" + 's own training set.' if beam else 'it beam-searches, this run samples (`--decoding beam` gives the beam variant, section 1b).'}

@@ -1,6 +1,7 @@
 """Reproduction 2 (issues 3 and 13): the shape of MAD (Alemohammad et al., ICLR 2024) on digits.
 
-Two experiments per image family, each a run of the loop over 10 generations and 3 seeds:
+Two experiments per image family, each a run of the loop over 10 generations and 5 seeds, every seed drawing
+its own generation-0 images and held-out split (`resample_data`; `--shared-data` for one split shared by all seeds):
 
 1. **Loops** (MAD Fig. 4 and 10, and the synthetic augmentation loop): MAD's three loops as the paper defines them, and one more.
    - fully synthetic (`replace`): generation g trains on generation g-1's output only;
@@ -23,7 +24,8 @@ paragraph from the kept metrics of every family there (ddpm's come from a GPU ma
 
     python bench/repro_images.py                       # gmm and vae
     python bench/repro_images.py --families ddpm --device cuda   # the diffusion model, on a GPU
-    python bench/repro_images.py --families ddpm --metrics-from docs/data/repro_images_ddpm --where "..."  # its tables, here
+    python bench/repro_images.py --families ddpm --metrics-from docs/data/repro_images_ddpm --where "..." --shared-data
+                    # its tables, here (--shared-data: that run, 3 seeds, shared one split of real images)
     python bench/repro_images.py --generations 30 --train-items 180 --no-bias   # the loops over a longer
                     # horizon: does fixed real data only delay collapse? (fresh:0.2 needs 0.2 x 180 x 30 = 1,080
                     # unseen digits; 1,317 are left beside the 180 trained on and the 300 held out)
@@ -42,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, mean_sd, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, pm, run_or_load, seeds_arg, write_section  # noqa: E402
 
 from collapselab.metrics.verdicts import trend_of  # noqa: E402
 
@@ -54,7 +56,7 @@ BIASES = [1.0, 0.7, 0.5]  # MAD's values: 0.7 (StyleGAN truncation), 0.5 (DDPM g
 
 
 def cell(df: pd.DataFrame, metric: str, fmt: str) -> str:
-    return mean_sd(df[metric], fmt) if len(df) else "not run"
+    return pm(df[metric], fmt) if len(df) else "not run"
 
 
 def loops_table(m: pd.DataFrame, gens: list[int]) -> str:
@@ -182,11 +184,14 @@ def figure(run_dir: Path, family: str, seed: int, gens: list[int], out: Path) ->
 
 
 def family_section(family: str, loops: pd.DataFrame, biased: dict[float, pd.DataFrame] | None, train_items: int,
-                   holdout_items: int | None, fig: Path | None, produced_by: str, heading: str = "") -> str:
+                   holdout_items: int | None, fig: Path | None, produced_by: str, heading: str = "",
+                   resampled: bool = True) -> str:
     seeds = sorted(loops.seed.unique())
     G = int(loops.generation.max())
     gens = sorted({0, 1, 2, 3, 5, G} & set(range(G + 1)))
     held = f"{holdout_items} held-out real ones" if holdout_items else "the held-out real images"
+    data = ("each drawing its own real training images and held-out split" if resampled
+            else "all sharing one split of real images (the spread is the models' sampling noise only)")
     picture = f"\n![{family} samples by generation](figures/{fig.name})\n" if fig else ""
     bias = "" if biased is None else f"""**Sampling bias, fully synthetic loop.**
 
@@ -199,7 +204,7 @@ def family_section(family: str, loops: pd.DataFrame, biased: dict[float, pd.Data
 {produced_by}. {train_items} real images train generation 0; every generation of `replace`, `fresh:0.2` and `anchor:0.2`
 trains on {train_items} images, generation g of `accumulate` on {train_items} × (g + 1) (the real set and g outputs); each is
 compared with {held} (FID in the features of a classifier trained once on the real images; precision and recall
-with k = 5). Mean ± sd over seeds {', '.join(map(str, seeds))}.
+with k = 5). Mean ± the half-width of the 95% t interval over seeds {', '.join(map(str, seeds))}, {data}.
 
 **Loops (λ = 1).**
 
@@ -238,8 +243,8 @@ versions of this page called it MAD's fixed-real loop; it is not, and its result
 Whether a loop "still rises" or is "bounded" is decided by `collapselab.metrics.verdicts.trend`, not by eye: each
 seed's least-squares slope of FID over the second half of the run (generations G/2..G), the slopes' mean over seeds
 and its 95% t interval; "bounded" when the interval's upper end, over the window, would move FID by under a tenth of
-its level, else "still rising" when the interval's lower end is above 0, "undetermined" otherwise (three seeds often
-cannot tell).
+its level, else "still rising" when the interval's lower end is above 0, "undetermined" otherwise (a few seeds
+often cannot tell).
 "holds here" is the script's verdict on each claim, not a hand-written one.
 
 Our scale is far smaller (8×8 digits, 500 images a generation, models that fit in seconds; MAD trains on 60 k MNIST
@@ -312,7 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", default="gmm,vae", help="comma-separated image families (default gmm,vae; ddpm wants a GPU)")
     ap.add_argument("--corpus", default="digits")
-    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2], help="e.g. 0-2 or 0,3 (default 0-2)")
+    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2, 3, 4], help="e.g. 0-4 or 0,3 (default 0-4)")
+    ap.add_argument("--shared-data", action="store_true",
+                    help="every seed shares one split of real images (default: each seed draws its own, resample_data)")
     ap.add_argument("--generations", type=int, default=10)
     ap.add_argument("--train-items", type=int, default=500)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (vae, ddpm)")
@@ -332,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     fig_dir = args.out if args.no_docs else ROOT / "docs" / "figures"
     flags = " --families {family}" + ("" if args.device == "cpu" else f" --device {args.device}")
     flags += ("" if G == 10 else f" --generations {G}") + ("" if args.train_items == 500 else f" --train-items {args.train_items}")
-    flags += " --no-bias" if args.no_bias else ""
+    flags += (" --no-bias" if args.no_bias else "") + (" --shared-data" if args.shared_data else "")
     suffix = "" if G == 10 else f"-g{G}"  # another horizon: its own run folders, figure and section
     heading = "" if G == 10 else f", {G} generations"
     sections = {}
@@ -342,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.metrics_from:
             src = args.metrics_from
             loops = pd.read_parquet(src / f"{tag}-loops.parquet")
+            ran = sorted(int(x) for x in loops.seed.unique())
+            if ran != [0, 1, 2, 3, 4]:
+                command = command[:-1] + f" --seeds {','.join(map(str, ran))}`"
             biased = None if args.no_bias else {b: loops[loops.policy == "replace"] if b == 1.0
                                                 else pd.read_parquet(src / f"{tag}-bias{b:g}.parquet") for b in BIASES}
             fig = None
@@ -354,11 +364,13 @@ def main(argv: list[str] | None = None) -> int:
             if missing:
                 produced += (f". That run did not include {', '.join(f'`{p}`' for p in missing)} (its columns read \"not run\"); "
                              f"{command} runs all {len(LOOPS)} loops")
-            sections[family] = family_section(family, loops, biased, args.train_items, None, fig, produced, heading)
+            sections[family] = family_section(family, loops, biased, args.train_items, None, fig, produced, heading,
+                                              not args.shared_data)
             if not args.no_docs and src.resolve() != (DATA / f"repro_images_{family}").resolve():
                 keep(family, tag, suffix, loops, biased)
             continue
-        base = {"family": family, "corpus": args.corpus, "seeds": args.seeds, "generations": G, "train_items": args.train_items}
+        base = {"family": family, "corpus": args.corpus, "seeds": args.seeds, "generations": G, "train_items": args.train_items,
+                "resample_data": not args.shared_data}
         model = {} if family == "gmm" else {"device": args.device, **({"epochs": args.epochs} if args.epochs else {})}
         print(f"{family}: the three loops")
         run = run_or_load({**base, "policies": list(LOOPS), "model": model}, args.out / f"{tag}-loops{suffix}", args.jobs)
@@ -370,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         fig = figure(run.path, family, args.seeds[0], sorted({0, 1, min(3, G), G}), fig_dir / f"repro_images_{family}{suffix}.png")
         s = run.summary["corpus"]
         produced = f"Computed by {command} ({time.strftime('%Y-%m-%d')}, this machine)"
-        sections[family] = family_section(family, loops, biased, s["train_items"], s["holdout_items"], fig, produced, heading)
+        sections[family] = family_section(family, loops, biased, s["train_items"], s["holdout_items"], fig, produced, heading,
+                                          not args.shared_data)
         if not args.no_docs:
             keep(family, tag, suffix, loops, biased)
     if not args.no_docs:

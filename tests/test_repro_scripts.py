@@ -62,10 +62,21 @@ def test_repro_images_runs_end_to_end(tmp_path, capsys):
     assert repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "2", "--jobs", "1",
                        "--out", str(tmp_path), "--no-docs"]) == 0
     text = capsys.readouterr().out
-    assert "### `gmm`, 2 generations" in text and "| 2 |" in text and "Mean ± sd over seeds 0, 1" in text
+    assert "### `gmm`, 2 generations" in text and "| 2 |" in text and "Mean ± the half-width of the 95% t interval over seeds 0, 1, each drawing its own" in text
     assert "**Sampling bias" in text and "--generations 2`" in text
     assert (tmp_path / "repro_images_gmm-g2.png").stat().st_size > 1000  # another horizon than 10: its own figure and folders
     assert {p.name for p in tmp_path.iterdir() if p.is_dir()} == {"gmm-digits-loops-g2", "gmm-digits-bias0.7-g2", "gmm-digits-bias0.5-g2"}
+    import collapselab as cl
+
+    run = cl.load_run(tmp_path / "gmm-digits-loops-g2")
+    assert run.config.resample_data  # every seed draws its own real images by default
+    from collapselab.provenance.ledger import Ledger
+
+    led = Ledger(run.path / "ledger.sqlite")
+    try:  # the run's split, then each seed's own training set and reserve: 2 + 2 x 2 human documents
+        assert len(led.documents(origin="human")) == 6
+    finally:
+        led.close()
     assert "synthetic augmentation" in text and "constant real share" in text and "slope over generations 1-2" in text
     # a rerun reuses the finished runs (no new generation lines) and prints the same tables
     assert repro.main(["--families", "gmm", "--seeds", "0-1", "--generations", "2", "--jobs", "1",
@@ -107,14 +118,14 @@ def test_repetition_penalty_verdict_follows_the_numbers():
 
     without = frame([100, 150, 300], [100, 110, 120])
     doubled = repro.penalty_verdict(frame([100, 320, 620], [100, 200, 230]), without, 2.0, 2)
-    assert "2.07" in doubled and "matches the paper's doubling" in doubled and "| replace | 2 | 623 ± 4 | 302 ± 2 | 2.07× |" in doubled
+    assert "2.07" in doubled and "matches the paper's doubling" in doubled and "| replace | 2 | 623 ± 39 | 302 ± 19 | 2.07× |" in doubled  # ± the 95% t half-width
     same = repro.penalty_verdict(frame([100, 150, 290], [100, 110, 120]), without, 2.0, 2)
     assert "does NOT show" in same and "about the same" in same
     assert "the penalty lowers" in repro.penalty_verdict(frame([100, 120, 150], [100, 110, 120]), without, 2.0, 2)
     assert "more than the paper's doubling" in repro.penalty_verdict(frame([100, 600, 1200], [100, 110, 120]), without, 2.0, 2)
     assert "No run without the penalty" in repro.penalty_verdict(without, None, 2.0, 2)
     # a baseline with fewer generations: compared at its last one
-    assert "| replace | 1 | 322 ± 2 | 151 ± 1 |" in repro.penalty_verdict(frame([100, 320, 620], [100, 200, 230]), without[without.generation < 2], 2.0, 2)
+    assert "| replace | 1 | 322 ± 20 | 151 ± 10 |" in repro.penalty_verdict(frame([100, 320, 620], [100, 200, 230]), without[without.generation < 2], 2.0, 2)
 
 
 def test_write_section_replaces_its_own_part_only(tmp_path):

@@ -165,3 +165,34 @@ def test_each_sample_shard_gets_a_signed_sidecar(corpus, tmp_path):
     with pytest.raises(cl.UserError):
         cl.run_experiment({**cfg, "credentials": str(tmp_path / "none")}, out=tmp_path / "bad")
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_model_that_repeats_another_models_output_is_recorded_not_refused(tmp_path):
+    """A collapsed deterministic decoder can write exactly what an earlier generation wrote: the
+    document stays its first writer's entry, and the later model's output is named by a snapshot
+    of it, which a resumed run reads back (before the fix the ledger refused the run)."""
+    from collapselab.loop.provenance import RunLedger, output_snapshot
+
+    path = tmp_path / "ledger.sqlite"
+    led = RunLedger(path, family="gpt", corpus_name="c", human="a" * 64, pool="b" * 64)
+    same = "c" * 64
+    led.record("replace", 0, 0, (-1,), same)
+    led.record("replace", 0, 1, (0,), same)  # generation 1 wrote generation 0's text again
+    led.record("replace", 0, 2, (1,), "d" * 64)
+    led.record("replace", 0, 0, (-1,), same)  # the same model recorded twice: one entry, no snapshot
+    led.close()
+    ledger = Ledger(path)
+    try:
+        doc = ledger.document(same)
+        assert doc.model_id == model_id("replace", 0, 0) and doc.generation == 1
+        assert ledger.snapshot(output_snapshot(model_id("replace", 0, 1))).content_hashes == (same,)
+        assert ledger.snapshot(output_snapshot(model_id("replace", 0, 0))) is None
+        assert ledger.snapshot("train:replace/seed0/gen2").content_hashes == (same,)
+    finally:
+        ledger.close()
+    assert verify(path).ok
+    again = RunLedger(path, family="gpt", corpus_name="c", human="a" * 64, pool="b" * 64)  # a resume
+    try:
+        assert again._shard("replace", 0, 1) == same
+    finally:
+        again.close()

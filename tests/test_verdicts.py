@@ -124,3 +124,5 @@ def test_grid_threshold_and_exact_sizes():
     for n_r, n_s in ((40, 10), (80, 640), (120, 160), (7, 13)):
         c = grid.cell_config(n_r, n_s, 1.0, [0], 10, "digits")
         assert round(parse_policy(c["policies"][0]).fraction * c["samples"]) == n_r and c["train_items"] == n_r
+        assert c["resample_data"] is True  # each seed its own digits, unless asked to share one split
+    assert grid.cell_config(40, 10, 1.0, [0], 10, "digits", resample=False)["resample_data"] is False

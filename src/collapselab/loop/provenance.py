@@ -54,6 +54,11 @@ def model_id(policy: str, seed: int, generation: int) -> str:
     return f"seed{seed}/gen0" if generation == 0 else f"{policy}/seed{seed}/gen{generation}"
 
 
+def output_snapshot(mid: str) -> str:
+    """The snapshot naming model ``mid``'s output when another model had written the same content first."""
+    return f"output:{mid}"
+
+
 class RunLedger:
     """A run's ledger. ``record`` holds entries back until ``flush`` (which the run folder calls just
     before each checkpoint, see :mod:`collapselab.runfolder`) and ``close``: one transaction for many
@@ -84,13 +89,14 @@ class RunLedger:
         mid = model_id(policy, seed, generation)
         shards = sorted({self._shard(ancestors[s] if ancestors and s >= 0 else policy, seed, s) for s in sources})
         snap = f"train:{mid}"
-        self.pending += [
-            Snapshot(snap, shards),
-            Model(mid, self.family, (), snap),
-            # the ledger counts data generations (human = 0): loop generation g makes data generation g+1
-            Document(output_hash, "synthetic", f"samples of {mid}", model_id=mid, generation=generation + 1,
-                     watermark_key_id=self.watermark_key_id),
-        ]
+        # the ledger counts data generations (human = 0): loop generation g makes data generation g+1
+        output = Document(output_hash, "synthetic", f"samples of {mid}", model_id=mid, generation=generation + 1,
+                          watermark_key_id=self.watermark_key_id)
+        if self._written_by_another(output_hash, mid):
+            # a model that wrote exactly what another already wrote (a collapsed, deterministic decoder): the
+            # document is that model's entry, never changed; this model's output is named by a snapshot of it
+            output = Snapshot(output_snapshot(mid), (output_hash,))
+        self.pending += [Snapshot(snap, shards), Model(mid, self.family, (), snap), output]
         self.outputs[mid] = output_hash
 
     def add_seed(self, seed: int, human: str, pool: str) -> None:
@@ -115,8 +121,16 @@ class RunLedger:
             return self.vault
         mid = model_id(policy, seed, origin)
         if mid not in self.outputs:  # made before a resume: in the ledger
-            self.outputs[mid] = self.ledger.documents(model_id=mid)[0].content_hash
+            docs = self.ledger.documents(model_id=mid)
+            self.outputs[mid] = docs[0].content_hash if docs else self.ledger.snapshot(output_snapshot(mid)).content_hashes[0]
         return self.outputs[mid]
+
+    def _written_by_another(self, content_hash: str, mid: str) -> bool:
+        """Whether a document with this content, recorded as another model's output, is in the ledger
+        or waiting to be appended."""
+        doc = next((r for r in self.pending if isinstance(r, Document) and r.content_hash == content_hash), None)
+        doc = doc or self.ledger.document(content_hash)
+        return doc is not None and doc.model_id != mid
 
     def close(self) -> None:
         try:
