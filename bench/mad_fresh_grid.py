@@ -100,7 +100,7 @@ def run_cell(args, n_r: int, n_s: int, bias: float, seeds: list[int], tag: str) 
     config = cell_config(n_r, n_s, bias, seeds, args.generations, args.corpus, not args.shared_data)
     print(f"n_r {n_r}, n_s {n_s}, λ {bias:g}, seeds {seeds}")
     run = run_or_load(config, args.out / f"r{n_r}-s{n_s}-b{bias:g}{tag}", args.jobs)
-    return {"n_r": n_r, "n_s": n_s, "bias": bias, **admissibility(run.metrics)}
+    return {"n_r": n_r, "n_s": n_s, "bias": bias, "seconds": run.summary.get("seconds") or 0.0, **admissibility(run.metrics)}
 
 
 def readme_line(confirmed: list[dict], args, flags: str) -> str:
@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
             "real data as well as of fitting and sampling.")
     md = f"""### Fresh-data admissibility (MAD's fresh-data loop): a grid over (n_r, n_s, λ)
 
-Computed by `python bench/mad_fresh_grid.py{flags}` ({time.strftime('%Y-%m-%d')}, this machine; this invocation took
-{time.perf_counter() - t0:.0f} s, reusing the finished run folders it found under bench/out/mad_fresh_grid/). The `gmm` image family on digits; the grid {grid}, {args.generations} generations, seeds
+Computed by `python bench/mad_fresh_grid.py{flags}` ({time.strftime('%Y-%m-%d')}, this machine; its {len(rows) + sum(len(c["again"]) for c in confirmed)} runs took
+{(sum(r["seconds"] for r in rows) + sum(r["seconds"] for c in confirmed for r in c["again"])) / 60:.0f} min, and this invocation {time.perf_counter() - t0:.0f} s, reusing the finished run folders it found under bench/out/mad_fresh_grid/). The `gmm` image family on digits; the grid {grid}, {args.generations} generations, seeds
 {', '.join(map(str, args.seeds))}: {len(rows)} runs of `fresh:F` with F = n_r / (n_r + n_s), n_r + n_s images drawn a
 generation and `train_items` = n_r, so generation 0 is the real-only model on n_r images (MAD: the loop's limit does not
 depend on what generation 0 trained on). The loop's limit is each seed's mean FID over generations {args.generations // 2}-{args.generations},

@@ -325,6 +325,13 @@ search and {rs.mean():.2f}× with sampling (per-seed ratios, mean); the differen
 Differences from the paper that remain: a 0.6 M-parameter model pretrained on {mp['pretrain_items']:,} sentences, not OPT-125m;
 {s['train_items']:,} training sentences, not wikitext2; a context of {mp['block_size']} pieces, so a continuation sees its
 prompt's last 32-64 pieces rather than the whole 64 + 64; {len(seeds)} seeds {'as the paper has 5 runs' if len(seeds) >= 5 else 'rather than 5 runs'}.
+
+Earlier versions of this page had Reproductions 1-1c (`gpt` trained from scratch on sentences, sampled, beam-searched from
+its own training items, and with repetition penalty 2) and a `smollm2` run (200 sentences, 4 generations): 3 seeds sharing
+one split of human data, mean ± sd, a generation 0 weaker than the trigram. They fell short of this page's bar and were
+taken off; this recipe and Reproduction 1e replace them. `python bench/repro_gpt.py` (with `--decoding beam`,
+`--family smollm2`) still runs them, now with 5 seeds each drawing its own data, writing sections "gpt", "gpt-beam",
+"smollm2" (an hour or more each on this machine: not rerun for this page).
 """
     readme = (f"- **The Nature paper's language-model experiment, its recipe** (`python bench/repro_gpt.py --recipe nature{flags}`; "
               f"`gpt` pretrained on {mp['pretrain_items']:,} human SOTU sentences outside the run's data, fine-tuned on "
@@ -336,8 +343,7 @@ prompt's last 32-64 pieces rather than the whole 64 + 64; {len(seeds)} seeds {'a
               f"({rb.mean():.2f}× generation 0) and {pm(final('sample', 'replace'), '.0f')} with sampling ({rs.mean():.2f}×): "
               f"{beam_vs} (ratio difference {lo_hi[0]:+.2f} ± {lo_hi[1]:.2f}); but beam search's text is degenerate from generation 0 on "
               f"({at('beam', 0, 'vocab_size'):.0f} word types against {at('sample', 0, 'vocab_size'):.0f} sampled). Keeping 10% original data: {pm(final('beam', 'anchor:0.1'), '.0f')} (beam), "
-              f"{pm(final('sample', 'anchor:0.1'), '.0f')} (sampling). The earlier sentence-level runs without pretraining "
-              f"(`python bench/repro_gpt.py`, `--decoding beam`, `--repetition-penalty 2`) are Reproductions 1-1c there.")
+              f"{pm(final('sample', 'anchor:0.1'), '.0f')} (sampling).")
     if not args.no_docs:
         write_section(ROOT / "docs" / "results.md", "gpt-nature", doc)
         write_section(ROOT / "README.md", "gpt-results", readme)

@@ -203,7 +203,7 @@ def family_section(family: str, loops: pd.DataFrame, biased: dict[float, pd.Data
 
 {produced_by}. {train_items} real images train generation 0; every generation of `replace`, `fresh:0.2` and `anchor:0.2`
 trains on {train_items} images, generation g of `accumulate` on {train_items} × (g + 1) (the real set and g outputs); each is
-compared with {held} (FID in the features of a classifier trained once on the real images; precision and recall
+compared with {held} (FID in the features of a classifier trained once on {'the seed' + chr(39) + 's' if resampled else 'the'} real images; precision and recall
 with k = 5). Mean ± the half-width of the 95% t interval over seeds {', '.join(map(str, seeds))}, {data}.
 
 **Loops (λ = 1).**
@@ -220,7 +220,10 @@ INTRO = """## Reproduction 2: MAD's self-consuming image loops, on digits
 Produced by `python bench/repro_images.py` (gmm and vae, on this 2-core machine; `--generations 30 --train-items 180
 --no-bias` for the longer horizon) and, for the diffusion model, `python bench/repro_images.py --families ddpm --device cuda`
 on a GPU machine (its metrics kept in docs/data/repro_images_ddpm/, the tables rebuilt here with `--metrics-from`). Every
-number and verdict below is computed by the script from those runs.
+number and verdict below is computed by the script from those runs. gmm and vae run 5 seeds, each drawing its own
+digits (generation 0's training set, the fresh pool, the held-out split), so the 95% intervals include the variation
+between draws of real data; the ddpm run is older: 3 seeds sharing one split, without `accumulate` (a rerun needs a
+GPU, which this machine lacks).
 
 MAD's three loops (Alemohammad et al., ICLR 2024), as the paper defines them, and what it reported (DDPM on MNIST,
 StyleGAN2 on FFHQ):
@@ -362,8 +365,9 @@ def main(argv: list[str] | None = None) -> int:
             produced = f"Computed by {command} on {args.where or 'another machine'}; tables rebuilt here from its metrics with `--metrics-from`"
             missing = [p for p in LOOPS if not (loops.policy == p).any()]
             if missing:
+                rerun = f"`python bench/repro_images.py --families {family} --device {args.device}`"
                 produced += (f". That run did not include {', '.join(f'`{p}`' for p in missing)} (its columns read \"not run\"); "
-                             f"{command} runs all {len(LOOPS)} loops")
+                             f"{rerun} runs all {len(LOOPS)} loops over 5 seeds, each with its own digits")
             sections[family] = family_section(family, loops, biased, args.train_items, None, fig, produced, heading,
                                               not args.shared_data)
             if not args.no_docs and src.resolve() != (DATA / f"repro_images_{family}").resolve():

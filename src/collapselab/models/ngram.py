@@ -284,7 +284,7 @@ class NGramModel(WordScores):
             ci, found = L.find("ctx_keys", ctx)
             fi, seen = L.find("full_keys", rolled[k][targets - k + 1])
             c = np.where(seen, L.full_counts[fi], 0.0)
-            total = L.ctx_total[ci]
+            total = np.where(found, L.ctx_total[ci], 1.0)  # unseen contexts keep p (below): no 0/0 to compute
             mixed = np.maximum(c - L.discount, 0.0) / total + L.discount * L.ctx_types[ci] / total * p
             p = np.where(found, mixed, p)
         return np.log(p), t_item
