@@ -196,7 +196,7 @@ Produced by `python bench/watermark_loop.py{' --dual' if args.dual else ''}{'' i
 (each seed its own draw), sentences of at most {mp['max_len']} words sampled at temperature 1; held-out perplexity per word on
 {s['holdout_items']:,} held-out sentences. Every generation samples with the scheme (its logits processor last, after
 temperature and truncation, in the model's BPE pieces), so each generation learns from watermarked text. Sizes are smaller
-than the `gpt` reproduction's (5,000 sentences, 8,000 pieces) so that the {len(runs)} arms fit in the script's 25-minute budget.
+than the `gpt` reproductions' so that the {len(runs)} arms fit in the script's 25-minute budget.
 
 Diversity is the output's vocabulary size as a share of the same run's generation 0 (the metric of the
 ngram watermark claim above); "flagged" is the share of sentences whose p-value is at most 0.01;
@@ -216,8 +216,8 @@ towards a key's favoured tokens, so both change what the model samples; Gumbel-m
 token from the model's own distribution (over keys), but with the key fixed the token is a function of
 the last {SPECS['gumbel']['context_width']} tokens, and vLLM samples a context it has already seen in the text without the watermark.
 
-Caveats: these are toy models. Generation 0's held-out perplexity is {ppl0} per word (the `gpt`
-reproduction's, with 5,000 sentences and 8,000 pieces, is 441), and a large share of the words it writes
+Caveats: these are toy models. Generation 0's held-out perplexity is {ppl0} per word (the pretrained `gpt` of
+Reproduction 1d reaches a few hundred), and a large share of the words it writes
 are not words of the corpus (read back as `<unk>`). The schemes are detected in the words' BPE pieces
 re-encoded from the words (as any detector re-tokenises text), so a word the model spelled in other
 pieces, or invented, breaks the evidence around it: the flagged shares are lower than in the pieces
