@@ -145,6 +145,9 @@ def publish(name: str, text: str, write: bool = True) -> None:
 
 # The reproductions (repro_*.py): a kept run folder per experiment, resumed or reused on a rerun.
 
+SEEDS = [0, 1, 2, 3, 4]  # the results scripts' default: 5 seeds (the Nature paper's 5 runs), each its own data
+
+
 def seeds_arg(text: str) -> list[int]:
     """``--seeds`` for argparse, parsed as ``collapselab run --seeds`` parses it (0-2, 0,3)."""
     import argparse
@@ -180,11 +183,6 @@ def pm(values, fmt: str, scale: float = 1.0, unit: str = "") -> str:
     import numpy as np
 
     return fmt_ci(ci(np.asarray(values, dtype=float) * scale), fmt, unit)
-
-
-def mean_sd(values, fmt: str = ".0f") -> str:
-    """``mean ± sd`` over seeds (sample sd); the mean alone for a single value."""
-    return f"{values.mean():{fmt}} ± {values.std(ddof=1):{fmt}}" if len(values) > 1 else f"{values.mean():{fmt}}"
 
 
 def run_or_load(config: dict, out: Path, jobs: int):

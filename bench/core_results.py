@@ -23,11 +23,10 @@ from collapselab.loop.engine import generation_rng
 from collapselab.models import GaussianModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ci, pm, write_section  # noqa: E402
+from _common import SEEDS, ci, pm, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 GENS_SHOWN = [0, 1, 2, 3, 5, 10]
-SEEDS = [0, 1, 2, 3, 4]
 
 
 def per_seed(run: cl.Run, policy: str, g: int, col: str, relative: bool = False) -> np.ndarray:

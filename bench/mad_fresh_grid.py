@@ -39,7 +39,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, SEEDS, run_or_load, seeds_arg, write_section  # noqa: E402
 
 from collapselab.loop.policies import parse_policy  # noqa: E402
 from collapselab.metrics.verdicts import paired_difference, trend_of  # noqa: E402
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-real", type=ints, default=[40, 80, 120], help="n_r values (>= 32: gmm's 32 PCA components)")
     ap.add_argument("--n-synth", type=ints, default=[10, 40, 160, 640], help="n_s values")
     ap.add_argument("--bias", type=floats, default=[1.0, 0.7], help="λ values")
-    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2, 3, 4], help="seeds the threshold is selected on (default 0-4)")
+    ap.add_argument("--seeds", type=seeds_arg, default=SEEDS, help="seeds the threshold is selected on (default 0-4)")
     ap.add_argument("--confirm-seeds", type=seeds_arg, default=[5, 6, 7, 8, 9], help="seeds it is reported on (default 5-9)")
     ap.add_argument("--shared-data", action="store_true",
                     help="every seed shares one split of real images (default: each seed draws its own, resample_data)")

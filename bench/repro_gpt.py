@@ -39,11 +39,10 @@ import pandas as pd
 import collapselab as cl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, pm, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, SEEDS, pm, run_or_load, seeds_arg, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ["replace", "anchor:0.1"]
-SEEDS = [0, 1, 2, 3, 4]  # the paper's 5 runs
 LABEL = {"replace": "0% human data (replace)", "anchor:0.1": "10% human data (anchor:0.1)"}
 
 
@@ -205,7 +204,8 @@ def nature(args) -> int:
 
     runs, paths = {}, []
     t_all = time.perf_counter()
-    for dec in NATURE_DECODINGS:
+    rp = args.repetition_penalty  # the ablation needs only the beam run
+    for dec in ["beam"] if rp != 1 else NATURE_DECODINGS:
         config = nature_config(args, dec)
         print(f"== {dec}", flush=True)
         path = (args.out or OUT_DIR) / f"repro_gpt_nature_{dec}"
@@ -213,7 +213,6 @@ def nature(args) -> int:
         paths.append(str(path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path))
     folders = "`, `".join(paths)
     G = args.generations
-    rp = args.repetition_penalty
     if rp != 1:
         return nature_penalty(args, runs["beam"], rp)
     gens = sorted({0, 1, 2, 3, 5, G} & set(range(G + 1)))
@@ -270,10 +269,7 @@ def nature(args) -> int:
     diff = (rb - rs).dropna()
     lo_hi = ci(diff)
     beats = base.gpt.mean() <= base.trigram.mean()
-    flags = "" if args.seeds == SEEDS else " --seeds " + ",".join(map(str, args.seeds))
-    flags += (f" --generations {G}" if G != 10 else "") + (f" --train-items {args.train_items}" if args.train_items else "")
-    flags += (f" --holdout-items {args.holdout_items}" if args.holdout_items else "")
-    flags += (f" --pretrain-items {args.pretrain_items}" if args.pretrain_items else "")
+    flags = nature_flags(args)
     took = sum(r.summary.get("seconds") or 0 for r in runs.values())
     beam_vs = ("beam search degrades held-out perplexity more than sampling" if lo_hi[0] - lo_hi[1] > 0
                else "sampling degrades it more than beam search" if lo_hi[0] + lo_hi[1] < 0
@@ -364,10 +360,18 @@ def nature_config(args, decoding: str, **model) -> dict:
     return config
 
 
+def nature_flags(args) -> str:
+    """The options after ``--recipe nature`` that reproduce ``args``' runs."""
+    flags = "" if args.seeds == SEEDS else " --seeds " + ",".join(map(str, args.seeds))
+    flags += (f" --generations {args.generations}" if args.generations != 10 else "")
+    flags += (f" --train-items {args.train_items}" if args.train_items else "")
+    flags += (f" --holdout-items {args.holdout_items}" if args.holdout_items else "")
+    return flags + (f" --pretrain-items {args.pretrain_items}" if args.pretrain_items else "")
+
+
 def nature_penalty(args, beam: cl.Run, rp: float) -> int:
     """The paper's ablation under its recipe: the beam run again with repetition penalty ``rp``,
     against the same beam run without it (section "gpt-nature-rp<rp>" and the README's bullet)."""
-    t0 = time.perf_counter()
     path = (args.out or OUT_DIR) / f"repro_gpt_nature_beam_rp{rp:g}"
     print(f"== beam, repetition penalty {rp:g}", flush=True)
     run = run_or_load(nature_config(args, "beam", repetition_penalty=rp), path, args.jobs)
@@ -384,11 +388,7 @@ def nature_penalty(args, beam: cl.Run, rp: float) -> int:
                       ("ppl_under_gen0", "perplexity of the output under generation 0")):
         for g in sorted({0, G}):
             rows.append(f"| {what} | {g} | " + " | ".join(at(r, p, g, col) for p in POLICIES for r in (m, b)) + " |")
-    flags = "" if args.seeds == SEEDS else " --seeds " + ",".join(map(str, args.seeds))
-    flags += (f" --generations {G}" if G != 10 else "") + (f" --train-items {args.train_items}" if args.train_items else "")
-    flags += (f" --holdout-items {args.holdout_items}" if args.holdout_items else "")
-    flags += (f" --pretrain-items {args.pretrain_items}" if args.pretrain_items else "")
-    flags += f" --repetition-penalty {rp:g}"
+    flags = nature_flags(args) + f" --repetition-penalty {rp:g}"
     verdict_text = penalty_verdict(m, b, rp, G)
     doc = f"""## Reproduction 1e: the repetition-penalty ablation, under the paper's recipe
 

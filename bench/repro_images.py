@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import OUT_DIR, pm, run_or_load, seeds_arg, write_section  # noqa: E402
+from _common import OUT_DIR, SEEDS, pm, run_or_load, seeds_arg, write_section  # noqa: E402
 
 from collapselab.metrics.verdicts import trend_of  # noqa: E402
 
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--families", default="gmm,vae", help="comma-separated image families (default gmm,vae; ddpm wants a GPU)")
     ap.add_argument("--corpus", default="digits")
-    ap.add_argument("--seeds", type=seeds_arg, default=[0, 1, 2, 3, 4], help="e.g. 0-4 or 0,3 (default 0-4)")
+    ap.add_argument("--seeds", type=seeds_arg, default=SEEDS, help="e.g. 0-4 or 0,3 (default 0-4)")
     ap.add_argument("--shared-data", action="store_true",
                     help="every seed shares one split of real images (default: each seed draws its own, resample_data)")
     ap.add_argument("--generations", type=int, default=10)
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
             src = args.metrics_from
             loops = pd.read_parquet(src / f"{tag}-loops.parquet")
             ran = sorted(int(x) for x in loops.seed.unique())
-            if ran != [0, 1, 2, 3, 4]:
+            if ran != SEEDS:
                 command = command[:-1] + f" --seeds {','.join(map(str, ran))}`"
             biased = None if args.no_bias else {b: loops[loops.policy == "replace"] if b == 1.0
                                                 else pd.read_parquet(src / f"{tag}-bias{b:g}.parquet") for b in BIASES}

@@ -75,10 +75,13 @@ class RunLedger:
         self.pending: list = []
         self.seed_data: dict[int, tuple[str, str]] = {}  # seed -> (human, reserve) hashes, with resample_data
         self.outputs: dict[str, str] = {}  # model id -> the hash of its output, for its children's snapshots
+        self.writers: dict[str, str | None] = {}  # content hash -> the model whose document it is (None: human data)
         self.ledger.append([
             Document(human, "human", f"{corpus_name}: generation 0's training set"),
             Document(pool, "human", f"{corpus_name}: unseen human reserve"),
         ] + ([Document(vault, "human", vault_source)] if vault else []))
+        for doc in self.ledger.documents():  # the human data, and outputs written before a resume: one read, then a dict
+            self.writers.setdefault(doc.content_hash, doc.model_id)
 
     def record(self, policy: str, seed: int, generation: int, sources: tuple[int, ...], output_hash: str,
                ancestors: tuple[str, ...] | None = None) -> None:
@@ -92,9 +95,10 @@ class RunLedger:
         # the ledger counts data generations (human = 0): loop generation g makes data generation g+1
         output = Document(output_hash, "synthetic", f"samples of {mid}", model_id=mid, generation=generation + 1,
                           watermark_key_id=self.watermark_key_id)
-        if self._written_by_another(output_hash, mid):
-            # a model that wrote exactly what another already wrote (a collapsed, deterministic decoder): the
-            # document is that model's entry, never changed; this model's output is named by a snapshot of it
+        if self.writers.setdefault(output_hash, mid) != mid:
+            # a model that wrote exactly what another already wrote (a collapsed, deterministic decoder), or
+            # human data: the document is the first writer's entry, never changed; this model's output is named
+            # by a snapshot of it
             output = Snapshot(output_snapshot(mid), (output_hash,))
         self.pending += [Snapshot(snap, shards), Model(mid, self.family, (), snap), output]
         self.outputs[mid] = output_hash
@@ -102,6 +106,8 @@ class RunLedger:
     def add_seed(self, seed: int, human: str, pool: str) -> None:
         """Seed ``seed`` has its own human training set and reserve (``resample_data``): record them."""
         self.seed_data[seed] = (human, pool)
+        self.writers.setdefault(human, None)
+        self.writers.setdefault(pool, None)
         # the same descriptions as the run's own split: a data set drawn twice (an empty reserve) is one document
         self.pending += [Document(human, "human", f"{self.corpus_name}: generation 0's training set"),
                          Document(pool, "human", f"{self.corpus_name}: unseen human reserve")]
@@ -124,13 +130,6 @@ class RunLedger:
             docs = self.ledger.documents(model_id=mid)
             self.outputs[mid] = docs[0].content_hash if docs else self.ledger.snapshot(output_snapshot(mid)).content_hashes[0]
         return self.outputs[mid]
-
-    def _written_by_another(self, content_hash: str, mid: str) -> bool:
-        """Whether a document with this content, recorded as another model's output, is in the ledger
-        or waiting to be appended."""
-        doc = next((r for r in self.pending if isinstance(r, Document) and r.content_hash == content_hash), None)
-        doc = doc or self.ledger.document(content_hash)
-        return doc is not None and doc.model_id != mid
 
     def close(self) -> None:
         try:
